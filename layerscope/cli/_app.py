@@ -1,0 +1,126 @@
+"""Shared pieces of the CLI: the Typer app, consoles, progress bars, model/data loading."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="layerscope",
+    help="See what each layer of a trained PyTorch network has learned.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f}/s" if speed else "", style="progress.data.speed")
+
+
+class RichTracker:
+    """A progress tracker for the library: a rich bar with counts, rate and time left."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def __call__(self, iterable: Iterable[T], total: int | None = None, description: str = "") -> Iterator[T]:
+        task = self.progress.add_task(description or "working", total=total)
+        try:
+            for item in iterable:
+                yield item
+                self.progress.advance(task)
+        finally:
+            self.progress.update(task, visible=True)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[RichTracker | None]:
+    """Context giving a tracker that draws rich progress bars on stderr (None if disabled)."""
+    if not enabled:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+    with progress:
+        yield RichTracker(progress)
+
+
+MODEL_HELP = (
+    "Model: a bundled pretrained name (resnet20-cifar10, mnist-mlp, mnist-cnn), a run folder from "
+    "`layerscope train` (RUN or RUN@EPOCH), a .pt2 torch.export file, or package.module:factory "
+    "with --weights."
+)
+DATA_HELP = (
+    "Data spec: mnist, mnist:test, fsdd, fsdd:test, cifar10:PATH[:train|test], imagefolder:PATH, npz:PATH. "
+    "Default: the data the model was trained or is meant for."
+)
+
+
+def load_model_cli(spec: str, weights: Path | None = None, allow_pickle: bool = False) -> Any:
+    from ..loading import load_model
+
+    return load_model(spec, weights=weights, allow_pickle=allow_pickle)
+
+
+def default_data_spec(model: Any) -> str | None:
+    """The data a model was trained on / is meant for, if known (evaluation split)."""
+    src = getattr(model, "layerscope_source", None) or {}
+    if src.get("kind") == "run":
+        return src.get("val_data") or src.get("data")
+    if src.get("kind") == "pretrained":
+        from ..models import PRETRAINED
+
+        spec = PRETRAINED[src["name"]].data
+        return None if "PATH" in spec else spec
+    return None
+
+
+def load_data_cli(spec: str | None, model: Any = None) -> Any:
+    from ..data import load_dataset
+    from ..exceptions import DataError
+
+    if spec is None:
+        spec = default_data_spec(model) if model is not None else None
+        if spec is None:
+            raise DataError("This model has no default data; pass --data (e.g. --data mnist:test).")
+    return load_dataset(spec)
+
+
+def parse_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]

@@ -1,0 +1,206 @@
+"""Train a reference model with checkpoints: seeded, deterministic on CPU, atomic writes.
+
+A *run folder* holds ``run.json`` (architecture, data, seed, hyper-parameters, accuracy per
+checkpoint) and ``checkpoints/epoch_XXXX.safetensors``. Every file is written atomically, so an
+interrupted run keeps every checkpoint already written intact, and ``run.json`` always lists
+exactly the checkpoints that exist.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._io import atomic_path, read_json, write_json
+from ._progress import Tracker, no_progress
+from .capture import model_device, model_state_guard
+from .exceptions import DataError, ParameterError
+
+__all__ = ["train", "default_checkpoints", "evaluate", "TrainRun", "list_checkpoints", "RUN_FILE"]
+
+RUN_FILE = "run.json"
+_SCHEDULE = (0, 1, 2, 5, 10, 20, 30, 40, 50, 64, 80, 100)
+
+
+def default_checkpoints(epochs: int) -> list[int]:
+    """Epochs 0 (untrained), 1, 2, 5, 10, 20, 30, ... up to ``epochs``, plus ``epochs`` itself."""
+    pts = {e for e in _SCHEDULE if e <= epochs}
+    pts.update(range(100, epochs + 1, 50))
+    pts.add(epochs)
+    return sorted(pts)
+
+
+def evaluate(model: nn.Module, dataset: Any, batch_size: int = 1000, device: torch.device | str | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset`` (eval mode; the model's flags are restored)."""
+    from .capture import _batches
+
+    dev = model_device(model, device)
+    correct = 0
+    n = 0
+    with model_state_guard(model), torch.no_grad():
+        model.eval()
+        for _, x, y in _batches(dataset, batch_size, None):
+            correct += int((model(x.to(dev)).argmax(1).cpu() == y).sum())
+            n += len(y)
+    if n == 0:
+        raise DataError("Cannot evaluate on an empty dataset.")
+    return correct / n
+
+
+@dataclass
+class TrainRun:
+    """What :func:`train` did; mirrors ``run.json``."""
+
+    directory: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return list(self.meta.get("checkpoints", []))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> "TrainRun":
+        d = Path(directory)
+        if not (d / RUN_FILE).exists():
+            raise DataError(f"{d} is not a run folder: it has no {RUN_FILE} (written by `layerscope train`).")
+        return cls(d, read_json(d / RUN_FILE))
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``[(epoch, path), ...]`` of a run folder, in epoch order."""
+    run = TrainRun.load(run_dir)
+    return [(int(c["epoch"]), run.directory / c["file"]) for c in run.checkpoints]
+
+
+def _save_checkpoint(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+
+
+def train(
+    model: nn.Module,
+    train_set: Any,
+    *,
+    out_dir: str | os.PathLike[str],
+    epochs: int,
+    val_set: Any | None = None,
+    checkpoints: Sequence[int] | None = None,
+    batch_size: int = 128,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    optimizer: str = "sgd",
+    seed: int = 0,
+    meta: dict[str, Any] | None = None,
+    progress: Tracker | None = None,
+    device: torch.device | str | None = None,
+) -> TrainRun:
+    """Train ``model`` on ``train_set`` with cross-entropy, saving checkpoints into ``out_dir``.
+
+    Parameters
+    ----------
+    model
+        The model to train (trained in place: this is the one function that changes a model).
+    train_set, val_set
+        Datasets of ``(x, y)``; accuracy on ``val_set`` is recorded at every checkpoint.
+    epochs
+        Passes over ``train_set``.
+    checkpoints
+        Epochs after which to save (0 = before training). Default :func:`default_checkpoints`.
+    optimizer
+        ``"sgd"`` (with ``momentum``, as Rauber et al.) or ``"adam"``.
+    seed
+        Seeds the shuffling and dropout; the same seed gives the same weights on CPU.
+    meta
+        Extra fields for ``run.json`` (the CLI stores the architecture and data specs here).
+    """
+    from .capture import _batches
+
+    if epochs < 0:
+        raise ParameterError(f"epochs must be >= 0; got {epochs}.")
+    if len(train_set) == 0:
+        raise DataError("The training set is empty.")
+    if lr <= 0:
+        raise ParameterError(f"lr must be > 0; got {lr}.")
+    cps = sorted(set(default_checkpoints(epochs) if checkpoints is None else checkpoints))
+    bad = [c for c in cps if c < 0 or c > epochs]
+    if bad:
+        raise ParameterError(f"checkpoint epochs {bad} are outside 0..{epochs}.")
+    track = progress or no_progress
+    out = Path(out_dir)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    dev = model_device(model, device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    else:
+        raise ParameterError(f"optimizer must be 'sgd' or 'adam'; got {optimizer!r}.")
+    loss_fn = nn.CrossEntropyLoss()
+    info: dict[str, Any] = {
+        **(meta or {}),
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "optimizer": optimizer,
+        "n_train": len(train_set),
+        "n_val": len(val_set) if val_set is not None else 0,
+        "checkpoints": [],
+        "complete": False,
+    }
+    started = time.time()
+
+    def checkpoint(epoch: int, train_loss: float | None, train_acc: float | None) -> None:
+        rel = f"checkpoints/epoch_{epoch:04d}.safetensors"
+        _save_checkpoint(model, out / rel)
+        entry = {
+            "epoch": epoch,
+            "file": rel,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "val_accuracy": evaluate(model, val_set, device=dev) if val_set is not None else None,
+            "seconds": round(time.time() - started, 2),
+        }
+        info["checkpoints"].append(entry)
+        write_json(out / RUN_FILE, info)
+
+    n = len(train_set)
+    steps = (n + batch_size - 1) // batch_size
+    if 0 in cps:
+        checkpoint(0, None, None)
+    for epoch in track(range(1, epochs + 1), epochs, "train"):
+        model.train()
+        perm = torch.randperm(n, generator=gen).numpy()
+        total, correct, seen = 0.0, 0, 0
+        for _, x, y in _batches(train_set, batch_size, perm):
+            x, y = x.to(dev), y.to(dev)
+            opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        model.eval()
+        if epoch in cps:
+            checkpoint(epoch, total / seen, correct / seen)
+    model.eval()
+    info["complete"] = True
+    write_json(out / RUN_FILE, info)
+    return TrainRun(out, info)
