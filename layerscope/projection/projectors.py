@@ -1,0 +1,378 @@
+"""2-D projections of hidden activations: t-SNE (openTSNE), UMAP (umap-learn), PCA (scikit-learn).
+
+Rauber, Fadel, Falcão & Telea, "Visualizing the Hidden Activity of Artificial Neural Networks",
+IEEE TVCG 23(1), 2017: each observation is a point described by a layer's activations; a 2-D
+t-SNE of these points, coloured by class, shows how well the layer separates the classes, and
+the neighborhood hit (NH, :mod:`.metrics`) puts a number on it.
+
+:func:`project` is the one verb; it returns a :class:`Projection` (immutable, ``save``/``load``).
+t-SNE is computed with openTSNE's ``TSNE``/``TSNEEmbedding`` (FFT-accelerated gradients, one
+thread by default, seeded); UMAP is imported only when asked for (numba compiles on first use).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .._io import atomic_path, read_json, to_jsonable, write_json
+from ..exceptions import DataError, ParameterError
+from .metrics import accuracy, check_finite, neighborhood_hit
+
+__all__ = ["Projection", "project", "METHODS", "flatten_activations"]
+
+log = logging.getLogger(__name__)
+
+Method = Literal["tsne", "umap", "pca"]
+METHODS = ("tsne", "umap", "pca")
+
+
+def flatten_activations(x: np.ndarray) -> np.ndarray:
+    """``(n, ...)`` activations as an ``(n, d)`` float array (conv maps flattened per observation)."""
+    a = np.asarray(x)
+    if a.ndim == 1:
+        a = a[:, None]
+    elif a.ndim > 2:
+        a = a.reshape(len(a), -1)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float32)
+    return a
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A 2-D projection of one layer's activations, with its quality metrics.
+
+    Attributes
+    ----------
+    embedding : ndarray of shape (n, 2)
+        Point coordinates.
+    labels : ndarray of shape (n,)
+        True class of each observation.
+    predictions : ndarray of shape (n,) or None
+        The model's predicted class of each observation.
+    sample_ids : ndarray of shape (n,) or None
+        Row of each observation in the dataset.
+    layer : str or None
+    method : {"tsne", "umap", "pca"}
+    parameters : dict
+        Every knob used (perplexity, k, seed, initialisation, ...).
+    metrics : dict
+        ``nh`` (NH on the 2-D projection), ``nh_original`` (NH in the activation space, if
+        computed), ``ac`` (accuracy of the predictions, if any), ``k``, ``n``, ``seconds``.
+    checkpoint : int or None
+        Training epoch of the model, when the projection belongs to a sequence over epochs.
+    """
+
+    embedding: np.ndarray
+    labels: np.ndarray
+    predictions: np.ndarray | None = None
+    sample_ids: np.ndarray | None = None
+    layer: str | None = None
+    method: str = "tsne"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    checkpoint: int | None = None
+
+    analysis = "projection"
+
+    @property
+    def nh(self) -> float:
+        return float(self.metrics["nh"])
+
+    @property
+    def misclassified(self) -> np.ndarray:
+        """Boolean mask of observations the model got wrong (all False without predictions)."""
+        if self.predictions is None:
+            return np.zeros(len(self.labels), dtype=bool)
+        return np.asarray(self.predictions) != np.asarray(self.labels)
+
+    def points(self) -> list[dict[str, Any]]:
+        """One JSON-safe record per point: ``{"id", "x", "y", "label", "prediction"}``."""
+        ids = self.sample_ids if self.sample_ids is not None else np.arange(len(self.labels))
+        preds = self.predictions if self.predictions is not None else [None] * len(self.labels)
+        return [
+            {"id": int(i), "x": round(float(e[0]), 4), "y": round(float(e[1]), 4), "label": int(lab),
+             "prediction": None if p is None else int(p)}
+            for i, e, lab, p in zip(ids, self.embedding, self.labels, preds)
+        ]
+
+    def to_dict(self, points: bool = True) -> dict[str, Any]:
+        """JSON-safe description; with ``points``, the coordinates as parallel lists
+        ``x``, ``y``, ``labels``, ``predictions``, ``sample_ids`` (rounded to 4 decimals)."""
+        d: dict[str, Any] = {
+            "layer": self.layer,
+            "method": self.method,
+            "checkpoint": self.checkpoint,
+            "parameters": to_jsonable(self.parameters),
+            "metrics": to_jsonable(self.metrics),
+        }
+        if points:
+            e = np.round(np.asarray(self.embedding, dtype=np.float64), 4)
+            d["x"] = e[:, 0].tolist()
+            d["y"] = e[:, 1].tolist()
+            d["labels"] = np.asarray(self.labels).astype(int).tolist()
+            d["predictions"] = None if self.predictions is None else np.asarray(self.predictions).astype(int).tolist()
+            d["sample_ids"] = (
+                np.arange(len(self.labels)) if self.sample_ids is None else np.asarray(self.sample_ids)
+            ).astype(int).tolist()
+        return d
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write ``projection.json`` and ``projection.npz`` (exact arrays) into ``out_dir``."""
+        d = Path(out_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays = {"embedding": np.asarray(self.embedding), "labels": np.asarray(self.labels)}
+        if self.predictions is not None:
+            arrays["predictions"] = np.asarray(self.predictions)
+        if self.sample_ids is not None:
+            arrays["sample_ids"] = np.asarray(self.sample_ids)
+        with atomic_path(d / "projection.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        doc = {"analysis": "projection", "version": 1, **self.to_dict(points=False)}
+        write_json(d / "projection.json", doc)
+        return d
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "Projection":
+        """Read a projection written by :meth:`save`."""
+        d = Path(out_dir)
+        if not (d / "projection.json").exists() or not (d / "projection.npz").exists():
+            raise DataError(f"{d} holds no saved projection (projection.json + projection.npz expected).")
+        doc = read_json(d / "projection.json")
+        with np.load(d / "projection.npz") as z:
+            arrs = {k: z[k] for k in z.files}
+        return cls(
+            embedding=arrs["embedding"],
+            labels=arrs["labels"],
+            predictions=arrs.get("predictions"),
+            sample_ids=arrs.get("sample_ids"),
+            layer=doc.get("layer"),
+            method=doc.get("method", "tsne"),
+            parameters=dict(doc.get("parameters") or {}),
+            metrics=dict(doc.get("metrics") or {}),
+            checkpoint=doc.get("checkpoint"),
+        )
+
+
+def _check_inputs(X: np.ndarray, labels: np.ndarray | None, method: str, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    if method not in METHODS:
+        raise ParameterError(f"unknown projection method {method!r}; expected one of {', '.join(METHODS)}.")
+    Xa = flatten_activations(X)
+    if len(Xa) < 3:
+        raise DataError(f"a projection needs at least 3 observations, got {len(Xa)}.")
+    check_finite(Xa, "activations")
+    y = None
+    if labels is not None:
+        y = np.asarray(labels)
+        if y.shape != (len(Xa),):
+            raise DataError(f"expected one label per observation ({len(Xa)}), got labels of shape {y.shape}.")
+        if len(np.unique(y)) < 2:
+            raise DataError(
+                f"all {len(y)} observations have the same label ({y[0]!r}); the neighborhood hit needs at "
+                "least two classes. Pick observations from several classes."
+            )
+        if len(Xa) < k + 1:
+            raise ParameterError(
+                f"neighborhood hit with k={k} needs at least {k + 1} observations, got {len(Xa)}. "
+                "Use more observations (--n) or a smaller k."
+            )
+    return Xa, y
+
+
+def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Rotate/reflect ``emb`` (about its centre) to best match ``ref`` (orthogonal Procrustes).
+
+    Distances, hence NH, are unchanged; used to keep consecutive frames of a sequence aligned.
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    a = emb - emb.mean(axis=0)
+    b = ref - ref.mean(axis=0)
+    R, _ = orthogonal_procrustes(a, b)
+    return a @ R + ref.mean(axis=0)
+
+
+def _tsne(
+    X: np.ndarray,
+    *,
+    random_state: int | None,
+    perplexity: float,
+    initialization: np.ndarray | str | None,
+    n_iter: int,
+    early_exaggeration_iter: int,
+    n_jobs: int,
+    **kw: Any,
+) -> np.ndarray:
+    from openTSNE import TSNE
+    from openTSNE.affinity import PerplexityBasedNN
+    from openTSNE.initialization import rescale
+
+    n = len(X)
+    if n - 1 < 3 * perplexity:
+        raise ParameterError(
+            f"t-SNE with perplexity {perplexity:g} needs more than {int(3 * perplexity)} observations "
+            f"(3 x perplexity neighbours each), got {n}. Use more observations or a smaller perplexity "
+            f"(at most {max((n - 1) / 3, 1):.1f})."
+        )
+    init: Any = "pca" if initialization is None else initialization
+    if isinstance(init, np.ndarray):
+        if init.shape != (n, 2):
+            raise DataError(f"initialization must have shape ({n}, 2), got {init.shape}.")
+        # openTSNE recommends a small-variance start; the layout (not the scale) is what we keep.
+        init = rescale(np.asarray(init, dtype=np.float64), target_std=1e-4)
+    tsne = TSNE(n_components=2, perplexity=perplexity, n_jobs=n_jobs, random_state=random_state,
+                n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, **kw)
+    aff = PerplexityBasedNN(X, perplexity=perplexity, method="auto", n_jobs=n_jobs, random_state=random_state)
+    emb = tsne.prepare_initial(X, affinities=aff, initialization=init)
+    if early_exaggeration_iter > 0:
+        emb = emb.optimize(n_iter=early_exaggeration_iter, exaggeration=tsne.early_exaggeration,
+                           momentum=tsne.initial_momentum, inplace=True)
+    if n_iter > 0:
+        emb = emb.optimize(n_iter=n_iter, exaggeration=tsne.exaggeration, momentum=tsne.final_momentum, inplace=True)
+    return np.asarray(emb, dtype=np.float64)
+
+
+def _umap(X: np.ndarray, *, random_state: int | None, n_neighbors: int, min_dist: float,
+          initialization: np.ndarray | str | None, n_jobs: int, **kw: Any) -> np.ndarray:
+    try:
+        import umap  # lazily: numba compiles on first import
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ParameterError("method='umap' needs the umap-learn package: pip install umap-learn") from e
+    if len(X) <= n_neighbors:
+        raise ParameterError(
+            f"UMAP with n_neighbors={n_neighbors} needs more than {n_neighbors} observations, got {len(X)}."
+        )
+    init: Any = "spectral" if initialization is None else np.asarray(initialization, dtype=np.float64)
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state,
+                        init=init, n_jobs=n_jobs if random_state is None else 1, **kw)
+    return np.asarray(reducer.fit_transform(X), dtype=np.float64)
+
+
+def _pca(X: np.ndarray, *, random_state: int | None) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    if X.shape[1] < 2:
+        return np.column_stack([X[:, 0] - X[:, 0].mean(), np.zeros(len(X))])
+    return np.asarray(PCA(n_components=2, random_state=random_state).fit_transform(X), dtype=np.float64)
+
+
+def project(
+    X: np.ndarray,
+    labels: np.ndarray | None = None,
+    method: Method = "tsne",
+    random_state: int | None = 0,
+    *,
+    predictions: np.ndarray | None = None,
+    sample_ids: np.ndarray | None = None,
+    layer: str | None = None,
+    checkpoint: int | None = None,
+    k: int = 6,
+    nh_original: bool = True,
+    perplexity: float = 30.0,
+    n_iter: int = 500,
+    early_exaggeration_iter: int = 250,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    initialization: np.ndarray | None = None,
+    align_to: np.ndarray | None = None,
+    n_jobs: int = 1,
+    **method_kwargs: Any,
+) -> Projection:
+    """Project a layer's activations to 2-D and measure how well the classes separate.
+
+    Rauber et al. (2017): t-SNE of the activations of a (random, stratified) set of observations,
+    the neighborhood hit (NH, k = 6) of the projection and, as an extra measure, NH in the
+    original activation space; AC is the accuracy of the model's ``predictions``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, ...)
+        Activations, one row per observation (conv maps are flattened).
+    labels : ndarray of shape (n,), optional
+        True classes; without labels no NH is computed.
+    method : {"tsne", "umap", "pca"}, default "tsne"
+        t-SNE via openTSNE, UMAP via umap-learn (imported lazily), PCA via scikit-learn.
+    random_state : int or None, default 0
+        Seed; the same seed gives the same embedding on CPU.
+    predictions : ndarray of shape (n,), optional
+        Model predictions (for AC and for marking misclassified observations).
+    sample_ids : ndarray of shape (n,), optional
+        Dataset rows, kept with the points.
+    layer, checkpoint : optional
+        Recorded in the result.
+    k : int, default 6
+        Neighbours for NH.
+    nh_original : bool, default True
+        Also compute NH in the original activation space.
+    perplexity, n_iter, early_exaggeration_iter : t-SNE parameters (openTSNE defaults).
+    n_neighbors, min_dist : UMAP parameters.
+    initialization : ndarray of shape (n, 2), optional
+        Start from this layout (t-SNE: rescaled to a small spread; UMAP: as is), e.g. the
+        previous projection of a sequence.
+    align_to : ndarray of shape (n, 2), optional
+        Rotate/reflect the result to best match this layout (orthogonal Procrustes; NH unchanged).
+    n_jobs : int, default 1
+    **method_kwargs
+        Passed to ``openTSNE.TSNE`` or ``umap.UMAP``.
+
+    Returns
+    -------
+    Projection
+
+    Raises
+    ------
+    ParameterError
+        Unknown method; too few observations for ``k``, the perplexity or ``n_neighbors``.
+    DataError
+        NaN/inf activations; labels of the wrong length; a single class.
+    """
+    import time
+
+    Xa, y = _check_inputs(X, labels, method, k)
+    if initialization is not None and method == "pca":
+        log.info("PCA ignores the initialization")
+    t0 = time.perf_counter()
+    if method == "tsne":
+        emb = _tsne(Xa, random_state=random_state, perplexity=perplexity, initialization=initialization,
+                    n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, n_jobs=n_jobs, **method_kwargs)
+        params: dict[str, Any] = {"perplexity": perplexity, "n_iter": n_iter,
+                                  "early_exaggeration_iter": early_exaggeration_iter}
+    elif method == "umap":
+        emb = _umap(Xa, random_state=random_state, n_neighbors=n_neighbors, min_dist=min_dist,
+                    initialization=initialization, n_jobs=n_jobs, **method_kwargs)
+        params = {"n_neighbors": n_neighbors, "min_dist": min_dist}
+    else:
+        emb = _pca(Xa, random_state=random_state)
+        params = {}
+    seconds = time.perf_counter() - t0
+    if not np.all(np.isfinite(emb)):
+        raise DataError(f"the {method} projection produced NaN/inf coordinates; check the activations' scale.")
+    if align_to is not None:
+        emb = _procrustes(emb, np.asarray(align_to, dtype=np.float64))
+    params.update({"random_state": random_state, "k": k, "initialized": initialization is not None,
+                   "aligned": align_to is not None, **{k_: v for k_, v in method_kwargs.items()}})
+    metrics: dict[str, Any] = {"n": int(len(Xa)), "dim": int(Xa.shape[1]), "k": k, "seconds": round(seconds, 3)}
+    if y is not None:
+        metrics["nh"] = neighborhood_hit(emb, y, k)
+        if nh_original:
+            metrics["nh_original"] = neighborhood_hit(Xa, y, k)
+        if predictions is not None:
+            metrics["ac"] = accuracy(y, np.asarray(predictions))
+    return Projection(
+        embedding=emb,
+        labels=np.asarray(labels) if labels is not None else np.full(len(Xa), -1),
+        predictions=None if predictions is None else np.asarray(predictions),
+        sample_ids=None if sample_ids is None else np.asarray(sample_ids),
+        layer=layer,
+        method=method,
+        parameters=params,
+        metrics=metrics,
+        checkpoint=checkpoint,
+    )
