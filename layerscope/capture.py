@@ -410,7 +410,9 @@ def _batches(
     tensors = getattr(dataset, "tensors", None)
     for start in range(0, len(ids_all), batch_size):
         ids = ids_all[start : start + batch_size]
-        if tensors is not None:
+        if tensors is not None and indices is None:
+            x, y = tensors[0][start : start + len(ids)], tensors[1][start : start + len(ids)]
+        elif tensors is not None:
             idx = torch.as_tensor(ids)
             x, y = tensors[0][idx], tensors[1][idx]
         else:
