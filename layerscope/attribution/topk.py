@@ -1,0 +1,302 @@
+"""The k strongest activations of many units over a dataset, with their input patches.
+
+Zeiler & Fergus (2014, arXiv 1311.2901, Fig. 2) show, for a feature map, its 9 strongest
+activations over the data set: the image patch each unit sees (its receptive field) next to the
+deconvnet projection of that activation. :func:`top_activations` finds them for many units of
+one layer in ONE streaming pass over the data: per batch, each unit's map is reduced to its
+maximum over positions (one activation per image and unit, as in the paper), and a running
+``(k, units)`` table is merged with :func:`torch.topk`. Memory does not grow with the data set.
+
+Patches are cropped by the unit's true receptive field
+(:func:`~layerscope.attribution.receptive_field.receptive_field`) and padded where the field
+leaves the image; projections (:mod:`~layerscope.attribution.deconvnet`) are cropped the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._progress import Tracker, no_progress
+from ..capture import _batches, capture, model_device, model_state_guard
+from ..exceptions import DataError, InputShapeError, ParameterError
+from .deconvnet import RULES, project_activations
+from .receptive_field import ReceptiveField, crop_patch, receptive_field
+
+__all__ = ["TopK", "top_activations", "dataset_inputs", "display_normalization"]
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The ``k`` strongest activations of each unit of ``layer`` over a data set.
+
+    Attributes
+    ----------
+    layer
+        Dotted layer name.
+    units
+        ``(U,)`` channel indices.
+    values
+        ``(U, k)`` float32 activation values, strongest first (``-inf`` where the data set had
+        fewer than ``k`` samples).
+    sample_ids
+        ``(U, k)`` int64 dataset rows (``-1`` where missing).
+    positions
+        ``(U, k, n_spatial)`` int64 position of each maximum in the layer's map (empty last axis
+        for dense layers).
+    labels
+        ``(U, k)`` int64 class labels of those samples.
+    receptive_field
+        The layer's receptive field (``None`` if not computed).
+    patches
+        ``(U, k, C, *rf_size)`` float32 input patches in display range, or ``None``.
+    projections
+        ``(U, k, C, *rf_size)`` float32 projections (``rule``) cropped like the patches, or ``None``.
+    rule
+        Projection rule used, or ``None``.
+    """
+
+    layer: str
+    units: np.ndarray
+    values: np.ndarray
+    sample_ids: np.ndarray
+    positions: np.ndarray
+    labels: np.ndarray
+    receptive_field: ReceptiveField | None = None
+    patches: np.ndarray | None = None
+    projections: np.ndarray | None = None
+    rule: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def k(self) -> int:
+        return int(self.values.shape[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "k": self.k,
+            "units": self.units.tolist(),
+            "rule": self.rule,
+            "receptive_field": None if self.receptive_field is None else self.receptive_field.to_dict(),
+            "top": [
+                {
+                    "unit": int(u),
+                    "values": [float(v) for v in self.values[i]],
+                    "sample_ids": self.sample_ids[i].tolist(),
+                    "positions": self.positions[i].tolist(),
+                    "labels": self.labels[i].tolist(),
+                }
+                for i, u in enumerate(self.units)
+            ],
+        }
+
+    def save_arrays(self, path: str | os.PathLike[str]) -> Path:
+        """Write the arrays to an ``.npz`` file."""
+        from .._io import atomic_path
+
+        arrays = {k: v for k, v in (
+            ("units", self.units), ("values", self.values), ("sample_ids", self.sample_ids),
+            ("positions", self.positions), ("labels", self.labels), ("patches", self.patches),
+            ("projections", self.projections),
+        ) if v is not None}
+        p = Path(path)
+        with atomic_path(p) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        return p
+
+
+def display_normalization(dataset: Any = None, model: Any = None) -> Any:
+    """The :class:`~layerscope.data.Normalization` of the data (or model), or ``None``."""
+    for obj in (dataset, model):
+        norm = getattr(obj, "normalization", None)
+        if norm is not None:
+            return norm
+    return None
+
+
+def dataset_inputs(dataset: Any, ids: Sequence[int] | np.ndarray) -> torch.Tensor:
+    """Stack the inputs of dataset rows ``ids`` into one tensor."""
+    ids = np.asarray(ids, dtype=np.int64)
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None:
+        return tensors[0][torch.as_tensor(ids)]
+    return torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in ids])
+
+
+def _labels(dataset: Any, ids: np.ndarray) -> np.ndarray:
+    tensors = getattr(dataset, "tensors", None)
+    flat = ids.reshape(-1)
+    out = np.full(flat.shape, -1, dtype=np.int64)
+    ok = flat >= 0
+    if tensors is not None and len(tensors) > 1:
+        out[ok] = tensors[1][torch.as_tensor(flat[ok])].numpy()
+    else:
+        out[ok] = [int(dataset[int(i)][1]) for i in flat[ok]]
+    return out.reshape(ids.shape)
+
+
+def top_activations(
+    model: nn.Module,
+    dataset: Any,
+    layer: str,
+    *,
+    units: Sequence[int] | None = None,
+    k: int = 9,
+    batch_size: int = 256,
+    indices: Sequence[int] | np.ndarray | None = None,
+    patches: bool = True,
+    rule: str | None = "deconvnet",
+    fill: float = 0.0,
+    device: torch.device | str | None = None,
+    progress: Tracker | None = None,
+) -> TopK:
+    """The ``k`` strongest activations of many units of ``layer`` in one pass (Z&F 2014, Fig. 2).
+
+    Parameters
+    ----------
+    model
+        Any ``nn.Module``; run in ``eval()`` mode and left unchanged.
+    dataset
+        Map-style dataset of ``(x, y)`` items (layerscope datasets take a fast path).
+    layer
+        Dotted layer name; its output is ``(N, C, *spatial)`` or ``(N, C)``.
+    units
+        Channels to rank (default: all channels of the layer).
+    k
+        Activations kept per unit; each from a different sample (the unit's maximum over
+        positions in that sample).
+    batch_size, indices
+        Batching and an optional subset of dataset rows.
+    patches
+        Also crop each sample's input by the unit's receptive field (display range, padded with
+        ``fill`` outside the image).
+    rule
+        Also project each activation back to the input with this rule (``"gradient"``,
+        ``"deconvnet"``, ``"guided"``) and crop it like the patch; ``None``: no projections.
+    progress
+        A tracker for the data pass.
+
+    Returns
+    -------
+    TopK
+    """
+    if k < 1:
+        raise ParameterError(f"k must be >= 1; got {k}.")
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1; got {batch_size}.")
+    if rule is not None and rule not in RULES:
+        raise ParameterError(f"rule must be one of {', '.join(RULES)} or None; got {rule!r}.")
+    n_total = len(dataset) if indices is None else len(indices)
+    if n_total == 0:
+        raise DataError("The dataset is empty: there are no activations to rank.")
+    track = progress or no_progress
+    dev = model_device(model, device)
+    best_v: torch.Tensor | None = None
+    best_id = best_pos = None
+    unit_idx: torch.Tensor | None = None
+    spatial: tuple[int, ...] = ()
+    n_batches = (n_total + batch_size - 1) // batch_size
+    with model_state_guard(model), torch.no_grad():
+        model.eval()
+        with capture(model, [layer], stop_early=True) as cap:
+            for ids, x, _y in track(_batches(dataset, batch_size, indices), n_batches, f"top-{k} {layer}"):
+                cap.run(x.to(dev))
+                if layer not in cap.activations:
+                    raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer forward() uses.")
+                a = cap.activations.pop(layer)
+                if a.ndim < 2:
+                    raise InputShapeError(f"Layer {layer!r} gives shape {tuple(a.shape)}; expected (N, C, ...).")
+                if unit_idx is None:
+                    n_ch = a.shape[1]
+                    u = np.arange(n_ch) if units is None else np.asarray(list(units), dtype=np.int64)
+                    if u.size == 0 or (u < 0).any() or (u >= n_ch).any():
+                        raise ParameterError(
+                            f"units must be channels in [0, {n_ch - 1}] of {layer!r}; got {u.tolist()}."
+                        )
+                    unit_idx = torch.as_tensor(u, device=a.device)
+                    spatial = tuple(a.shape[2:])
+                    n_u = len(u)
+                    best_v = torch.full((0, n_u), float("-inf"), device=a.device)
+                    best_id = torch.full((0, n_u), -1, dtype=torch.long, device=a.device)
+                    best_pos = torch.zeros((0, n_u), dtype=torch.long, device=a.device)
+                a = a[:, unit_idx].float()
+                flat = a.flatten(2) if a.ndim > 2 else a.unsqueeze(2)
+                v, p = flat.max(dim=2)  # (B, U)
+                idt = torch.as_tensor(ids, device=a.device).unsqueeze(1).expand_as(v)
+                cat_v = torch.cat([best_v, v])
+                cat_id = torch.cat([best_id, idt])
+                cat_p = torch.cat([best_pos, p])
+                kk = min(k, cat_v.shape[0])
+                top_v, top_i = torch.topk(cat_v, kk, dim=0)
+                best_v, best_id, best_pos = top_v, cat_id.gather(0, top_i), cat_p.gather(0, top_i)
+    assert best_v is not None and best_id is not None and best_pos is not None and unit_idx is not None
+    n_u = best_v.shape[1]
+    values = np.full((n_u, k), -np.inf, dtype=np.float32)
+    sids = np.full((n_u, k), -1, dtype=np.int64)
+    flatpos = np.zeros((n_u, k), dtype=np.int64)
+    kk = best_v.shape[0]
+    values[:, :kk] = best_v.T.cpu().numpy()
+    sids[:, :kk] = best_id.T.cpu().numpy()
+    flatpos[:, :kk] = best_pos.T.cpu().numpy()
+    if spatial:
+        positions = np.stack(np.unravel_index(flatpos, spatial), axis=-1).astype(np.int64)
+    else:
+        positions = np.zeros((n_u, k, 0), dtype=np.int64)
+    units_np = unit_idx.cpu().numpy()
+    result = TopK(layer, units_np, values, sids, positions, _labels(dataset, sids))
+    if patches or rule is not None:
+        result = add_patches(model, dataset, result, patches=patches, rule=rule, fill=fill, device=device)
+    return result
+
+
+def add_patches(
+    model: nn.Module,
+    dataset: Any,
+    top: TopK,
+    *,
+    patches: bool = True,
+    rule: str | None = "deconvnet",
+    fill: float = 0.0,
+    batch_size: int = 128,
+    device: torch.device | str | None = None,
+) -> TopK:
+    """Return ``top`` with receptive-field patches and (optionally) cropped projections added."""
+    x0 = dataset_inputs(dataset, [0])
+    rf = receptive_field(model, top.layer, tuple(x0.shape[1:]))
+    norm = display_normalization(dataset, model)
+    n_u, k = top.values.shape
+    valid = top.sample_ids >= 0
+    pairs = np.argwhere(valid)
+    size = tuple(hi - lo for lo, hi in rf.box(None if rf.is_global else (0,) * len(rf.jump)))
+    c = x0.shape[1]
+    patch_arr = np.full((n_u, k, c, *size), fill, dtype=np.float32) if patches else None
+    proj_arr = np.zeros((n_u, k, c, *size), dtype=np.float32) if rule is not None else None
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        ids = top.sample_ids[chunk[:, 0], chunk[:, 1]]
+        x = dataset_inputs(dataset, ids)
+        pos = top.positions[chunk[:, 0], chunk[:, 1]]
+        disp = norm.denormalize(x) if norm is not None else x.numpy()
+        maps = None
+        if rule is not None:
+            maps = project_activations(
+                model, x, top.layer, top.units[chunk[:, 0]], None if pos.shape[1] == 0 else pos, rule=rule, device=device
+            ).maps
+        for i, (ui, ki) in enumerate(chunk):
+            box = rf.box(None if pos.shape[1] == 0 else pos[i])
+            if patch_arr is not None:
+                patch_arr[ui, ki] = crop_patch(disp[i], box, fill)
+            if proj_arr is not None and maps is not None:
+                proj_arr[ui, ki] = crop_patch(maps[i], box, 0.0)
+    return TopK(
+        top.layer, top.units, top.values, top.sample_ids, top.positions, top.labels,
+        receptive_field=rf, patches=patch_arr, projections=proj_arr, rule=rule, meta=dict(top.meta),
+    )
