@@ -199,6 +199,9 @@ def top_activations(
         raise DataError("The dataset is empty: there are no activations to rank.")
     track = progress or no_progress
     dev = model_device(model, device)
+    rf = None
+    if patches or rule is not None:  # refuse before the data pass if the field cannot be computed
+        rf = receptive_field(model, layer, tuple(dataset_inputs(dataset, [0]).shape[1:]))
     best_v: torch.Tensor | None = None
     best_id = best_pos = None
     unit_idx: torch.Tensor | None = None
@@ -253,7 +256,7 @@ def top_activations(
     units_np = unit_idx.cpu().numpy()
     result = TopK(layer, units_np, values, sids, positions, _labels(dataset, sids))
     if patches or rule is not None:
-        result = add_patches(model, dataset, result, patches=patches, rule=rule, fill=fill, device=device)
+        result = add_patches(model, dataset, result, patches=patches, rule=rule, fill=fill, device=device, rf=rf)
     return result
 
 
@@ -267,10 +270,12 @@ def add_patches(
     fill: float = 0.0,
     batch_size: int = 128,
     device: torch.device | str | None = None,
+    rf: ReceptiveField | None = None,
 ) -> TopK:
     """Return ``top`` with receptive-field patches and (optionally) cropped projections added."""
     x0 = dataset_inputs(dataset, [0])
-    rf = receptive_field(model, top.layer, tuple(x0.shape[1:]))
+    if rf is None:
+        rf = receptive_field(model, top.layer, tuple(x0.shape[1:]))
     norm = display_normalization(dataset, model)
     n_u, k = top.values.shape
     valid = top.sample_ids >= 0
