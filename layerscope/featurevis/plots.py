@@ -1,0 +1,159 @@
+"""Figures for activation maximisation: a grid of the units' images, one PNG per unit, traces.
+
+Inputs of any shape are drawn: ``(1|3, H, W)`` images (greyscale / RGB), other ``(C, H, W)`` as
+the channel mean, ``(T, F)`` frame features as a heat map (features up, frames across), ``(D,)``
+vectors as a square when ``D`` is a square number, else as a strip.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["to_display", "plot_grid", "save_unit_images", "plot_traces"]
+
+
+def _minmax(a: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.min(a)), float(np.max(a))
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def to_display(x: np.ndarray, normalization: Any = None, scale: str = "minmax") -> tuple[np.ndarray, str | None]:
+    """One input (``input_shape``) to a displayable array and a colour map.
+
+    ``scale="minmax"`` stretches each image to [0, 1] (Erhan-style solutions live on a sphere,
+    not in the data's range); ``scale="data"`` maps back through ``normalization`` and clips to
+    [0, 1] (Lucid-style solutions, squashed into the data's range).
+    Returns ``(array (H, W) or (H, W, 3), cmap or None)``.
+    """
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim == 3:
+        if scale == "data" and normalization is not None and hasattr(normalization, "denormalize"):
+            a = np.clip(normalization.denormalize(a[None])[0], 0.0, 1.0)
+        elif scale == "data":
+            a = np.clip(a, 0.0, 1.0)
+        else:
+            a = _minmax(a)
+        if a.shape[0] == 3:
+            return np.transpose(a, (1, 2, 0)), None
+        return a.mean(axis=0) if a.shape[0] != 1 else a[0], "gray"
+    if a.ndim == 2:
+        return _minmax(a.T), "magma"
+    if a.ndim == 1:
+        s = int(round(math.sqrt(a.size)))
+        if s * s == a.size:
+            return _minmax(a.reshape(s, s)), "gray"
+        return _minmax(a[None, :]), "magma"
+    return _minmax(a.reshape(a.shape[0], -1)), "magma"
+
+
+def _upscale(a: np.ndarray, min_side: int = 112) -> np.ndarray:
+    h, w = a.shape[:2]
+    fy = max(1, min_side // max(1, h)) if h > 1 else 1
+    fx = max(1, min_side // max(1, w)) if w > 1 else 1
+    if a.ndim == 3:
+        return np.repeat(np.repeat(a, fy, axis=0), fx, axis=1)
+    return np.repeat(np.repeat(a, max(fy, 1) if h > 1 else 16, axis=0), fx, axis=1)
+
+
+def _titles(result: Any) -> list[str]:
+    out = []
+    for i, u in enumerate(np.asarray(result.units).tolist()):
+        t = f"{u}: {float(result.activation[i]):.3g}"
+        if getattr(result, "class_probability", None) is not None:
+            t += f"\np={float(result.class_probability[i]):.3f}"
+        elif getattr(result, "data_max", None) is not None:
+            t += f"\n(data {float(result.data_max[i]):.3g})"
+        out.append(t)
+    return out
+
+
+def plot_grid(
+    result: Any,
+    path: str | Path,
+    *,
+    normalization: Any = None,
+    scale: str | None = None,
+    ncols: int | None = None,
+    title: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> Path:
+    """Grid of the best image of every unit, titled with unit and activation reached; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(result.images)
+    n = len(images)
+    scale = scale or ("data" if getattr(result, "method", "") == "lucid" else "minmax")
+    ncols = ncols or max(1, math.ceil(math.sqrt(n)))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows + 0.5), squeeze=False)
+    titles = _titles(result)
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k >= n:
+            continue
+        a, cmap = to_display(images[k], normalization, scale)
+        ax.imshow(a, cmap=cmap, vmin=0, vmax=1, aspect="auto" if a.ndim == 2 and a.shape[0] == 1 else "equal",
+                  interpolation="nearest")
+        t = titles[k]
+        if class_names is not None and getattr(result, "kind", "") in ("logit", "prob"):
+            u = int(result.units[k])
+            if u < len(class_names):
+                t = f"{class_names[u]} " + t
+        ax.set_title(t, fontsize=7)
+    fig.suptitle(title or f"{getattr(result, 'method', '')}: {getattr(result, 'objective', '')}", fontsize=9)
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def save_unit_images(
+    result: Any, directory: str | Path, *, normalization: Any = None, scale: str | None = None
+) -> list[Path]:
+    """One PNG per unit (``unit_0003.png``), upscaled with nearest neighbours; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    scale = scale or ("data" if getattr(result, "method", "") == "lucid" else "minmax")
+    paths = []
+    for k, u in enumerate(np.asarray(result.units).tolist()):
+        a, cmap = to_display(np.asarray(result.images[k]), normalization, scale)
+        p = d / f"unit_{int(u):04d}.png"
+        plt.imsave(p, _upscale(np.clip(a, 0, 1)), cmap=cmap, vmin=0, vmax=1)
+        paths.append(p)
+    return paths
+
+
+def plot_traces(result: Any, path: str | Path, max_lines: int = 64) -> Path:
+    """Objective over the steps, one line per unit (best restart); dashed: the data max, if known."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr = np.asarray(result.trace)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = np.arange(1, tr.shape[0] + 1)
+    for i in range(min(tr.shape[1], max_lines)):
+        ax.plot(steps, tr[:, i], lw=0.8, alpha=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("objective")
+    ax.set_title(f"{getattr(result, 'objective', '')} over the steps", fontsize=9)
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
