@@ -12,12 +12,24 @@
 * :mod:`.correspondence` — the correspondence measure Δ (same part masked vs random masks).
 """
 
+from .correspondence import Correspondence, correspondence, default_parts, sign_delta
 from .deconvnet import RULES, Projections, UnsupportedModelError, project_activation, project_activations
+from .evolution import Evolution, feature_evolution
+from .invariance import InvarianceCurves, invariance_curves, transform_images
 from .occlusion import Occlusion, dataset_mean, occlusion, window_grid
 from .receptive_field import ReceptiveField, ReceptiveFieldError, crop_patch, receptive_field
 from .topk import TopK, add_patches, top_activations
 
 __all__ = [
+    "Correspondence",
+    "correspondence",
+    "default_parts",
+    "sign_delta",
+    "Evolution",
+    "feature_evolution",
+    "InvarianceCurves",
+    "invariance_curves",
+    "transform_images",
     "RULES",
     "Projections",
     "UnsupportedModelError",

@@ -244,3 +244,214 @@ def occlude(
         arrays="occlusion.npz", images=per_image,
     )
     console.print(f"occlusion maps of {len(ids)} images written to [bold]{out}[/]")
+
+
+def _pick(ds: Any, limit: Optional[int], indices: Optional[str], label: Optional[int] = None) -> Any:
+    import numpy as np
+
+    rows = parse_list(indices)
+    if rows is not None:
+        return np.asarray([int(r) for r in rows], dtype=np.int64)
+    ids = np.arange(len(ds))
+    if label is not None:
+        y = ds.y.numpy() if hasattr(ds, "y") else np.asarray([int(ds[i][1]) for i in ids])
+        ids = ids[y == label]
+    return ids if limit is None else ids[: int(limit)]
+
+
+@app.command()
+def invariance(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Comma-separated layers (default: the model's hidden layers)."),
+    limit: Optional[int] = typer.Option(5, help="Number of images (the first N; the paper uses 5)."),
+    indices: Optional[str] = typer.Option(None, help="Dataset rows instead of --limit."),
+    transforms: str = typer.Option("translate,scale,rotate", help="Which transformations."),
+    fill: str = typer.Option("min", help="Value of pixels warped in from outside: 'min' (the data's background), "
+                             "'mean', or a number (normalised space)."),
+    plot_layers: Optional[str] = typer.Option(None, help="Layers drawn in the figure (default: the lowest and the highest)."),
+    batch_size: int = typer.Option(256),
+    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
+    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Feature distance per layer and p(true class) under translation, scaling, rotation (Z&F Fig. 5)."""
+    import numpy as np
+
+    from ..attribution.invariance import default_ranges, invariance_curves
+    from ..attribution.occlusion import dataset_mean
+    from ..attribution.plots import plot_invariance
+    from ..attribution.topk import dataset_inputs
+    from ..exceptions import ParameterError
+    from ..results import model_description, write_result
+
+    net = load_model_cli(model, weights, allow_pickle)
+    ds = load_data_cli(data, net)
+    ids = _pick(ds, limit, indices)
+    x = dataset_inputs(ds, ids)
+    y = np.asarray([int(ds[int(i)][1]) for i in ids])
+    if fill == "min":
+        allx = getattr(ds, "x", x)
+        fill_v: Any = allx.float().transpose(0, 1).reshape(allx.shape[1], -1).min(dim=1).values
+    elif fill == "mean":
+        fill_v = dataset_mean(ds)
+    else:
+        try:
+            fill_v = float(fill)
+        except ValueError as err:
+            raise ParameterError(f"--fill takes 'min', 'mean' or a number; got {fill!r}.") from err
+    kinds = parse_list(transforms) or []
+    full = default_ranges(min(x.shape[2:]))
+    bad = [k for k in kinds if k not in full]
+    if bad:
+        raise ParameterError(f"--transforms takes translate, scale, rotate; got {bad}.")
+    with progress_bar(progress) as bar:
+        curves = invariance_curves(net, x, y, layers=parse_list(layers), ranges={k: full[k] for k in kinds},
+                                   fill=fill_v, batch_size=batch_size, sample_ids=ids, progress=bar)
+    shown = parse_list(plot_layers) or ([curves.layers[0], curves.layers[-1]] if len(curves.layers) > 1 else curves.layers)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_invariance(curves, out / "invariance.png", layers=shown)
+    arrays: dict[str, Any] = {"sample_ids": ids, "labels": y}
+    for kind in curves.transforms:
+        arrays[f"{kind}_params"] = curves.params[kind]
+        arrays[f"{kind}_probability"] = curves.probabilities[kind]
+        for i, layer in enumerate(curves.layers):
+            arrays[f"{kind}_distance_{i}"] = curves.distances[kind][layer]
+    _save_npz(out / "invariance.npz", **arrays)
+    summary = curves.summary()
+    write_result(
+        out, "invariance", model=model_description(net), data=data or getattr(ds, "name", None),
+        parameters={"layers": curves.layers, "transforms": curves.transforms, "n_images": len(ids),
+                    "fill": fill, "ranges": {k: v.tolist() for k, v in curves.params.items()}},
+        metrics={f"{kind}_min_mean_probability": float(min(summary[kind]["mean_probability"])) for kind in curves.transforms},
+        figures=[{"path": "invariance.png", "title": "Invariance to translation, scale and rotation",
+                  "caption": f"Rows: transformations. Columns: Euclidean distance between the features of the original "
+                             f"and the transformed image at {', '.join(shown)}, and the probability of the true class "
+                             "(one line per image; Zeiler & Fergus 2014, Fig. 5)."}],
+        arrays="invariance.npz", curves=summary, sample_ids=ids.tolist(), labels=y.tolist(),
+    )
+    console.print(f"invariance curves of {len(ids)} images x {len(curves.layers)} layers written to [bold]{out}[/]")
+
+
+@app.command()
+def evolution(
+    model: str = typer.Option(..., "--model", "-m", help="A run folder from `layerscope train` (with checkpoints)."),
+    layer: str = typer.Option(..., "--layer", "-l", help="Layer whose units are followed."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP + " The paper uses the training set."),
+    units: Optional[str] = typer.Option(None, help="Comma-separated channels (default: the first 8)."),
+    epochs: Optional[str] = typer.Option(None, help="Comma-separated checkpoint epochs (default: all saved)."),
+    rule: str = typer.Option("deconvnet", help="Projection rule: deconvnet, guided or gradient."),
+    limit: Optional[int] = typer.Option(None, help="Search the strongest activations among the first N samples."),
+    batch_size: int = typer.Option(256),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Strongest activation of chosen units, projected, at each checkpoint (Z&F Fig. 4)."""
+    import re
+
+    from ..attribution.evolution import feature_evolution
+    from ..attribution.plots import plot_evolution
+    from ..exceptions import ParameterError
+    from ..loading import load_run_model
+    from ..results import model_description, write_result
+
+    run_dir = Path(re.sub(r"@\d+$", "", model))
+    if not (run_dir / "run.json").exists():
+        raise ParameterError(f"--model must be a run folder written by `layerscope train`; {run_dir} has no run.json.")
+    last = load_run_model(run_dir)
+    ds = load_data_cli(data, last)
+    try:
+        ep = [int(e) for e in parse_list(epochs)] if epochs else None
+    except ValueError as err:
+        raise ParameterError(f"--epochs takes comma-separated integers; got {epochs!r}.") from err
+    with progress_bar(progress) as bar:
+        evo = feature_evolution(run_dir, ds, layer, units=_units(units), epochs=ep, rule=rule,
+                                indices=_indices(limit, len(ds)), batch_size=batch_size, progress=bar)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_evolution(evo.projections, evo.epochs.tolist(), evo.units.tolist(), out / "evolution.png",
+                   title=f"{layer}: strongest activation per unit, {rule} projection, by epoch")
+    plot_evolution(evo.patches, evo.epochs.tolist(), evo.units.tolist(), out / "evolution_patches.png",
+                   title=f"{layer}: input patches of the strongest activations, by epoch")
+    _save_npz(out / "evolution.npz", epochs=evo.epochs, units=evo.units, projections=evo.projections,
+              patches=evo.patches, values=evo.values, sample_ids=evo.sample_ids)
+    write_result(
+        out, "evolution", model=model_description(last), data=data or getattr(ds, "name", None),
+        parameters={"layer": layer, "units": evo.units.tolist(), "epochs": evo.epochs.tolist(), "rule": rule,
+                    "limit": limit},
+        metrics={"mean_top_value_last_epoch": float(evo.values[:, -1].mean()),
+                 "fraction_same_sample_as_last": float((evo.sample_ids == evo.sample_ids[:, -1:]).mean())},
+        figures=[{"path": "evolution.png", "title": f"Feature evolution of {layer}",
+                  "caption": "Rows: units; columns: checkpoints. Each tile is the deconvnet projection of the unit's "
+                             "strongest activation over the data at that epoch (Zeiler & Fergus 2014, Fig. 4)."},
+                 {"path": "evolution_patches.png", "title": "Input patches of those activations",
+                  "caption": "The receptive-field patches of the same activations."}],
+        arrays="evolution.npz", evolution=evo.to_dict(),
+    )
+    console.print(f"feature evolution of {len(evo.units)} units over epochs {evo.epochs.tolist()} written to [bold]{out}[/]")
+
+
+@app.command()
+def correspondence(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    layers: str = typer.Option(..., "--layers", "-l", help="Comma-separated layers."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    label: Optional[int] = typer.Option(None, help="Use images of this class (default: the class of the first image)."),
+    limit: int = typer.Option(5, help="Number of images (the paper: 5)."),
+    indices: Optional[str] = typer.Option(None, help="Dataset rows instead of --label/--limit."),
+    parts: Optional[str] = typer.Option(None, help="Boxes 'name=row,col,h,w;name=...' (default: top/bottom/left/right quarters)."),
+    value: str = typer.Option("mean", help="Mask value: 'mean' (data set mean) or a number (normalised space)."),
+    n_random: int = typer.Option(10, help="Random-mask draws per part."),
+    seed: int = typer.Option(0, help="Seed of the random masks."),
+    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
+    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
+) -> None:
+    """Correspondence Δ per layer: the same part masked in several images vs random masks (Z&F Table 1)."""
+    from ..attribution.correspondence import correspondence as corr
+    from ..attribution.occlusion import dataset_mean
+    from ..attribution.plots import plot_correspondence
+    from ..attribution.topk import dataset_inputs
+    from ..exceptions import ParameterError
+    from ..results import model_description, write_result
+
+    net = load_model_cli(model, weights, allow_pickle)
+    ds = load_data_cli(data, net)
+    if indices is None and label is None:
+        label = int(ds[0][1])
+    ids = _pick(ds, limit, indices, label)
+    x = dataset_inputs(ds, ids)
+    boxes = None
+    if parts:
+        boxes = {}
+        try:
+            for item in parts.split(";"):
+                name, spec = item.split("=")
+                r, c, h, w = (int(v) for v in spec.split(","))
+                boxes[name.strip()] = (r, c, h, w)
+        except ValueError as err:
+            raise ParameterError(f"--parts takes 'name=row,col,h,w;...'; got {parts!r}.") from err
+    if value == "mean":
+        val: Any = dataset_mean(ds)
+    else:
+        try:
+            val = float(value)
+        except ValueError as err:
+            raise ParameterError(f"--value takes 'mean' or a number; got {value!r}.") from err
+    res = corr(net, x, parse_list(layers) or [], parts=boxes, value=val, n_random=n_random, random_state=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_correspondence(res, out / "correspondence.png")
+    write_result(
+        out, "correspondence", model=model_description(net), data=data or getattr(ds, "name", None),
+        parameters={"layers": res.layers, "parts": {k: list(v) for k, v in res.parts.items()}, "label": label,
+                    "sample_ids": ids.tolist(), "value": value, "n_random": n_random, "seed": seed},
+        metrics={f"delta_{layer}_{name}": v for layer in res.layers for name, v in res.delta[layer].items()},
+        figures=[{"path": "correspondence.png", "title": "Correspondence Δ per layer",
+                  "caption": "Mean normalised Hamming distance between the sign patterns of feature changes when the "
+                             "same part is masked in each image, vs random masks of the same size (Zeiler & Fergus "
+                             "2014, Table 1). Lower = more consistent."}],
+        correspondence=res.to_dict(),
+    )
+    console.print(f"correspondence Δ of {len(res.layers)} layers over {len(ids)} images written to [bold]{out}[/]")
+    for layer in res.layers:
+        console.print(f"  {layer}: " + ", ".join(f"{k}={v:.4f}" for k, v in res.delta[layer].items()))
