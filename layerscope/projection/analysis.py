@@ -1,0 +1,377 @@
+"""Projections of a model's layers over a dataset, per checkpoint: the comparisons of Rauber et
+al. (2017) — before vs after training, first vs last layer, every layer side by side, across
+epochs — with NH (2-D and in activation space) and AC per (checkpoint, layer).
+
+``result.json`` written by ``layerscope project`` (``analysis = "projection"``)::
+
+    parameters: {layers, checkpoints, method, n, k, random_state, aligned, align_over, reduce, ...}
+    metrics: {
+      "table": [{"checkpoint": int|null, "layer": str, "nh": float, "nh_original": float,
+                 "ac": float, "seconds": float}, ...],
+      "nh": {"<checkpoint or 'model'>": {layer: nh}},  "nh_original": {...},
+      "ac": {"<checkpoint or 'model'>": ac}
+    }
+    layers: [str], checkpoints: [int|null], classes: [str]
+    projections: [{layer, checkpoint, method, parameters, metrics,
+                   x: [n floats], y: [n floats], labels: [n ints], predictions: [n ints],
+                   sample_ids: [n ints]}, ...]             # one per (checkpoint, layer)
+    sequences: [{axis: "layers"|"epochs", aligned, key, displacement: [..], frames: [index into projections]}]
+    figures: [{path, title, caption}]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+from torch import nn
+
+from .._progress import Tracker, no_progress
+from ..exceptions import DataError, ParameterError
+from .projectors import Method, Projection
+from .sequence import ProjectionSequence, project_sequence
+
+__all__ = [
+    "ProjectionStudy",
+    "project_model",
+    "resolve_projection_layers",
+    "models_from_run",
+    "dataset_labels",
+    "display_images",
+    "select_observations",
+]
+
+log = logging.getLogger(__name__)
+
+
+def dataset_labels(dataset: Any) -> np.ndarray:
+    """Class labels of a layerscope dataset as an int array."""
+    if hasattr(dataset, "y"):
+        return np.asarray(dataset.y).astype(np.int64)
+    if hasattr(dataset, "labels"):
+        return np.asarray(dataset.labels).astype(np.int64)
+    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+
+
+def select_observations(dataset: Any, n: int | None, random_state: int | None = 0) -> np.ndarray:
+    """A seeded, stratified subset of ``n`` dataset rows (all rows if ``n`` is None or too big)."""
+    from ..data import stratified_indices
+
+    y = dataset_labels(dataset)
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    if n < 2:
+        raise ParameterError(f"n must be at least 2 observations, got {n}.")
+    return np.asarray(stratified_indices(y, n, random_state))
+
+
+def display_images(dataset: Any, indices: np.ndarray) -> np.ndarray | None:
+    """Images of ``indices`` in display range, ``(n, H, W)`` or ``(n, H, W, 3)``, for thumbnails."""
+    x = getattr(dataset, "x", None)
+    if x is None or getattr(x, "ndim", 0) != 4:
+        return None
+    norm = getattr(dataset, "normalization", None)
+    a = norm.denormalize(x[indices]) if norm is not None else np.asarray(x[indices])
+    a = np.clip(a, 0.0, 1.0)
+    if a.shape[1] == 1:
+        return a[:, 0]
+    if a.shape[1] == 3:
+        return np.transpose(a, (0, 2, 3, 1))
+    return None
+
+
+def resolve_projection_layers(model: nn.Module, layers: str | Sequence[str] | None) -> list[str]:
+    """``"all"``/None: the model's ``hidden_layers`` (every leaf layer if it has none); else the names."""
+    from ..layers import layer_names, resolve_layers
+
+    if layers is None or layers == "all" or list(layers) == ["all"]:
+        hidden = list(getattr(model, "hidden_layers", []) or [])
+        if hidden:
+            return hidden
+        return list(layer_names(model))
+    names = [layers] if isinstance(layers, str) else list(layers)
+    resolve_layers(model, names)  # raises LayerNotFoundError with suggestions
+    return names
+
+
+def models_from_run(run_dir: str | os.PathLike[str], epochs: Sequence[int | str] | None = None) -> dict[int, nn.Module]:
+    """Models of a ``layerscope train`` run at the given epochs (``"first"``/``"last"`` allowed; default both)."""
+    from ..loading import load_run_model
+    from ..training import list_checkpoints
+
+    cps = [e for e, _ in list_checkpoints(run_dir)]
+    if not cps:
+        raise DataError(f"run {run_dir} has no checkpoints yet.")
+    wanted: list[int] = []
+    for e in (epochs if epochs is not None else ["first", "last"]):
+        s = str(e).strip().lower()
+        if s == "last":
+            ep = cps[-1]
+        elif s == "first":
+            ep = cps[0]
+        else:
+            try:
+                ep = int(s)
+            except ValueError:
+                raise ParameterError(f"checkpoint {e!r} is not an epoch number, 'first' or 'last'.") from None
+            if ep not in cps:
+                raise ParameterError(f"run {run_dir} has no checkpoint at epoch {ep}; it has epochs {cps}.")
+        if ep not in wanted:
+            wanted.append(ep)
+    return {ep: load_run_model(run_dir, ep) for ep in wanted}
+
+
+@dataclass(frozen=True)
+class ProjectionStudy:
+    """Projections of several layers at several checkpoints of the same observations.
+
+    Attributes
+    ----------
+    projections : list of Projection
+        Checkpoint-major order: all layers of the first checkpoint, then the next...
+    layers : list of str
+    checkpoints : list of int or None
+        ``[None]`` for a single model that is not from a training run.
+    sequences : list of ProjectionSequence
+        The chains the projections were computed in (over layers or over epochs).
+    indices : ndarray
+        Dataset rows of the observations.
+    """
+
+    projections: list[Projection]
+    layers: list[str]
+    checkpoints: list[int | None]
+    sequences: list[ProjectionSequence] = field(default_factory=list)
+    indices: np.ndarray | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, layer: str, checkpoint: int | None = None) -> Projection:
+        for p in self.projections:
+            if p.layer == layer and (checkpoint is None or p.checkpoint == checkpoint):
+                return p
+        raise KeyError(f"no projection of layer {layer!r} at checkpoint {checkpoint!r}")
+
+    def grid(self) -> list[list[Projection]]:
+        """Rows = checkpoints, columns = layers."""
+        return [[self.get(lay, cp) for lay in self.layers] for cp in self.checkpoints]
+
+    def table(self) -> list[dict[str, Any]]:
+        return [
+            {"checkpoint": p.checkpoint, "layer": p.layer, "nh": p.metrics.get("nh"),
+             "nh_original": p.metrics.get("nh_original"), "ac": p.metrics.get("ac"),
+             "seconds": p.metrics.get("seconds")}
+            for p in self.projections
+        ]
+
+    def metrics(self) -> dict[str, Any]:
+        def key(cp: int | None) -> str:
+            return "model" if cp is None else str(cp)
+
+        nh: dict[str, dict[str, float]] = {}
+        nho: dict[str, dict[str, float]] = {}
+        ac: dict[str, float | None] = {}
+        for p in self.projections:
+            nh.setdefault(key(p.checkpoint), {})[str(p.layer)] = p.metrics.get("nh")
+            nho.setdefault(key(p.checkpoint), {})[str(p.layer)] = p.metrics.get("nh_original")
+            ac[key(p.checkpoint)] = p.metrics.get("ac")
+        return {"table": self.table(), "nh": nh, "nh_original": nho, "ac": ac}
+
+    def to_dict(self, points: bool = True) -> dict[str, Any]:
+        index = {id(p): i for i, p in enumerate(self.projections)}
+        return {
+            "layers": self.layers,
+            "checkpoints": self.checkpoints,
+            "parameters": self.parameters,
+            "metrics": self.metrics(),
+            "projections": [p.to_dict(points=points) for p in self.projections],
+            "sequences": [
+                {"axis": s.axis, "aligned": s.aligned, "displacement": s.displacement(),
+                 "frames": [index[id(f)] for f in s.frames]}
+                for s in self.sequences
+            ],
+        }
+
+
+def project_model(
+    model: nn.Module | Mapping[int, nn.Module],
+    dataset: Any,
+    layers: str | Sequence[str] | None = "all",
+    *,
+    n: int | None = 2000,
+    indices: np.ndarray | None = None,
+    method: Method = "tsne",
+    random_state: int | None = 0,
+    aligned: bool = False,
+    align_over: Literal["layers", "epochs"] | None = None,
+    reduce: Literal["mean", "max"] | None = None,
+    batch_size: int = 256,
+    progress: Tracker = no_progress,
+    **kwargs: Any,
+) -> ProjectionStudy:
+    """Project every requested layer of a model (or of several checkpoints) over a dataset subset.
+
+    Parameters
+    ----------
+    model : nn.Module or mapping epoch -> nn.Module
+        One model, or checkpoints of a training run (see :func:`models_from_run`).
+    dataset : a layerscope dataset
+    layers : "all" or list of str
+        ``"all"`` = the model's ``hidden_layers``.
+    n : int or None, default 2000
+        Size of the seeded stratified subset (Rauber et al.: 2,000 test observations).
+    indices : ndarray, optional
+        Explicit dataset rows instead of ``n``.
+    method : {"tsne", "umap", "pca"}
+    random_state : int or None
+        Seed of the subset and of the projections.
+    aligned : bool
+        Chain the projections (each initialised from the previous one), see :mod:`.sequence`.
+    align_over : {"layers", "epochs"}, optional
+        Chain direction; default "epochs" with several checkpoints, else "layers".
+    reduce : {"mean", "max"}, optional
+        Spatially pool conv feature maps (default: flatten them).
+    batch_size : int
+    progress : tracker
+    **kwargs
+        Passed to :func:`project` (``k``, ``perplexity``, ...).
+
+    Returns
+    -------
+    ProjectionStudy
+    """
+    from ..capture import collect_activations
+
+    models: dict[int | None, nn.Module] = dict(model) if isinstance(model, Mapping) else {None: model}
+    if not models:
+        raise ParameterError("no model to project.")
+    first = next(iter(models.values()))
+    names = resolve_projection_layers(first, layers)
+    idx = select_observations(dataset, n, random_state) if indices is None else np.asarray(indices)
+    if align_over is None:
+        align_over = "epochs" if len(models) > 1 else "layers"
+    if align_over not in ("layers", "epochs"):
+        raise ParameterError(f"align_over must be 'layers' or 'epochs', got {align_over!r}.")
+    acts: dict[int | None, Any] = {}
+    for cp, m in models.items():
+        acts[cp] = collect_activations(m, dataset, names, batch_size=batch_size, reduce=reduce, indices=idx,
+                                       predictions=True, progress=progress)
+    labels = next(iter(acts.values())).labels
+    sample_ids = next(iter(acts.values())).sample_ids
+    out: dict[tuple[int | None, str], Projection] = {}
+    sequences: list[ProjectionSequence] = []
+    cps = list(models)
+    if align_over == "layers":
+        chains = [[(cp, lay) for lay in names] for cp in cps]
+    else:
+        chains = [[(cp, lay) for cp in cps] for lay in names]
+    for chain in chains:
+        seq = project_sequence(
+            [acts[cp].arrays[lay] for cp, lay in chain], labels, method, random_state,
+            aligned=aligned, axis=align_over, layers=[lay for _, lay in chain], checkpoints=[cp for cp, _ in chain],
+            predictions=[acts[cp].predictions for cp, _ in chain], sample_ids=sample_ids, progress=progress, **kwargs,
+        )
+        sequences.append(seq)
+        for (cp, lay), p in zip(chain, seq.frames):
+            out[(cp, lay)] = p
+    projections = [out[(cp, lay)] for cp in cps for lay in names]
+    params = {"layers": names, "checkpoints": cps, "method": method, "n": int(len(idx)), "random_state": random_state,
+              "aligned": aligned, "align_over": align_over, "reduce": reduce, **kwargs}
+    return ProjectionStudy(projections=projections, layers=names, checkpoints=cps, sequences=sequences,
+                           indices=idx, parameters=params)
+
+
+def _safe(name: Any) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))
+
+
+def save_study(
+    study: ProjectionStudy,
+    out_dir: str | os.PathLike[str],
+    *,
+    model: Any = None,
+    data: str | None = None,
+    classes: Sequence[str] | None = None,
+    images: np.ndarray | None = None,
+    n_thumbnails: int = 0,
+) -> Path:
+    """Write the figures and ``result.json`` (schema in the module docstring) of a study."""
+    from ..results import model_description, write_result
+    from . import plots
+
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    figures: list[dict[str, str]] = []
+
+    def add(fig: Any, name: str, title: str, caption: str) -> None:
+        plots.save_figure(fig, d / name)
+        figures.append({"path": name, "title": title, "caption": caption})
+
+    method = study.parameters.get("method", "tsne")
+    n = study.parameters.get("n")
+    cap_common = (f"{method} of {n} observations; circles coloured by true class, triangles = misclassified, "
+                  "coloured by the predicted class. NH = neighborhood hit (k={k}) in the projection; AC = the "
+                  "model's accuracy on these observations.").format(k=study.parameters.get("k", 6))
+    add(plots.plot_projection_grid(study.grid(), classes=classes), "grid.png",
+        "Every layer side by side" + (" at every checkpoint" if len(study.checkpoints) > 1 else ""),
+        "Rows: checkpoints (epochs); columns: layers. " + cap_common)
+    # NH per layer, one line per checkpoint, 2-D and in activation space
+    table: dict[str, dict[str, float]] = {}
+    for cp in study.checkpoints:
+        tag = "model" if cp is None else f"epoch {cp}"
+        table[f"{tag}: NH 2-D"] = {lay: study.get(lay, cp).metrics["nh"] for lay in study.layers}
+        table[f"{tag}: NH activations"] = {lay: study.get(lay, cp).metrics["nh_original"] for lay in study.layers
+                                           if "nh_original" in study.get(lay, cp).metrics}
+    add(plots.plot_nh_by_layer(table), "nh.png", "Neighborhood hit per layer",
+        "NH of the 2-D projection and NH in the original activation space, per layer and checkpoint.")
+    # large single plots: first and last layer at the first and last checkpoint (with thumbnails)
+    cps = [study.checkpoints[0]] + ([study.checkpoints[-1]] if len(study.checkpoints) > 1 else [])
+    lays = [study.layers[0]] + ([study.layers[-1]] if len(study.layers) > 1 else [])
+    for cp in cps:
+        for lay in lays:
+            p = study.get(lay, cp)
+            name = f"projection_{'model' if cp is None else f'epoch{cp}'}_{_safe(lay)}.png"
+            add(plots.plot_projection(p, classes=classes, images=images, n_thumbnails=n_thumbnails), name,
+                plots.title_of(p).replace("\n", ": "),
+                cap_common + (" Thumbnails: outliers (lowest per-point NH)." if images is not None and n_thumbnails else ""))
+    if len(study.checkpoints) > 1:
+        last = study.layers[-1]
+        grid = [[study.get(last, study.checkpoints[0]), study.get(last, study.checkpoints[-1])]]
+        add(plots.plot_projection_grid(grid, classes=classes, panel=4.0), "before_after.png",
+            f"Before vs after training: {last}",
+            f"Layer {last} at epoch {study.checkpoints[0]} and at epoch {study.checkpoints[-1]}. " + cap_common)
+    if len(study.layers) > 1:
+        cp = study.checkpoints[-1]
+        grid = [[study.get(study.layers[0], cp), study.get(study.layers[-1], cp)]]
+        add(plots.plot_projection_grid(grid, classes=classes, panel=4.0), "first_last.png",
+            "First vs last layer", f"{study.layers[0]} vs {study.layers[-1]}. " + cap_common)
+    if study.parameters.get("aligned"):
+        for s in study.sequences[:6]:
+            if len(s.frames) < 2:
+                continue
+            key = s.frames[0].layer if s.axis == "epochs" else s.frames[0].checkpoint
+            name = f"trails_{s.axis}_{_safe('model' if key is None else key)}.png"
+            add(plots.plot_trails(s.frames, classes=classes), name,
+                f"Aligned sequence over {s.axis}" + (f" ({key})" if key is not None else ""),
+                "Each frame starts from the previous one; lines trace each point's path (a random subset of "
+                "points) to its position in the last frame.")
+    doc = study.to_dict(points=True)
+    write_result(
+        d, "projection",
+        model=model_description(model) if model is not None else None,
+        data=data,
+        parameters=doc["parameters"],
+        metrics=doc["metrics"],
+        figures=figures,
+        layers=doc["layers"],
+        checkpoints=doc["checkpoints"],
+        classes=list(classes) if classes is not None else None,
+        projections=doc["projections"],
+        sequences=doc["sequences"],
+    )
+    return d / "result.json"

@@ -1,0 +1,222 @@
+"""Neuron projections (Rauber et al. 2017, Sec. 4.3): each *neuron* of a layer is a point.
+
+Two neurons are close when their activations over the same observations are strongly
+correlated (either sign): dissimilarity ``1 - |Pearson r|``. The neurons are laid out in 2-D
+with t-SNE on this precomputed dissimilarity (openTSNE), or with metric MDS, and coloured by their
+power to discriminate one class from the rest: the feature importances of a one-vs-rest
+randomized-trees classifier (scikit-learn ``ExtraTreesClassifier``) trained on the layer's
+activations. Conv layers are described by their spatially pooled channels (mean over H x W).
+
+``result.json`` written by ``layerscope neurons`` (``analysis = "neurons"``)::
+
+    parameters: {layer, checkpoint, n, method, perplexity, n_estimators, random_state, pooled}
+    metrics: {n_neurons, n_dead, kl_or_stress, top_neurons: {class: [neuron indices by importance]}}
+    neurons: {x: [...], y: [...], index: [neuron index per point], dead: [indices left out],
+              importances: {class name: [one value per point]}}
+    classes: [class names]
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from .._progress import Tracker, no_progress
+from ..exceptions import DataError, ParameterError
+from .metrics import check_finite
+
+__all__ = ["NeuronProjection", "neuron_projection", "neuron_dissimilarity", "class_importances"]
+
+log = logging.getLogger(__name__)
+
+
+def _pool(X: np.ndarray) -> tuple[np.ndarray, bool]:
+    a = np.asarray(X)
+    if a.ndim > 2:  # (n, C, H, W...) -> spatially pooled channels
+        return a.reshape(a.shape[0], a.shape[1], -1).mean(axis=2), True
+    if a.ndim == 1:
+        return a[:, None], False
+    return a, False
+
+
+def neuron_dissimilarity(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``1 - |Pearson r|`` between the columns (neurons) of ``X`` (n observations x m neurons).
+
+    Constant ("dead") neurons have no correlation; they are left out.
+
+    Returns
+    -------
+    D : ndarray of shape (m_alive, m_alive), zero diagonal, values in [0, 1]
+    alive : ndarray of int, indices of the neurons kept
+    """
+    A = np.asarray(X, dtype=np.float64)
+    sd = A.std(axis=0)
+    alive = np.flatnonzero(sd > 1e-12 * max(1.0, float(np.abs(A).max(initial=0.0))))
+    Z = (A[:, alive] - A[:, alive].mean(axis=0)) / sd[alive]
+    R = (Z.T @ Z) / len(Z)
+    D = 1.0 - np.clip(np.abs(R), 0.0, 1.0)
+    np.fill_diagonal(D, 0.0)
+    return D, alive
+
+
+def class_importances(
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: Sequence[int] | None = None,
+    *,
+    n_estimators: int = 100,
+    random_state: int | None = 0,
+    progress: Tracker = no_progress,
+) -> dict[int, np.ndarray]:
+    """Feature importance of every neuron for class ``c`` vs the rest (one ExtraTrees per class)."""
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    cls = list(np.unique(y)) if classes is None else list(classes)
+    out: dict[int, np.ndarray] = {}
+    for c in progress(cls, len(cls), "one-vs-rest trees"):
+        target = (np.asarray(y) == c).astype(int)
+        if target.min() == target.max():
+            raise DataError(f"class {c} has no observations (or only it has); cannot train class-vs-rest trees.")
+        et = ExtraTreesClassifier(n_estimators=n_estimators, random_state=random_state, n_jobs=1)
+        et.fit(X, target)
+        out[int(c)] = et.feature_importances_.astype(np.float64)
+    return out
+
+
+@dataclass(frozen=True)
+class NeuronProjection:
+    """2-D layout of a layer's neurons with per-class discriminative power.
+
+    Attributes
+    ----------
+    embedding : ndarray of shape (m_alive, 2)
+    neuron_index : ndarray of shape (m_alive,)
+        Which neuron (column / channel) each point is.
+    dead : ndarray
+        Constant neurons left out of the layout.
+    importances : dict class -> ndarray of shape (m_alive,)
+    layer : str or None
+    classes : list of str
+    parameters, metrics : dict
+    """
+
+    embedding: np.ndarray
+    neuron_index: np.ndarray
+    dead: np.ndarray
+    importances: dict[int, np.ndarray]
+    layer: str | None = None
+    classes: list[str] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        names = self.classes or [str(c) for c in sorted(self.importances)]
+        e = np.round(self.embedding, 4)
+        return {
+            "layer": self.layer,
+            "parameters": self.parameters,
+            "metrics": self.metrics,
+            "classes": names,
+            "neurons": {
+                "x": e[:, 0].tolist(), "y": e[:, 1].tolist(),
+                "index": self.neuron_index.astype(int).tolist(), "dead": self.dead.astype(int).tolist(),
+                "importances": {(names[c] if c < len(names) else str(c)): np.round(v, 6).tolist()
+                                for c, v in self.importances.items()},
+            },
+        }
+
+
+def neuron_projection(
+    X: np.ndarray,
+    labels: np.ndarray,
+    *,
+    classes: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    method: Literal["tsne", "mds"] = "tsne",
+    perplexity: float | None = None,
+    n_estimators: int = 100,
+    random_state: int | None = 0,
+    layer: str | None = None,
+    progress: Tracker = no_progress,
+) -> NeuronProjection:
+    """Project the neurons of a layer (Rauber et al. 2017) and score them per class.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, m) or (n, C, H, W)
+        Activations of ``n`` observations; conv maps are spatially mean-pooled per channel.
+    labels : ndarray of shape (n,)
+    classes : list of int, optional
+        Classes to score (default: all).
+    class_names : list of str, optional
+    method : {"tsne", "mds"}
+        t-SNE on the precomputed dissimilarity (openTSNE) or metric MDS (scikit-learn).
+    perplexity : float, optional
+        Default ``min(30, (m_alive - 1) / 3)``.
+    n_estimators : int, default 100
+        Trees per class-vs-rest ExtraTrees classifier.
+    random_state : int or None
+    layer : str, optional
+    progress : tracker
+
+    Returns
+    -------
+    NeuronProjection
+    """
+    A, pooled = _pool(X)
+    check_finite(A, "activations")
+    y = np.asarray(labels)
+    if y.shape != (len(A),):
+        raise DataError(f"expected one label per observation ({len(A)}), got shape {y.shape}.")
+    if len(np.unique(y)) < 2:
+        raise DataError("neuron importances need observations of at least two classes.")
+    if len(A) < 3:
+        raise DataError(f"neuron correlations need at least 3 observations, got {len(A)}.")
+    D, alive = neuron_dissimilarity(A)
+    m = len(alive)
+    if m < 4:
+        raise DataError(f"layer has only {m} non-constant neuron(s); a neuron projection needs at least 4.")
+    dead = np.setdiff1d(np.arange(A.shape[1]), alive)
+    info: dict[str, Any] = {}
+    if method == "tsne":
+        from openTSNE import TSNE
+        from openTSNE.affinity import PerplexityBasedNN
+
+        perp = float(perplexity) if perplexity is not None else float(min(30.0, (m - 1) / 3.0))
+        if perp <= 0 or m - 1 < 3 * perp:
+            raise ParameterError(
+                f"perplexity {perp:g} is too large for {m} neurons (needs more than 3 x perplexity); "
+                f"use at most {(m - 1) / 3:.1f}."
+            )
+        aff = PerplexityBasedNN(D, perplexity=perp, metric="precomputed", method="exact", random_state=random_state)
+        tsne = TSNE(n_components=2, random_state=random_state, n_jobs=1)
+        emb = tsne.prepare_initial(affinities=aff, initialization="spectral")
+        emb = emb.optimize(n_iter=250, exaggeration=12, momentum=0.5)
+        emb = emb.optimize(n_iter=500, momentum=0.8)
+        info["kl_divergence"] = float(emb.kl_divergence)
+        embedding = np.asarray(emb, dtype=np.float64)
+        params: dict[str, Any] = {"perplexity": perp}
+    elif method == "mds":
+        from sklearn.manifold import MDS
+
+        mds = MDS(n_components=2, dissimilarity="precomputed", random_state=random_state, n_init=1, normalized_stress="auto")
+        embedding = mds.fit_transform(D)
+        info["stress"] = float(mds.stress_)
+        params = {}
+    else:
+        raise ParameterError(f"unknown neuron layout method {method!r}; expected 'tsne' or 'mds'.")
+    imps = class_importances(A, y, classes, n_estimators=n_estimators, random_state=random_state, progress=progress)
+    # importances are over all neurons (dead ones get ~0); keep the alive ones, in layout order
+    imps = {c: v[alive] for c, v in imps.items()}
+    top = {str(c): alive[np.argsort(-v)[:10]].astype(int).tolist() for c, v in imps.items()}
+    params.update({"method": method, "n": int(len(A)), "n_estimators": n_estimators, "random_state": random_state,
+                   "pooled": pooled})
+    return NeuronProjection(
+        embedding=embedding, neuron_index=alive, dead=dead, importances=imps, layer=layer,
+        classes=list(class_names) if class_names is not None else [],
+        parameters=params,
+        metrics={"n_neurons": int(A.shape[1]), "n_dead": int(len(dead)), **info, "top_neurons": top},
+    )

@@ -1,0 +1,157 @@
+"""Sequences of projections over layers or over training epochs, optionally *aligned*.
+
+Rauber et al. (2017) compare projections of consecutive layers and of consecutive epochs; to
+make such a sequence readable as an animation, each projection starts from the previous one
+(so points move only as much as the data demands) and the motion is shown as trails.
+
+Aligned mode here: the first frame is a full t-SNE (early exaggeration + optimisation); every
+later frame is initialised with the previous frame's layout (openTSNE ``initialization=`` an
+array) and, because it starts near a good layout, runs a shorter schedule
+(``aligned_early_exaggeration_iter``, ``aligned_n_iter``). Every frame is then rotated/reflected
+onto the previous one (orthogonal Procrustes; distances, hence NH, unchanged). For UMAP the
+previous layout is the ``init``; PCA frames are only Procrustes-aligned.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .._progress import Tracker, no_progress
+from ..exceptions import DataError
+from .projectors import Method, Projection, project
+
+__all__ = ["ProjectionSequence", "project_sequence"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectionSequence:
+    """Projections of the same observations over several layers or epochs.
+
+    Attributes
+    ----------
+    frames : list of Projection
+        In sequence order.
+    axis : {"layers", "epochs"}
+    aligned : bool
+        Whether each frame was initialised from (and rotated onto) the previous one.
+    """
+
+    frames: list[Projection]
+    axis: str = "layers"
+    aligned: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.frames)
+
+    def nh(self) -> list[float]:
+        return [f.metrics.get("nh", float("nan")) for f in self.frames]
+
+    def displacement(self) -> list[float]:
+        """Mean distance each point moves between consecutive frames, relative to the frame's spread."""
+        out = []
+        for a, b in zip(self.frames[:-1], self.frames[1:]):
+            ea = a.embedding / (np.std(a.embedding) or 1.0)
+            eb = b.embedding / (np.std(b.embedding) or 1.0)
+            out.append(float(np.mean(np.linalg.norm(eb - ea, axis=1))))
+        return out
+
+    def to_dict(self, points: bool = True) -> dict[str, Any]:
+        return {
+            "axis": self.axis,
+            "aligned": self.aligned,
+            "parameters": self.parameters,
+            "displacement": self.displacement(),
+            "frames": [f.to_dict(points=points) for f in self.frames],
+        }
+
+
+def project_sequence(
+    arrays: Sequence[np.ndarray],
+    labels: np.ndarray,
+    method: Method = "tsne",
+    random_state: int | None = 0,
+    *,
+    aligned: bool = True,
+    axis: str = "layers",
+    layers: Sequence[str | None] | None = None,
+    checkpoints: Sequence[int | None] | None = None,
+    predictions: Sequence[np.ndarray | None] | np.ndarray | None = None,
+    sample_ids: np.ndarray | None = None,
+    aligned_n_iter: int = 250,
+    aligned_early_exaggeration_iter: int = 50,
+    progress: Tracker = no_progress,
+    **kwargs: Any,
+) -> ProjectionSequence:
+    """Project the same observations as seen by several layers (or at several epochs).
+
+    Parameters
+    ----------
+    arrays : sequence of ndarray, each of shape (n, ...)
+        Activations per frame; the rows are the same observations in the same order.
+    labels : ndarray of shape (n,)
+    method : {"tsne", "umap", "pca"}
+    random_state : int or None
+    aligned : bool, default True
+        Initialise each frame from the previous one and rotate it onto it (see module docs).
+    axis : {"layers", "epochs"}
+        What the frames are, for titles and the report.
+    layers, checkpoints : sequences, optional
+        Per-frame layer names / epochs recorded in the projections.
+    predictions : ndarray of shape (n,) or a sequence of them (one per frame), optional
+    aligned_n_iter, aligned_early_exaggeration_iter : int
+        t-SNE schedule of the frames after the first in aligned mode.
+    progress : tracker
+    **kwargs
+        Passed to :func:`project` (``k``, ``perplexity``, ``n_iter``, ...).
+
+    Returns
+    -------
+    ProjectionSequence
+    """
+    n_frames = len(arrays)
+    if n_frames == 0:
+        raise DataError("a projection sequence needs at least one array of activations.")
+    n = len(arrays[0])
+    for i, a in enumerate(arrays):
+        if len(a) != n:
+            raise DataError(f"every frame must hold the same {n} observations; frame {i} has {len(a)} rows.")
+    lays = list(layers) if layers is not None else [None] * n_frames
+    cps = list(checkpoints) if checkpoints is not None else [None] * n_frames
+    if predictions is None or isinstance(predictions, np.ndarray):
+        preds: list[np.ndarray | None] = [predictions] * n_frames  # type: ignore[list-item]
+    else:
+        preds = list(predictions)
+    frames: list[Projection] = []
+    prev: np.ndarray | None = None
+    for i in progress(range(n_frames), n_frames, f"{method} x {n_frames}"):
+        kw = dict(kwargs)
+        init = None
+        if aligned and prev is not None:
+            if method in ("tsne", "umap"):
+                init = prev
+            if method == "tsne":
+                kw["n_iter"] = aligned_n_iter
+                kw["early_exaggeration_iter"] = aligned_early_exaggeration_iter
+        p = project(
+            arrays[i], labels, method, random_state, predictions=preds[i], sample_ids=sample_ids,
+            layer=lays[i], checkpoint=cps[i], initialization=init,
+            align_to=prev if (aligned and prev is not None) else None, **kw,
+        )
+        frames.append(p)
+        prev = p.embedding
+    return ProjectionSequence(
+        frames=frames, axis=axis, aligned=aligned,
+        parameters={"method": method, "random_state": random_state, "aligned": aligned,
+                    "aligned_n_iter": aligned_n_iter if aligned else None,
+                    "aligned_early_exaggeration_iter": aligned_early_exaggeration_iter if aligned else None},
+    )
