@@ -687,12 +687,14 @@ def maximize(
     if normalization is None:
         normalization = getattr(data, "normalization", None) or getattr(model, "normalization", None)
     x_data = getattr(data, "x", None) if data is not None else None
+    if x_data is None and data is not None and getattr(data, "tensors", None):
+        x_data = data.tensors[0]
 
     # --- per-method settings -------------------------------------------------------------
     if method == "erhan":
         if rho is None:
             if isinstance(x_data, torch.Tensor) and len(x_data):
-                rho = float(x_data[:10000].flatten(1).norm(dim=1).median())
+                rho = float(np.median(x_data[:10000].flatten(1).norm(dim=1).double().cpu().numpy()))
             else:
                 rho = math.sqrt(math.prod(shape))
         steps = 200 if steps is None else steps
