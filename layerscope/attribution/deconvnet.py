@@ -326,7 +326,5 @@ def project_activation(
 
     See :func:`project_activations`.
     """
-    if x.ndim == len(getattr(model, "input_shape", x.shape[1:])):
-        x = x.unsqueeze(0)
-    res = project_activations(model, x, layer, [unit], None if position is None else [position], rule=rule)
+    res = project_activations(model, x.unsqueeze(0), layer, [unit], None if position is None else [position], rule=rule)
     return res.maps[0]
