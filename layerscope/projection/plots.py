@@ -129,7 +129,7 @@ def plot_projection(
 
         for i in outlier_indices(p, n_thumbnails):
             img = np.asarray(images[i])
-            oi = OffsetImage(img, zoom=24.0 / max(img.shape[:2]), cmap="gray" if img.ndim == 2 else None)
+            oi = OffsetImage(img, zoom=20.0 / max(img.shape[:2]), cmap="gray" if img.ndim == 2 else None)
             ab = AnnotationBbox(oi, e[i], frameon=True, pad=0.1,
                                 bboxprops={"edgecolor": cmap(int(y[i]) % cmap.N), "linewidth": 1.2})
             ax.add_artist(ab)

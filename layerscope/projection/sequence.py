@@ -88,7 +88,7 @@ def project_sequence(
     predictions: Sequence[np.ndarray | None] | np.ndarray | None = None,
     sample_ids: np.ndarray | None = None,
     aligned_n_iter: int = 250,
-    aligned_early_exaggeration_iter: int = 50,
+    aligned_early_exaggeration_iter: int = 0,
     progress: Tracker = no_progress,
     **kwargs: Any,
 ) -> ProjectionSequence:
