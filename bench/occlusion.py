@@ -12,7 +12,15 @@ Each configuration runs interleaved with its baseline, median over repeats, prin
 (baseline time / layerscope time: > 1 means layerscope is faster). Results are also checked for
 equality (max abs difference).
 
-Usage: python bench/occlusion.py [--repeats 5] [--threads 1]
+3. ``--check``: the real check of issue 4 (no timing). For 20 test images of ``mnist-cnn`` (7x7
+   square, stride 1) and of ``resnet20-cifar10`` (8x8, stride 2; CIFAR-10 subset from the shared
+   data folder, ``--cifar PATH``): the drop of the true-class probability when the square covers
+   the object (MNIST: the window's centre pixel is ink; CIFAR: the window's centre lies in the
+   central 16x16) versus when it lies on the empty border (MNIST: no ink in the window; CIFAR:
+   the window's centre in the outer 4-pixel frame), and how often the map's minimum is on the
+   object.
+
+Usage: python bench/occlusion.py [--repeats 5] [--threads 1] [--check] [--cifar PATH]
 """
 
 from __future__ import annotations
@@ -38,8 +46,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", type=int, default=7)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--check", action="store_true", help="Also run the real check on MNIST and CIFAR-10.")
+    ap.add_argument("--cifar", default=None, help="CIFAR-10 subset .npz (default: ../shared/data/cifar10/...).")
+    ap.add_argument("--n", type=int, default=20, help="Images for --check.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.check:
+        real_check(args.n, args.cifar)
 
     from layerscope.attribution.occlusion import dataset_mean, occlusion, window_grid
     from layerscope.data import load_dataset
@@ -114,6 +127,82 @@ def main() -> None:
     print(f"    captum Occlusion, perturbations_per_eval=1:     {m_c1 * 1e3:8.1f} ms  -> ratio {m_c1 / m_ours:.1f}x")
     print(f"    captum Occlusion, perturbations_per_eval={args.batch}:   {m_cb * 1e3:8.1f} ms  -> ratio {m_cb / m_ours:.1f}x")
     print(f"    target: ratio >= 1 (not slower than Captum); max |attribution diff| = {diff:.2e}")
+
+
+def real_check(n: int, cifar: str | None) -> None:
+    """Occlusion of the true-class probability: object vs empty border, on real test images."""
+    from pathlib import Path
+
+    from layerscope.attribution.occlusion import dataset_mean, occlusion
+    from layerscope.data import load_dataset
+    from layerscope.loading import load_model
+
+    def run(name: str, model: torch.nn.Module, ds: object, size: int, stride: int,
+            on_object: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+            on_border: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+            covers: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None) -> None:
+        grey = dataset_mean(ds)
+        rows: list[tuple[float, float, float, bool, bool]] = []
+        for i in range(n):
+            x, y = ds.x[i], int(ds.y[i])  # type: ignore[attr-defined]
+            res = occlusion(model, x, target=y, size=size, stride=stride, value=grey)
+            rw, cw = res.windows
+            obj = on_object(i, rw, cw)
+            bor = on_border(i, rw, cw)
+            drop = res.base_probability - res.probability
+            amin = np.unravel_index(int(np.argmin(res.probability)), res.probability.shape)
+            rows.append((float(drop[obj].mean()) if obj.any() else np.nan,
+                         float(drop[bor].mean()) if bor.any() else np.nan,
+                         float(np.abs(drop[bor]).max()) if bor.any() else np.nan,
+                         bool((covers or on_object)(i, rw, cw)[amin]), res.base_label == y))
+        a = np.array(rows, dtype=np.float64)
+        print(f"[check] {name}: {n} test images, {size}x{size} square, stride {stride}, grey = data mean")
+        print(f"    mean drop of p(true) with the square on the object: {np.nanmean(a[:, 0]):.4f}")
+        print(f"    mean drop of p(true) with the square on the empty border: {np.nanmean(a[:, 1]):.4f}")
+        print(f"    largest |drop| on the border, median over images: {np.nanmedian(a[:, 2]):.4f}")
+        print(f"    images whose minimum of p(true) lies on the object: {int(a[:, 3].sum())}/{n}")
+        print(f"    correctly classified (unoccluded): {int(a[:, 4].sum())}/{n}")
+        for i, r in enumerate(rows):
+            print(f"      image {i:2d}: object drop {r[0]:.4f}  border drop {r[1]:+.4f}  min on object {r[3]}")
+
+    mn = load_dataset("mnist:test")
+    ink = (mn.x[:n, 0] > 0.5).numpy()
+
+    def mn_obj(i: int, rw: np.ndarray, cw: np.ndarray) -> np.ndarray:
+        cr = (rw[:, 0] + rw[:, 1] - 1) // 2
+        cc = (cw[:, 0] + cw[:, 1] - 1) // 2
+        return ink[i][np.ix_(cr, cc)]
+
+    def mn_covers(i: int, rw: np.ndarray, cw: np.ndarray) -> np.ndarray:
+        return np.array([[ink[i][r0:r1, c0:c1].any() for c0, c1 in cw] for r0, r1 in rw])
+
+    def mn_border(i: int, rw: np.ndarray, cw: np.ndarray) -> np.ndarray:
+        any_ink = (mn.x[i, 0] > 0).numpy()
+        out = np.zeros((len(rw), len(cw)), bool)
+        for a, (r0, r1) in enumerate(rw):
+            for b, (c0, c1) in enumerate(cw):
+                out[a, b] = not any_ink[r0:r1, c0:c1].any()
+        return out
+
+    run("mnist-cnn", load_model("mnist-cnn"), mn, 7, 1, mn_obj, mn_border, mn_covers)
+    path = Path(cifar) if cifar else Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10" / "cifar10_subset.npz"
+    if not path.exists():
+        print(f"[check] CIFAR-10 subset not found at {path}: skipped")
+        return
+    cf = load_dataset(f"cifar10:{path}:test")
+
+    def centre(rw: np.ndarray, cw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (rw[:, 0] + rw[:, 1] - 1) / 2, (cw[:, 0] + cw[:, 1] - 1) / 2
+
+    def cf_obj(i: int, rw: np.ndarray, cw: np.ndarray) -> np.ndarray:
+        cr, cc = centre(rw, cw)
+        return ((cr >= 8) & (cr < 24))[:, None] & ((cc >= 8) & (cc < 24))[None, :]
+
+    def cf_border(i: int, rw: np.ndarray, cw: np.ndarray) -> np.ndarray:
+        cr, cc = centre(rw, cw)
+        return ~(((cr >= 4) & (cr < 28))[:, None] & ((cc >= 4) & (cc < 28))[None, :])
+
+    run("resnet20-cifar10", load_model("resnet20-cifar10"), cf, 8, 2, cf_obj, cf_border)
 
 
 if __name__ == "__main__":
