@@ -1,62 +1,265 @@
-"""``layerscope demo``: from a fresh clone to results on the bundled data."""
+"""``layerscope demo``: from a fresh clone to a browsable report on the bundled data.
+
+The demo is a list of independent steps, each calling another ``layerscope`` command in-process
+with small sizes. A step whose command is not installed is skipped with a message; a step that
+fails is reported and the others go on (what finished stays on disk). At the end the HTML report
+of everything under ``--out`` is written and its path printed.
+"""
 
 from __future__ import annotations
 
 import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
-import torch
 import typer
 
-from ._app import app, console, progress_bar
+from ._app import app, console, err_console, progress_bar
 
 
-@app.command()
-def demo(
-    out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for every result of the demo."),
-    epochs: int = typer.Option(5, help="Training epochs of the reference MLP."),
-    limit: int = typer.Option(20000, help="MNIST training samples used (stratified)."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
-) -> None:
-    """Train a reference MLP on bundled MNIST with checkpoints, list its layers, capture activations."""
+@dataclass
+class Step:
+    """One demo step: a ``layerscope`` command line (``args``) or a Python function (``run``)."""
+
+    name: str
+    what: str
+    args: list[str] = field(default_factory=list)
+    run: Optional[Callable[[], None]] = None
+    needs: list[str] = field(default_factory=list)  # names of steps whose output this one reads
+    out: Optional[Path] = None  # a folder that holds result.json when the step succeeded
+
+
+def _command_exists(path: list[str]) -> bool:
+    """Whether ``layerscope <path...>`` is an installed command (sub-apps included)."""
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    for part in path:
+        commands = getattr(cmd, "commands", None)  # a group (typer vendors its own click)
+        if not isinstance(commands, dict) or part not in commands:
+            return False
+        cmd = commands[part]
+    return True
+
+
+def _command_path(args: list[str]) -> list[str]:
+    """The leading words of a command line (the command and any sub-command)."""
+    words = []
+    for a in args:
+        if a.startswith("-"):
+            break
+        words.append(a)
+    return words
+
+
+def _invoke(args: list[str]) -> None:
+    try:
+        rc = app(args=args, prog_name="layerscope", standalone_mode=False)
+    except typer.Exit as ex:  # raised inside a command
+        rc = ex.exit_code
+    if isinstance(rc, int) and rc != 0:
+        raise RuntimeError(f"exited with status {rc}")
+
+
+def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress: bool, speech: bool, transfer: bool) -> list[Step]:
+    """The demo's steps, in order; sizes chosen so all of them run in minutes on 2 CPU cores."""
+    runs = out / "runs"
+    mlp, cnn = runs / "mlp", runs / "cnn"
+    pb = [] if progress else ["--no-progress"]
+    steps: list[Step] = [
+        Step("train-mlp", f"train an MLP 784-256-256-256-10 on {limit} MNIST digits, {epochs} epochs, checkpoints 0, 1, 2, {epochs}",
+             run=lambda: _train(mlp, "mlp:width=256,depth=3", limit, epochs, sorted({0, 1, 2, epochs}), "sgd", 0.05, progress)),
+        Step("train-cnn", f"train a small CNN (2x conv32, pool, 2x conv64, pool, dense 128, 64) on {limit // 5} MNIST digits, 2 epochs",
+             run=lambda: _train(cnn, "cnn:dense=128x64", limit // 5, 2, [0, 1, 2], "adam", 1e-3, progress)),
+        Step("layers-mlp", "list the MLP's layers and capture its hidden activations on 1,000 test digits",
+             run=lambda: _capture_summary(mlp, out / "layers" / "mlp", progress), needs=["train-mlp"], out=out / "layers" / "mlp"),
+        Step("layers-cnn", "list the CNN's layers", run=lambda: _capture_summary(cnn, out / "layers" / "cnn", progress, n=500),
+             needs=["train-cnn"], out=out / "layers" / "cnn"),
+        # Activation maximization (Erhan et al. 2009)
+        Step("maximize-classes", "activation maximization of the MLP's 10 class logits (Erhan: 30 steps on the sphere)",
+             ["maximize", "--model", str(mlp), "--layer", "out", "--units", "all", "--method", "erhan", "--steps", "30",
+              "--out", str(out / "maximize" / "mlp-classes"), *pb], needs=["train-mlp"]),
+        Step("maximize-channels", "activation maximization of the CNN's conv4 channels (regularised, 30 steps)",
+             ["maximize", "--model", str(cnn), "--layer", "conv4", "--units", "0,1,2,3,4,5,6,7", "--method", "lucid",
+              "--steps", "30", "--out", str(out / "maximize" / "cnn-conv4"), *pb], needs=["train-cnn"]),
+        # Visualizing convnets (Zeiler & Fergus 2014)
+        Step("topk", "top-9 patches of 8 conv2 channels over 2,000 test digits",
+             ["topk", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv2", "--units", "0,1,2,3,4,5,6,7",
+              "--limit", "2000", "--out", str(out / "convnets" / "topk"), *pb], needs=["train-cnn"]),
+        Step("deconv", "deconvnet projections of the top activations of 8 conv4 channels",
+             ["deconv", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--units", "0,1,2,3,4,5,6,7",
+              "--limit", "2000", "--out", str(out / "convnets" / "deconv"), *pb], needs=["train-cnn"]),
+        Step("occlusion", "occlusion maps of 4 test digits (7x7 grey square, stride 2)",
+             ["occlude", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--indices", "0,1,2,3",
+              "--size", "7", "--stride", "2", "--out", str(out / "convnets" / "occlusion"), *pb], needs=["train-cnn"]),
+        Step("invariance", "invariance of each layer to translation, scale and rotation (100 test digits)",
+             ["invariance", "--model", str(cnn), "--data", "mnist:test", "--limit", "100",
+              "--out", str(out / "convnets" / "invariance"), *pb], needs=["train-cnn"]),
+        Step("evolution", "feature evolution of 4 conv4 channels over the CNN's checkpoints",
+             ["evolution", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--units", "0,1,2,3",
+              "--limit", "1000", "--out", str(out / "convnets" / "evolution"), *pb], needs=["train-cnn"]),
+        # Hidden-activity projections (Rauber et al. 2017)
+        Step("project", f"t-SNE of every hidden layer of the MLP, {n_project} test digits, before and after training",
+             ["project", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--checkpoints", "0,last",
+              "--method", "tsne", "--n", str(n_project), "--out", str(out / "projection" / "mlp"), *pb], needs=["train-mlp"]),
+        Step("neurons", "neuron projection of the MLP's last hidden layer (colour: power to discriminate digit 0)",
+             ["neurons", "--model", str(mlp), "--data", "mnist:test", "--layer", "relu3", "--n", str(n_project),
+              "--out", str(out / "projection" / "neurons"), *pb], needs=["train-mlp"]),
+        Step("probe", "linear probes on every hidden layer of the MLP",
+             ["probe", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--n", str(2 * n_project),
+              "--out", str(out / "similarity" / "probe"), *pb], needs=["train-mlp"]),
+        Step("cka", "linear CKA between the MLP's layers",
+             ["cka", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--n", str(n_project),
+              "--out", str(out / "similarity" / "cka"), *pb], needs=["train-mlp"]),
+    ]
+    if transfer:
+        # Transferability of layers (Yosinski et al. 2014)
+        steps.append(Step(
+            "transfer", "a tiny transfer grid: 8-layer convnet, MNIST 0-4 vs 5-9, 1 seed, 1 epoch, 2,000 digits",
+            ["transfer", "--arch", "convnet8", "--data", "mnist", "--split", "mnist-0-4", "--seeds", "1", "--epochs", "1",
+             "--limit", "2000", "--out", str(out / "transfer"), *pb]))
+    if speech:
+        # Acoustic models (Mohamed, Hinton & Penn 2012)
+        steps += [
+            Step("speech-train", "train a 3-layer frame-level DNN on FSDD log-mel frames (3 epochs)",
+                 ["speech", "train", "--features", "fbank", "--depth", "3", "--width", "256", "--epochs", "3",
+                  "--out", str(runs / "speech-dnn"), *pb]),
+            Step("speech-analyze", "per-layer projections, NH and probes by digit and by speaker on FSDD frames",
+                 ["speech", "analyze", "--model", str(runs / "speech-dnn"), "--n", str(n_project),
+                  "--out", str(out / "speech" / "analyze"), *pb], needs=["speech-train"]),
+        ]
+    return steps
+
+
+def _train(run_dir: Path, arch: str, limit: int, epochs: int, checkpoints: list[int], optimizer: str, lr: float, progress: bool) -> None:
+    """``layerscope train`` with a 2,000-digit validation subset (the full test set at every
+    checkpoint would cost more than the training itself on a small CPU)."""
+    import torch
+
+    from ..data import load_dataset, stratified_indices
+    from ..models import build_model
+    from ..training import train
+
+    train_set = load_dataset("mnist")
+    train_set = train_set.subset(stratified_indices(train_set.y.numpy(), limit, 0))
+    test_set = load_dataset("mnist:test")
+    val_set = test_set.subset(stratified_indices(test_set.y.numpy(), 2000, 1))
+    torch.manual_seed(0)
+    net = build_model(arch, train_set.input_shape, len(train_set.classes))
+    meta = {
+        "arch": arch, "data": "mnist", "val_data": "mnist:test", "val_limit": 2000, "limit": limit,
+        "input_shape": list(train_set.input_shape), "classes": train_set.classes,
+        "normalization": train_set.normalization.to_dict(),
+    }
+    with progress_bar(progress) as bar:
+        run = train(net, train_set, val_set=val_set, out_dir=run_dir, epochs=epochs, checkpoints=checkpoints,
+                    optimizer=optimizer, lr=lr, seed=0, meta=meta, progress=bar)
+    accs = ", ".join(f"{c['epoch']}: {c['val_accuracy']:.4f}" for c in run.checkpoints)
+    console.print(f"   accuracy on 2,000 test digits by epoch: {accs}")
+
+
+def _capture_summary(run_dir: Path, out_dir: Path, progress: bool, n: int = 1000) -> None:
+    """Layers table and a capture of the hidden layers on ``n`` test digits, as a ``capture`` result."""
     from ..capture import collect_activations
     from ..data import load_dataset, stratified_indices
     from ..layers import list_layers
     from ..loading import load_model
-    from ..models import build_model
     from ..results import model_description, write_result
-    from ..training import train
 
-    started = time.time()
-    train_set = load_dataset("mnist")
-    test_set = load_dataset("mnist:test")
-    train_set = train_set.subset(stratified_indices(train_set.y.numpy(), limit, 0))
-    arch = "mlp:width=256,depth=3"
-    torch.manual_seed(0)
-    net = build_model(arch, train_set.input_shape, len(train_set.classes))
-    run_dir = out / "runs" / "mlp"
-    meta = {
-        "arch": arch, "data": "mnist", "val_data": "mnist:test", "limit": limit,
-        "input_shape": list(train_set.input_shape), "classes": train_set.classes,
-        "normalization": train_set.normalization.to_dict(),
-    }
-    console.print(f"[bold]1.[/] training {arch} on {len(train_set)} MNIST digits for {epochs} epochs -> {run_dir}")
-    with progress_bar(progress) as bar:
-        run = train(net, train_set, val_set=test_set, out_dir=run_dir, epochs=epochs, lr=0.05, meta=meta, progress=bar)
-    for c in run.checkpoints:
-        console.print(f"   epoch {c['epoch']:>3}: test accuracy {c['val_accuracy']:.4f}")
     model = load_model(str(run_dir))
-    layer_rows = list_layers(model, test_set.x[:1])
-    console.print("[bold]2.[/] layers: " + ", ".join(f"{r.name} {r.output_shape}" for r in layer_rows))
-    cap_dir = out / "capture"
-    idx = stratified_indices(test_set.y.numpy(), 2000, 0)
+    test_set = load_dataset("mnist:test")
+    rows = list_layers(model, test_set.x[:1])
+    idx = stratified_indices(test_set.y.numpy(), n, 0)
     with progress_bar(progress) as bar:
-        acts = collect_activations(model, test_set, model.hidden_layers, indices=idx, predictions=True, out_dir=cap_dir, progress=bar)
+        acts = collect_activations(model, test_set, model.hidden_layers, indices=idx, predictions=True, reduce="mean", progress=bar)
+    acc = float((acts.predictions == acts.labels).mean())
     write_result(
-        cap_dir, "capture", model=model_description(model), data="mnist:test",
-        parameters={"layers": list(acts.arrays), "n": len(acts)},
-        metrics={"accuracy": float((acts.predictions == acts.labels).mean())},
-        layers=[r.to_dict() for r in layer_rows],
+        out_dir, "capture", model=model_description(model), data="mnist:test",
+        parameters={"layers": list(acts.arrays), "n": len(acts), "reduce": "mean"},
+        metrics={"accuracy": acc, **{f"mean activation {k}": float(v.mean()) for k, v in acts.arrays.items()}},
+        layers=[r.to_dict() for r in rows],
     )
-    console.print(f"[bold]3.[/] captured {len(acts)} test digits at {list(acts.arrays)} -> {cap_dir}")
-    console.print(f"done in {time.time() - started:.0f} s; results in [bold]{out}[/]")
+    console.print(f"   {len(rows)} layers; accuracy on {len(acts)} test digits {acc:.4f}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for every result of the demo (and report.html)."),
+    epochs: int = typer.Option(5, help="Training epochs of the reference MLP."),
+    limit: int = typer.Option(20000, help="MNIST training digits for the MLP (stratified; the CNN uses a quarter)."),
+    n_project: int = typer.Option(1000, "--n-project", help="Test digits / frames in each projection."),
+    speech: bool = typer.Option(True, help="Include the FSDD speech steps."),
+    transfer: bool = typer.Option(True, help="Include the (tiny) transfer grid."),
+    only: Optional[str] = typer.Option(None, help="Comma-separated step names to run (others skipped); see --list."),
+    list_steps: bool = typer.Option(False, "--list", help="List the steps and exit."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Train reference models on bundled MNIST/FSDD, run every analysis at a small size, write the report."""
+    from ..report import build_report
+
+    steps = build_steps(out, epochs=epochs, limit=limit, n_project=n_project, progress=progress, speech=speech, transfer=transfer)
+    if list_steps:
+        for s in steps:
+            cmd = "layerscope " + " ".join(s.args) if s.args else "(python)"
+            console.print(f"[bold]{s.name}[/]: {s.what}\n   {cmd}", highlight=False)
+        return
+    wanted = set(s.strip() for s in only.split(",")) if only else None
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    status: dict[str, tuple[str, float, str]] = {}
+    for i, s in enumerate(steps, 1):
+        head = f"[bold][{i}/{len(steps)}] {s.name}[/]: {s.what}"
+        if wanted is not None and s.name not in wanted:
+            status[s.name] = ("not selected", 0.0, "")
+            continue
+        if s.args and not _command_exists(_command_path(s.args)):
+            console.print(f"{head}\n   [yellow]skipped[/]: `layerscope {' '.join(_command_path(s.args))}` is not available in this version.", highlight=False)
+            status[s.name] = ("skipped", 0.0, "command not available")
+            continue
+        missing = [n for n in s.needs if status.get(n, ("ok",))[0] not in ("ok", "not selected")]
+        if missing:
+            console.print(f"{head}\n   [yellow]skipped[/]: needs {', '.join(missing)}, which did not finish.", highlight=False)
+            status[s.name] = ("skipped", 0.0, f"needs {', '.join(missing)}")
+            continue
+        console.print(head, highlight=False)
+        t0 = time.time()
+        try:
+            if s.run is not None:
+                s.run()
+            else:
+                _invoke(s.args)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: writing the report of what finished.")
+            status[s.name] = ("interrupted", time.time() - t0, "")
+            break
+        except BaseException as err:  # one failing step must not stop the others
+            dt = time.time() - t0
+            msg = f"{type(err).__name__}: {err}"
+            err_console.print(f"   [red]failed[/] after {dt:.0f} s: {msg}", highlight=False, markup=True)
+            err_console.print("   " + traceback.format_exc(limit=-3).strip().replace("\n", "\n   "), highlight=False, markup=False)
+            status[s.name] = ("failed", dt, msg)
+            continue
+        dt = time.time() - t0
+        status[s.name] = ("ok", dt, "")
+        console.print(f"   [green]done[/] in {dt:.0f} s")
+    console.print("[bold]report[/]: collecting every result under " + str(out))
+    t0 = time.time()
+    path = build_report(out, out / "report.html", title="layerscope demo")
+    status["report"] = ("ok", time.time() - t0, "")
+    total = time.time() - started
+    from rich.table import Table
+
+    table = Table(title=f"layerscope demo: {total:.0f} s in all")
+    for col in ("step", "status", "seconds", "note"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    colour = {"ok": "green", "failed": "red", "skipped": "yellow"}
+    for name, (st, dt, note) in status.items():
+        table.add_row(name, f"[{colour.get(st, 'white')}]{st}[/]", f"{dt:.0f}", note[:90])
+    console.print(table)
+    console.print(f"report: [bold]{path}[/]\nopen it in a browser: file://{path.resolve()}", highlight=False)
+    if any(st == "failed" for st, _, _ in status.values()):
+        n_failed = sum(st == "failed" for st, _, _ in status.values())
+        console.print(f"[yellow]{n_failed} step(s) failed[/]; their messages are above, the report shows everything that finished.")
+        raise typer.Exit(1)

@@ -280,9 +280,12 @@ def _scatter_plots(r: ResultFolder, page: _Page) -> tuple[str, int]:
         return "", 0
     plots = []
     for where, pset in sets:
-        title_bits = [str(pset[k]) for k in ("layer", "checkpoint", "epoch", "method", "name", "title") if isinstance(pset.get(k), (str, int)) and not isinstance(pset.get(k), bool)]
-        if "epoch" in pset and isinstance(pset.get("epoch"), int):
-            title_bits = [b if b != str(pset["epoch"]) else f"epoch {b}" for b in title_bits]
+        title_bits = []
+        for k in ("layer", "checkpoint", "epoch", "method", "name", "title", "colour_by"):
+            v = pset.get(k)
+            if isinstance(v, bool) or not isinstance(v, (str, int)):
+                continue
+            title_bits.append(f"epoch {v}" if k in ("checkpoint", "epoch") and isinstance(v, int) else str(v))
         title = " · ".join(title_bits) or where or r.analysis
         spec = point_spec(r.doc, pset, title)
         keep = spec.pop("_keep")
@@ -300,7 +303,7 @@ def _scatter_plots(r: ResultFolder, page: _Page) -> tuple[str, int]:
                     spec.update(sprite=page.sprite_id(uri), tile=list(tile), cols=cols, spriteIndex=index)
         metrics = {k: pset[k] for k in ("nh", "neighborhood_hit", "nh_embedding", "nh_2d", "nh_original", "nh_activation", "ac", "accuracy") if is_number(pset.get(k))}
         if isinstance(pset.get("metrics"), dict):
-            metrics.update({k: v for k, v in pset["metrics"].items() if is_number(v)})
+            metrics.update({k: v for k, v in pset["metrics"].items() if is_number(v) and k not in ("seconds", "n")})
         page.n_plots += 1
         pid = f"plot{page.n_plots}"
         page.blocks.append(f'<script type="application/json" id="{pid}-data">{script_json(spec)}</script>')
