@@ -237,18 +237,20 @@ def plot_evolution(
     units: Sequence[int],
     path: str | os.PathLike[str],
     title: str = "",
-    patches: np.ndarray | None = None,
+    kind: str = "projection",
 ) -> Path:
     """Z&F Fig. 4: one row per unit, one column per epoch, each a projected top activation.
 
-    ``tiles`` is ``(U, E, C, h, w)`` projections (model-input space).
+    ``tiles`` is ``(U, E, C, h, w)``: projections (``kind="projection"``, each scaled to its own
+    largest magnitude) or input patches in display range (``kind="image"``).
     """
+    show = projection_for_display if kind == "projection" else image_for_display
     n_u, n_e = tiles.shape[:2]
     fig, axes = plt.subplots(n_u, n_e, figsize=(1.1 * n_e + 0.6, 1.1 * n_u + 0.5), squeeze=False)
     for i in range(n_u):
         for j in range(n_e):
             ax = axes[i, j]
-            _imshow(ax, projection_for_display(tiles[i, j]))
+            _imshow(ax, show(tiles[i, j]))
             if i == 0:
                 ax.set_title(f"epoch {epochs[j]}", fontsize=7)
             if j == 0:

@@ -1,9 +1,33 @@
 """``layerscope topk``, ``deconv``, ``occlude``, ``invariance``, ``evolution``, ``correspondence``.
 
-Visualizing and understanding convnets (Zeiler & Fergus 2014). Each command writes ``OUT/result.json``
-(analysis ``topk`` / ``deconv`` / ``occlusion`` / ``invariance`` / ``evolution`` / ``correspondence``),
-PNG figures laid out like the paper's and an ``.npz`` of the arrays; the schemas are documented in
-:mod:`layerscope.attribution` modules and in each command's help.
+Visualizing and understanding convnets (Zeiler & Fergus 2014, arXiv 1311.2901). Each command writes
+``OUT/result.json`` with the common keys (``analysis``, ``model``, ``data``, ``parameters``,
+``metrics``, ``figures``), an ``.npz`` of the arrays (named by the ``arrays`` key) and PNG figures
+laid out like the paper's. Analysis-specific keys:
+
+``topk`` (topk.png, topk.npz: units, values, sample_ids, positions, labels, patches, projections)
+    ``topk``: ``{layer, k, units, rule, receptive_field: {layer, jump, size, start, input_size,
+    is_global}, top: [{unit, values[k], sample_ids[k], positions[k][n_spatial], labels[k]}]}``;
+    metrics ``mean_top1``, ``n_units``.
+``deconv`` (projections.png, deconv.npz: inputs, sample_ids, units, map_<rule>)
+    ``sample_ids``, ``units``, ``positions`` (per row, in the layer's map), ``values`` (projected
+    activations); metrics ``cosine_<ruleA>_<ruleB>`` (mean cosine similarity between rules).
+``occlusion`` (occlusion.png, occlusion.npz: sample_ids, inputs, probability, label, activation)
+    ``images``: ``[{sample_id, true_label, target, base_probability, base_label, layer, unit,
+    base_activation, min_probability, size, stride, anchor, value, map_shape}]``; metrics
+    ``mean_base_probability``, ``mean_min_probability``, ``label_changed_fraction``.
+``invariance`` (invariance.png, invariance.npz: <kind>_params, <kind>_probability,
+<kind>_distance_<layer index>)
+    ``curves``: ``{kind: {params, mean_relative_distance: {layer: [P]}, mean_probability: [P]}}``,
+    ``sample_ids``, ``labels``; metrics ``<kind>_min_mean_probability``.
+``evolution`` (evolution.png, evolution_patches.png, evolution.npz: epochs, units, projections,
+patches, values, sample_ids)
+    ``evolution``: ``{layer, rule, epochs, units, values[U][E], sample_ids[U][E],
+    same_sample_as_last[U][E]}``; metrics ``mean_top_value_last_epoch``,
+    ``fraction_same_sample_as_last``.
+``correspondence`` (correspondence.png)
+    ``correspondence``: ``{layers, parts: {name: [row, col, h, w]}, delta: {layer: {part | "random":
+    Δ}}, random_std: {layer: std}, n_images}``; metrics ``delta_<layer>_<part>``.
 """
 
 from __future__ import annotations
@@ -372,7 +396,7 @@ def evolution(
     plot_evolution(evo.projections, evo.epochs.tolist(), evo.units.tolist(), out / "evolution.png",
                    title=f"{layer}: strongest activation per unit, {rule} projection, by epoch")
     plot_evolution(evo.patches, evo.epochs.tolist(), evo.units.tolist(), out / "evolution_patches.png",
-                   title=f"{layer}: input patches of the strongest activations, by epoch")
+                   title=f"{layer}: input patches of the strongest activations, by epoch", kind="image")
     _save_npz(out / "evolution.npz", epochs=evo.epochs, units=evo.units, projections=evo.projections,
               patches=evo.patches, values=evo.values, sample_ids=evo.sample_ids)
     write_result(
