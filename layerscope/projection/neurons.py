@@ -202,7 +202,10 @@ def neuron_projection(
     elif method == "mds":
         from sklearn.manifold import MDS
 
-        mds = MDS(n_components=2, dissimilarity="precomputed", random_state=random_state, n_init=1, normalized_stress="auto")
+        try:  # scikit-learn >= 1.8 names the input kind ``metric`` and wants ``init`` spelled out
+            mds = MDS(n_components=2, metric="precomputed", init="classical_mds", random_state=random_state)
+        except TypeError:  # older scikit-learn
+            mds = MDS(n_components=2, dissimilarity="precomputed", random_state=random_state, n_init=1)
         embedding = mds.fit_transform(D)
         info["stress"] = float(mds.stress_)
         params = {}
