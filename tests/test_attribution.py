@@ -235,6 +235,22 @@ def test_receptive_field_of_residual_net_and_global_layers() -> None:
     rf2 = receptive_field(m, "layer2.0")  # + 3x3 stride 2 + 3x3 at jump 2 on top of 15x15
     assert rf2.jump == (2, 2) and rf2.size == (15 + 2 + 4, 15 + 2 + 4)
     assert receptive_field(m, "linear").is_global
+    # brute force: the union of the gradient supports of one unit over random inputs is its box
+    from layerscope.capture import capture
+
+    m.eval()
+    for layer, pos in [("layer2.0", (8, 8)), ("layer2.0.shortcut", (7, 9)), ("layer2.1", (8, 7))]:
+        rf = receptive_field(m, layer)
+        support = np.zeros((32, 32), bool)
+        for _ in range(4):
+            x = torch.randn(1, 3, 32, 32, requires_grad=True)
+            with capture(m, [layer], detach=False) as cap:
+                m(x)
+                (g,) = torch.autograd.grad(cap[layer][0, :, pos[0], pos[1]].sum(), x)
+            support |= (g[0].abs().sum(0) > 0).numpy()
+        rows, cols = np.nonzero(support)
+        (r0, r1), (c0, c1) = rf.box(pos)
+        assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (max(r0, 0), min(r1, 32), max(c0, 0), min(c1, 32))
 
 
 def test_receptive_field_refuses_unknown_ops_and_untraceable_models() -> None:
@@ -440,3 +456,35 @@ def test_sign_delta_by_hand_and_correspondence_of_identical_images() -> None:
     assert res.delta["3"]["random"] > 0.0  # different random positions change different features
     res2 = correspondence(m, x, ["1", "3"], parts={"corner": (0, 0, 4, 4)}, n_random=3, random_state=0)
     assert res2.delta == res.delta  # same seed, same Δ
+
+
+class Raising(nn.Module):
+    """Conv net whose last module raises: every entry point must clean up after it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.bad = nn.Linear(3, 3)  # wrong input size: raises in forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bad(self.relu(self.conv(x)).flatten(1))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, x: occlusion(m, x[0], size=3, stride=2, layer="conv"),
+        lambda m, x: invariance_curves(m, x, [0, 0], layers=["conv"], ranges={"rotate": [0, 90]}),
+        lambda m, x: correspondence(m, x, ["bad"], n_random=1),
+        lambda m, x: top_activations(m, TensorDataset(x, torch.zeros(2, dtype=torch.long)), "bad", k=1, rule=None, patches=False),
+        lambda m, x: project_activations(m, x, "bad", [0], rule="guided"),
+    ],
+    ids=["occlusion", "invariance", "correspondence", "topk", "projection"],
+)
+def test_no_hooks_left_after_a_raising_model(call) -> None:  # type: ignore[no-untyped-def]
+    m = Raising().train()
+    snap = snapshot(m)
+    with pytest.raises(Exception, match="cannot take an input|shapes cannot be multiplied"):
+        call(m, torch.randn(2, 1, 6, 6))
+    assert_unchanged(m, snap)
