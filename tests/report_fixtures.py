@@ -74,6 +74,12 @@ def make_results(root: Path, n: int = 60) -> dict[str, Path]:
                                "classes": ["0", "1", "2"]} for emb_x, emb_y in [([p[0] for p in emb], [p[1] for p in emb])]])
     out["speech"] = d
 
+    d = root / "neurons"
+    write_result(d, "neurons", layer="relu1", classes=["zero", EVIL],
+                 neurons={"x": [float(i) for i in range(12)], "y": [float(i % 4) for i in range(12)], "index": list(range(12)),
+                          "dead": [0] * 12, "importances": {"zero": [i / 11 for i in range(12)], EVIL: [1 - i / 11 for i in range(12)]}})
+    out["neurons"] = d
+
     d = root / "mystery"
     write_result(d, "some_new_analysis", figures=[{"path": png(d / "fig.png", 200), "title": "mystery figure"}],
                  metrics={"score": 0.25, EVIL: 1}, parameters={"knob": EVIL}, table=[{"a": 1, "b": EVIL}])

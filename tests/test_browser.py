@@ -67,7 +67,7 @@ def test_report_in_chromium(browser, tmp_path: Path):
     page, problems = open_report(browser, path)
     # every section, each reachable from the table of contents, none empty
     ids = page.eval_on_selector_all("section.analysis", "els => els.map(e => e.id)")
-    assert len(ids) == 7
+    assert len(ids) == 8
     toc = page.eval_on_selector_all("nav.toc a", "els => els.map(e => e.getAttribute('href').slice(1))")
     assert toc == ids
     for sid in ids:
@@ -76,10 +76,12 @@ def test_report_in_chromium(browser, tmp_path: Path):
     broken = page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length")
     assert broken == 0
     # the plots: one per point set; hovering a point shows its label, prediction and id
-    assert page.evaluate("window.layerscopePlots.length") == 3
+    assert page.evaluate("window.layerscopePlots.length") == 4
     text = hover_point(page, 0, 0)
     assert "sample 0" in text and f"true class: zero" in text and f"predicted: {EVIL}" in text
-    text = hover_point(page, 2, 1)  # the speech plot: digit and speaker
+    text = hover_point(page, 2, 11)  # neurons: index and importances
+    assert "neuron 11" in text and "importance for zero: 1" in text
+    text = hover_point(page, 3, 1)  # the speech plot: digit and speaker
     assert "speaker: nicolas" in text and "true class: 1" in text
     # zoom and pan move the points; reset brings them back
     where = "(() => { const p = window.layerscopePlots[0]; return [p.sx(3), p.sy(3), p.sx(30), p.sy(30)]; })()"
@@ -102,7 +104,7 @@ def test_report_in_chromium(browser, tmp_path: Path):
     # the <script> label is visible text, never run (a dialog would have been recorded)
     body = page.inner_text("body")
     assert EVIL in body and EVIL_LAYER in body
-    assert page.evaluate("document.querySelectorAll('script').length") == 1 + 3
+    assert page.evaluate("document.querySelectorAll('script').length") == 1 + 4
     page.screenshot(path=str(tmp_path / "desktop.png"), full_page=True)
     assert (tmp_path / "desktop.png").stat().st_size > 10000
     assert problems == []

@@ -72,14 +72,14 @@ def test_one_section_per_result_and_a_toc(report):
     html, page = parse(path)
     assert path == path.parent / "report.html"
     sections = [a for t, a in page.tags if t == "section"]
-    # training runs + capture, maximize, projection, cka, speech, unknown analysis
-    assert len(sections) == 7
+    # training runs + capture, maximize, projection, neurons, cka, speech, unknown analysis
+    assert len(sections) == 8
     ids = [a["id"] for a in sections]
     toc = [a["href"][1:] for t, a in page.tags if t == "a" and (a.get("href") or "").startswith("#")]
     assert toc == ids
     headings = re.findall(r'<section class="analysis" id="[^"]+" [^>]*><h2>([^<]+)</h2>', html)
     assert headings == ["Training runs", "Model summary and layers", "Activation maximization", "Hidden-activity projections",
-                        "CKA similarity", "Speech: analyze", "Some new analysis"]
+                        "Neuron projections", "CKA similarity", "Speech: analyze", "Some new analysis"]
 
 
 def test_labels_from_data_are_escaped_everywhere(report):
@@ -134,6 +134,9 @@ def test_projection_points_become_scatter_data(report):
     assert s["pred"] == doc["predictions"] and s["pred"][0] != s["groups"][0]["codes"][0]
     assert s["id"] == list(range(60))
     assert "sprite" not in s  # its data spec does not load: labels only
+    (neurons,) = [s for s in specs.values() if s.get("idName") == "neuron"]
+    assert neurons["id"] == list(range(12)) and [v["name"] for v in neurons["values"]] == ["importance for zero", f"importance for {EVIL}"]
+    assert neurons["values"][0]["range"] == [0.0, 1.0] and neurons["groups"] == []
     speech = [s for s in specs.values() if len(s["groups"]) == 2]
     assert len(speech) == 1 and speech[0]["groups"][1]["name"] == "speaker"
     assert set(speech[0]["groups"][1]["names"]) == {"jackson", "nicolas", EVIL}

@@ -85,6 +85,9 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
              ["maximize", "--model", str(cnn), "--layer", "conv4", "--units", "0,1,2,3,4,5,6,7", "--method", "lucid",
               "--steps", "30", "--out", str(out / "maximize" / "cnn-conv4"), *pb], needs=["train-cnn"]),
         # Visualizing convnets (Zeiler & Fergus 2014)
+        Step("correspondence", "masking the same part of 5 digits vs random masks, at conv2 and conv4",
+             ["correspondence", "--model", str(cnn), "--data", "mnist:test", "--layers", "conv2,conv4", "--limit", "5",
+              "--out", str(out / "convnets" / "correspondence")], needs=["train-cnn"]),
         Step("topk", "top-9 patches of 8 conv2 channels over 2,000 test digits",
              ["topk", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv2", "--units", "0,1,2,3,4,5,6,7",
               "--limit", "2000", "--out", str(out / "convnets" / "topk"), *pb], needs=["train-cnn"]),
@@ -94,8 +97,8 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
         Step("occlusion", "occlusion maps of 4 test digits (7x7 grey square, stride 2)",
              ["occlude", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--indices", "0,1,2,3",
               "--size", "7", "--stride", "2", "--out", str(out / "convnets" / "occlusion"), *pb], needs=["train-cnn"]),
-        Step("invariance", "invariance of each layer to translation, scale and rotation (100 test digits)",
-             ["invariance", "--model", str(cnn), "--data", "mnist:test", "--limit", "100",
+        Step("invariance", "invariance of each layer to translation, scale and rotation (50 test digits)",
+             ["invariance", "--model", str(cnn), "--data", "mnist:test", "--limit", "50",
               "--out", str(out / "convnets" / "invariance"), *pb], needs=["train-cnn"]),
         Step("evolution", "feature evolution of 4 conv4 channels over the CNN's checkpoints",
              ["evolution", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--units", "0,1,2,3",
@@ -117,9 +120,10 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
     if transfer:
         # Transferability of layers (Yosinski et al. 2014)
         steps.append(Step(
-            "transfer", "a tiny transfer grid: 8-layer convnet, MNIST 0-4 vs 5-9, 1 seed, 1 epoch, 2,000 digits",
+            "transfer", "a tiny transfer grid: 8-layer convnet, MNIST 0-4 vs 5-9, n = 1, 4, 7, 1 seed, 1 epoch, 2,000 digits",
             ["transfer", "--arch", "convnet8", "--data", "mnist", "--split", "mnist-0-4", "--seeds", "1", "--epochs", "1",
-             "--limit", "2000", "--out", str(out / "transfer"), *pb]))
+             "--k", "1", "--layers", "1,4,7", "--limit", "2000", "--val-limit", "500", "--executor", "local",
+             "--out", str(out / "transfer"), *pb]))
     if speech:
         # Acoustic models (Mohamed, Hinton & Penn 2012)
         steps += [
@@ -188,7 +192,7 @@ def _capture_summary(run_dir: Path, out_dir: Path, progress: bool, n: int = 1000
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for every result of the demo (and report.html)."),
     epochs: int = typer.Option(5, help="Training epochs of the reference MLP."),
-    limit: int = typer.Option(20000, help="MNIST training digits for the MLP (stratified; the CNN uses a quarter)."),
+    limit: int = typer.Option(12000, help="MNIST training digits for the MLP (stratified; the CNN uses a quarter)."),
     n_project: int = typer.Option(1000, "--n-project", help="Test digits / frames in each projection."),
     speech: bool = typer.Option(True, help="Include the FSDD speech steps."),
     transfer: bool = typer.Option(True, help="Include the (tiny) transfer grid."),

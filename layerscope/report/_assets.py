@@ -115,7 +115,12 @@ JS = r"""
     if (!(ymax > ymin)) { ymin -= 1; ymax += 1; }
     this.bounds = [xmin, xmax, ymin, ymax];
     this.groups = spec.groups || [];
-    this.group = 0;
+    this.values = spec.values || [];
+    // colour modes: continuous values first (e.g. a neuron's importance), then categories
+    this.modes = [];
+    for (var v = 0; v < this.values.length; v++) { this.modes.push({ kind: "value", i: v, name: this.values[v].name }); }
+    for (var q = 0; q < this.groups.length; q++) { this.modes.push({ kind: "group", i: q, name: this.groups[q].name }); }
+    this.mode = 0;
     this.hover = -1;
     this.sprite = spec.sprite ? document.getElementById(spec.sprite) : null;
     this.thumbs = null;
@@ -133,11 +138,11 @@ JS = r"""
     zout.addEventListener("click", function () { self.zoomAt(self.w / 2, self.h / 2, 1 / 1.5); });
     rs.addEventListener("click", function () { self.reset(); });
     bar.appendChild(zin); bar.appendChild(zout); bar.appendChild(rs);
-    if (this.groups.length > 1) {
+    if (this.modes.length > 1) {
       var lab = el("label", null, "colour by ");
       var sel = el("select");
-      for (var g = 0; g < this.groups.length; g++) { var o = el("option", null, this.groups[g].name); o.value = String(g); sel.appendChild(o); }
-      sel.addEventListener("change", function () { self.group = parseInt(sel.value, 10); self.legend(); self.draw(); });
+      for (var g = 0; g < this.modes.length; g++) { var o = el("option", null, this.modes[g].name); o.value = String(g); sel.appendChild(o); }
+      sel.addEventListener("change", function () { self.mode = parseInt(sel.value, 10); self.legend(); self.draw(); });
       lab.appendChild(sel); bar.appendChild(lab);
     }
     bar.appendChild(el("span", "note", this.n + " points \u00b7 wheel/pinch to zoom, drag to pan, hover or tap a point"));
@@ -232,19 +237,22 @@ JS = r"""
     this.hideTip(); this.draw();
   };
   Scatter.prototype.colorOf = function (i, usePred) {
-    var spec = this.spec;
-    if (spec.value && this.group === 0) {
-      var lo = spec.valueRange[0], hi = spec.valueRange[1];
-      return seqColor(hi > lo ? (spec.value[i] - lo) / (hi - lo) : 0.5);
+    var spec = this.spec, m = this.modes[this.mode];
+    if (!m) { return "#1f77b4"; }
+    if (m.kind === "value") {
+      var val = this.values[m.i], lo = val.range[0], hi = val.range[1];
+      return seqColor(hi > lo ? (val.v[i] - lo) / (hi - lo) : 0.5);
     }
-    var g = this.groups[this.group];
-    if (!g) { return "#1f77b4"; }
-    if (usePred && this.group === 0 && spec.pred) { return catColor(spec.pred[i]); }
-    return catColor(g.codes[i]);
+    if (usePred && m.i === 0 && spec.pred) { return catColor(spec.pred[i]); }
+    return catColor(this.groups[m.i].codes[i]);
   };
-  Scatter.prototype.wrong = function (i) {
+  Scatter.prototype.mistaken = function (i) {
     var s = this.spec;
     return !!(s.pred && this.groups.length && s.pred[i] !== null && s.pred[i] !== undefined && s.pred[i] !== this.groups[0].codes[i]);
+  };
+  Scatter.prototype.wrong = function (i) {
+    var s = this.spec, m = this.modes[this.mode];
+    return !!(s.pred && m && m.kind === "group" && m.i === 0 && this.groups.length && s.pred[i] !== null && s.pred[i] !== undefined && s.pred[i] !== this.groups[0].codes[i]);
   };
   Scatter.prototype.draw = function () {
     var ctx = this.canvas.getContext("2d"), dpr = this.dpr;
@@ -319,11 +327,11 @@ JS = r"""
     if (spec.pred) {
       var p = spec.pred[i], g0 = this.groups[0];
       var pn = (g0 && g0.names && g0.names[p] !== undefined) ? g0.names[p] : p;
-      var line = el("div", null, "predicted: " + pn + (this.wrong(i) ? "  \u2717" : "  \u2713"));
-      if (this.wrong(i)) { line.style.color = "#b00020"; }
+      var line = el("div", null, "predicted: " + pn + (this.mistaken(i) ? "  \u2717" : "  \u2713"));
+      if (this.mistaken(i)) { line.style.color = "#b00020"; }
       tip.appendChild(line);
     }
-    if (spec.value) { tip.appendChild(el("div", null, (spec.valueName || "value") + ": " + fmt(spec.value[i]))); }
+    for (var v = 0; v < this.values.length; v++) { tip.appendChild(el("div", null, this.values[v].name + ": " + fmt(this.values[v].v[i]))); }
     tip.style.display = "block";
     var rootR = this.root.getBoundingClientRect(), cR = this.canvas.getBoundingClientRect();
     var x = cR.left - rootR.left + this.sx(i) + 12, y = cR.top - rootR.top + this.sy(i) + 12;
@@ -336,11 +344,13 @@ JS = r"""
   Scatter.prototype.legend = function () {
     var leg = this.leg, spec = this.spec;
     while (leg.firstChild) { leg.removeChild(leg.firstChild); }
-    if (spec.value && this.group === 0) {
-      leg.appendChild(el("span", null, "colour: " + (spec.valueName || "value") + " from " + fmt(spec.valueRange[0]) + " (purple) to " + fmt(spec.valueRange[1]) + " (yellow)"));
+    var m = this.modes[this.mode];
+    if (m && m.kind === "value") {
+      var val = this.values[m.i];
+      leg.appendChild(el("span", null, "colour: " + val.name + " from " + fmt(val.range[0]) + " (purple) to " + fmt(val.range[1]) + " (yellow)"));
       return;
     }
-    var g = this.groups[this.group];
+    var g = m ? this.groups[m.i] : null;
     if (!g || !g.names) { return; }
     var shown = g.names.length > 40 ? 40 : g.names.length;
     for (var k = 0; k < shown; k++) {
@@ -350,7 +360,7 @@ JS = r"""
       leg.appendChild(item);
     }
     if (shown < g.names.length) { leg.appendChild(el("span", null, "\u2026 and " + (g.names.length - shown) + " more")); }
-    if (spec.pred && this.group === 0) { leg.appendChild(el("span", null, "\u2715 misclassified (colour = predicted class)")); }
+    if (spec.pred && m.i === 0) { leg.appendChild(el("span", null, "\u2715 misclassified (colour = predicted class)")); }
   };
   // Where point i is on the page (used by tests and by keyboard users' scripts).
   Scatter.prototype.clientPoint = function (i) {

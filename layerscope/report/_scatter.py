@@ -15,8 +15,8 @@ lists; alternatively ``embedding_file`` / ``file`` naming an ``.npz`` or ``.npy`
 ``<name>_names``
     other categorical colourings (e.g. speaker of a speech frame); ``groups`` as
     ``[{"name", "codes", "names"}]`` is also accepted verbatim
-``values`` with ``value_name``
-    a continuous colouring (e.g. a neuron's discriminative power)
+``values`` with ``value_name``; ``importances: {class: [value per point]}``
+    continuous colourings (e.g. a neuron's power to discriminate a class); ``index`` (neurons)
 ``text``
     a free text line per point (e.g. "neuron 12")
 ``thumbnails``
@@ -186,16 +186,24 @@ def point_spec(doc: dict[str, Any], pset: dict[str, Any], title: str) -> dict[st
         groups.append({"name": name, "codes": pick(codes), "names": cnames})
     spec["groups"] = groups
     ids = _first(pset, ID_KEYS, n)
+    id_name = pset.get("id_name") or "sample"
+    if ids is None and _num_list(pset.get("index"), n):  # neuron projections: the neuron's index
+        ids, id_name = pset["index"], pset.get("id_name") or "neuron"
     if ids is not None:
         spec["id"] = pick(ids)
-        spec["idName"] = str(pset.get("id_name") or "sample")
-    vals = pset.get("values")
-    if _num_list(vals, n):
-        v = pick([float(a) if a is not None else math.nan for a in vals])
+        spec["idName"] = str(id_name)
+    series: list[tuple[str, Any]] = []
+    if _num_list(pset.get("values"), n):
+        series.append((str(pset.get("value_name") or "value"), pset["values"]))
+    if isinstance(pset.get("importances"), dict):  # neuron projections: importance per class
+        series += [(f"importance for {k}", v) for k, v in pset["importances"].items() if _num_list(v, n)]
+    values = []
+    for name, raw in series:
+        v = pick([float(a) if a is not None else math.nan for a in raw])
         fin = [a for a in v if math.isfinite(a)]
-        spec["value"] = v
-        spec["valueRange"] = [min(fin), max(fin)] if fin else [0.0, 1.0]
-        spec["valueName"] = str(pset.get("value_name") or "value")
+        values.append({"name": name, "v": [a if math.isfinite(a) else None for a in v], "range": [min(fin), max(fin)] if fin else [0.0, 1.0]})
+    if values:
+        spec["values"] = values
     text = pset.get("text")
     if isinstance(text, list) and len(text) == n:
         spec["text"] = pick([str(t) for t in text])
