@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 import layerscope as ls
-from layerscope.attribution import feature_evolution, occlusion, top_activations
+from layerscope.attribution import TopK, feature_evolution, occlusion, top_activations
 from layerscope.attribution.occlusion import dataset_mean
 from layerscope.cli import app
 from layerscope.exceptions import ParameterError
@@ -37,8 +37,10 @@ def test_topk_deconv_occlude_commands(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     doc = _result(tmp_path / "t", "topk")
     assert doc["topk"]["receptive_field"]["size"] == [10, 10] and len(doc["topk"]["top"][1]["sample_ids"]) == 9
-    z = np.load(tmp_path / "t" / "topk.npz")
-    assert z["patches"].shape == (2, 9, 1, 10, 10) and z["projections"].shape == (2, 9, 1, 10, 10)
+    top = TopK.load(tmp_path / "t")
+    assert top.patches.shape == (2, 9, 1, 10, 10) and top.projections.shape == (2, 9, 1, 10, 10)  # type: ignore[union-attr]
+    assert top.receptive_field.size == (10, 10) and top.units.tolist() == [0, 3]  # type: ignore[union-attr]
+    assert top.to_dict() == doc["topk"]
 
     r = runner.invoke(app, ["deconv", *common, "--layer", "relu2", "--units", "1,2", "--limit", "300", "--out", str(tmp_path / "d")])
     assert r.exit_code == 0, r.output

@@ -97,6 +97,38 @@ class TopK:
             ],
         }
 
+    def save(self, out_dir: str | os.PathLike[str], **common: Any) -> Path:
+        """Write ``OUT/topk.npz`` and ``OUT/result.json`` (analysis ``"topk"``; ``common`` are the
+        other :func:`~layerscope.results.write_result` keys: model, data, parameters, metrics,
+        figures). :meth:`load` reads the folder back."""
+        from ..results import write_result
+
+        d = Path(out_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        self.save_arrays(d / "topk.npz")
+        return write_result(d, "topk", arrays="topk.npz", topk=self.to_dict(), **common)
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "TopK":
+        """Read a folder written by :meth:`save` (or ``layerscope topk``)."""
+        from ..results import read_result
+
+        d = Path(out_dir)
+        doc = read_result(d)["topk"]
+        z = np.load(d / "topk.npz")
+        rf = doc.get("receptive_field")
+        return cls(
+            layer=doc["layer"], units=z["units"], values=z["values"], sample_ids=z["sample_ids"],
+            positions=z["positions"], labels=z["labels"],
+            receptive_field=None if rf is None else ReceptiveField(
+                rf["layer"], tuple(rf["jump"]), tuple(rf["size"]), tuple(rf["start"]), tuple(rf["input_size"]),
+                bool(rf["is_global"]),
+            ),
+            patches=z["patches"] if "patches" in z.files else None,
+            projections=z["projections"] if "projections" in z.files else None,
+            rule=doc.get("rule"),
+        )
+
     def save_arrays(self, path: str | os.PathLike[str]) -> Path:
         """Write the arrays to an ``.npz`` file."""
         from .._io import atomic_path

@@ -91,7 +91,7 @@ def topk(
     """Top-k activations of many units over a data set, with receptive-field patches (Z&F Fig. 2)."""
     from ..attribution.plots import plot_topk
     from ..attribution.topk import top_activations
-    from ..results import model_description, write_result
+    from ..results import model_description
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
@@ -102,15 +102,13 @@ def topk(
         )
     out.mkdir(parents=True, exist_ok=True)
     plot_topk(top, out / "topk.png", max_units=max_units, class_names=_classes(ds, net))
-    top.save_arrays(out / "topk.npz")
-    write_result(
-        out, "topk", model=model_description(net), data=data or getattr(ds, "name", None),
+    top.save(
+        out, model=model_description(net), data=data or getattr(ds, "name", None),
         parameters={"layer": layer, "units": top.units.tolist(), "k": k, "rule": top.rule, "limit": limit},
         metrics={"mean_top1": float(top.values[:, 0].mean()), "n_units": int(len(top.units))},
         figures=[{"path": "topk.png", "title": f"Top-{k} activations of {layer}",
                   "caption": "Per unit: projections of its strongest activations (left) and the input patches "
                              "cropped by the unit's receptive field (right), as in Zeiler & Fergus 2014, Fig. 2."}],
-        arrays="topk.npz", topk=top.to_dict(),
     )
     rf = top.receptive_field
     console.print(f"top-{k} of {len(top.units)} units of {layer} written to [bold]{out}[/]"
