@@ -488,3 +488,23 @@ def test_no_hooks_left_after_a_raising_model(call) -> None:  # type: ignore[no-u
     with pytest.raises(Exception, match="cannot take an input|shapes cannot be multiplied"):
         call(m, torch.randn(2, 1, 6, 6))
     assert_unchanged(m, snap)
+
+
+def test_occlusion_equals_captum_on_resnet20_cifar(cifar10_npz) -> None:  # type: ignore[no-untyped-def]
+    captum = pytest.importorskip("captum.attr")
+    from layerscope.attribution import dataset_mean
+    from layerscope.data import load_dataset
+    from layerscope.loading import load_model
+
+    m = load_model("resnet20-cifar10")
+    ds = load_dataset(f"cifar10:{cifar10_npz}:test")
+    grey = dataset_mean(ds)
+    x, y = ds.x[3], int(ds.y[3])
+    ours = occlusion(m, x, target=y, size=8, stride=4, value=grey, anchor="valid", layer="layer3.2")
+    theirs = captum.Occlusion(lambda z: torch.softmax(m(z), dim=1)).attribute(
+        x[None], sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=grey.view(1, 3, 1, 1).expand(1, 3, 32, 32),
+        target=y, perturbations_per_eval=64,
+    )
+    # Captum gives every channel the same attribution for a window spanning all channels
+    assert np.abs(ours.pixel_attribution() - theirs[0, 0].detach().numpy()).max() < 1e-5
+    assert np.abs(ours.pixel_attribution() - theirs[0, 2].detach().numpy()).max() < 1e-5
