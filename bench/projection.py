@@ -1,0 +1,148 @@
+"""Benchmarks of the projection module, measured side by side in one run (medians over repeats).
+
+1. Neighborhood hit on 100,000 2-D points: ours (KD-tree, O(n log n)) vs a naive O(n^2)
+   all-pairs version. The naive one is timed on subsets (it needs n^2 distance evaluations) and
+   extrapolated to 100k with the exponent fitted on those subsets; both are checked to agree.
+2. t-SNE of 10,000 x 256 real activations (layer relu3 of the bundled mnist-cnn on the MNIST
+   test set): ours (``project``, openTSNE, 1 thread) vs scikit-learn's ``TSNE`` (Barnes-Hut,
+   its defaults), with the NH of both embeddings.
+3. An aligned sequence of 5 layer projections (mnist-cnn: relu1, relu2, fc1, relu3, fc2; 2,000
+   test observations) vs 5 independent projections: time and NH per frame.
+
+Run:  python bench/projection.py [--repeats 3] [--quick]
+Targets (issue 5): NH on 100k <= 0.3 s; t-SNE >= 2.5x faster than scikit-learn; aligned
+sequence >= 1.5x faster than independent projections at equal or better NH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def naive_nh(x: np.ndarray, y: np.ndarray, k: int = 6, block: int = 1024) -> float:
+    """O(n^2) reference: all pairwise distances (in row blocks), full sort of each row."""
+    hits = 0.0
+    sq = np.sum(x * x, axis=1)
+    for s in range(0, len(x), block):
+        xb = x[s : s + block]
+        d = sq[s : s + block, None] + sq[None, :] - 2.0 * xb @ x.T
+        d[np.arange(len(xb)), np.arange(s, s + len(xb))] = np.inf
+        nn = np.argsort(d, axis=1)[:, :k]
+        hits += float(np.sum(y[nn] == y[s : s + block, None])) / k
+    return hits / len(x)
+
+
+def bench_nh(repeats: int, quick: bool) -> None:
+    from layerscope.projection import neighborhood_hit
+
+    rng = np.random.default_rng(0)
+    n = 100_000
+    y = rng.integers(0, 10, size=n)
+    x = rng.normal(size=(n, 2)) + 3.0 * np.stack([np.cos(y), np.sin(y)], axis=1)
+    t_ours, nh = _median_time(lambda: neighborhood_hit(x, y), repeats)
+    sizes = [2_000, 4_000] if quick else [5_000, 10_000, 20_000]
+    t_naive = []
+    for m in sizes:
+        t, v = _median_time(lambda m=m: naive_nh(x[:m], y[:m]), max(1, repeats - 1) if m > 10_000 else repeats)
+        ref = neighborhood_hit(x[:m], y[:m])
+        assert abs(v - ref) < 1e-9, (v, ref)
+        t_naive.append(t)
+    expo = float(np.polyfit(np.log(sizes), np.log(t_naive), 1)[0])
+    t_naive_100k = t_naive[-1] * (n / sizes[-1]) ** 2  # quadratic extrapolation (conservative: see exponent)
+    t_ours_same = [_median_time(lambda m=m: neighborhood_hit(x[:m], y[:m]), repeats)[0] for m in sizes]
+    print("\n## 1. Neighborhood hit, k = 6, 2-D points")
+    print(f"ours on {n:,} points: median {t_ours:.3f} s over {repeats} runs (target <= 0.3 s), NH = {nh:.4f}")
+    for m, tn, to in zip(sizes, t_naive, t_ours_same):
+        print(f"  n = {m:>6,}: naive O(n^2) {tn:.3f} s | ours {to:.4f} s | ratio {tn / to:.0f}x (same NH, checked)")
+    print(f"naive fitted exponent {expo:.2f}; naive extrapolated to 100k (x (100k/{sizes[-1] // 1000}k)^2): "
+          f"{t_naive_100k:.1f} s -> ratio ~{t_naive_100k / t_ours:.0f}x")
+
+
+def _mnist_cnn_activations(layers: list[str], n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    from layerscope.capture import collect_activations
+    from layerscope.data import load_dataset
+    from layerscope.loading import load_model
+    from layerscope.projection.analysis import select_observations
+
+    model = load_model("mnist-cnn")
+    ds = load_dataset("mnist:test")
+    idx = select_observations(ds, n, 0)
+    acts = collect_activations(model, ds, layers, indices=idx, predictions=True, batch_size=500)
+    return {k: np.asarray(v).reshape(len(idx), -1) for k, v in acts.arrays.items()}, acts.labels, acts.predictions
+
+
+def bench_tsne(repeats: int, quick: bool) -> None:
+    from sklearn.manifold import TSNE
+
+    from layerscope.projection import neighborhood_hit, project
+
+    n = 3_000 if quick else 10_000
+    acts, y, _ = _mnist_cnn_activations(["relu3"], n)
+    x = acts["relu3"].astype(np.float32)
+    t_ours, p = _median_time(lambda: project(x, y, "tsne", 0, nh_original=False), repeats)
+    sk_rep = max(1, repeats - 1)
+    t_sk, emb = _median_time(lambda: TSNE(n_components=2, random_state=0, init="pca", n_jobs=1).fit_transform(x), sk_rep)
+    nh_sk = neighborhood_hit(emb, y)
+    print(f"\n## 2. t-SNE of {x.shape[0]:,} x {x.shape[1]} activations (mnist-cnn relu3, MNIST test), 1 thread")
+    print(f"ours (openTSNE via project): median {t_ours:.1f} s over {repeats} runs, NH {p.metrics['nh']:.4f}")
+    print(f"scikit-learn TSNE (defaults, Barnes-Hut): median {t_sk:.1f} s over {sk_rep} runs, NH {nh_sk:.4f}")
+    print(f"speed-up {t_sk / t_ours:.2f}x (target >= 2.5x)")
+
+
+def bench_aligned(repeats: int, quick: bool) -> None:
+    from layerscope.projection.sequence import project_sequence
+
+    layers = ["relu1", "relu2", "fc1", "relu3", "fc2"]
+    n = 1_000 if quick else 2_000
+    acts, y, pred = _mnist_cnn_activations(layers, n)
+    frames = [acts[k] for k in layers]
+    t_ind, ind = _median_time(lambda: project_sequence(frames, y, "tsne", 0, aligned=False, layers=layers,
+                                                       predictions=pred, nh_original=False), repeats)
+    t_ali, ali = _median_time(lambda: project_sequence(frames, y, "tsne", 0, aligned=True, layers=layers,
+                                                       predictions=pred, nh_original=False), repeats)
+    print(f"\n## 3. Sequence of {len(layers)} layer projections (mnist-cnn, {n:,} MNIST test observations)")
+    print("layer     | NH independent | NH aligned")
+    for lay, a, b in zip(layers, ind.nh(), ali.nh()):
+        print(f"{lay:<9} | {a:.4f}         | {b:.4f}")
+    print(f"mean NH: independent {np.mean(ind.nh()):.4f}, aligned {np.mean(ali.nh()):.4f}")
+    print(f"mean displacement between frames (in units of frame spread): independent "
+          f"{np.mean(ind.displacement()):.3f}, aligned {np.mean(ali.displacement()):.3f}")
+    print(f"time: independent median {t_ind:.1f} s, aligned median {t_ali:.1f} s over {repeats} runs "
+          f"-> speed-up {t_ind / t_ali:.2f}x (target >= 1.5x at equal or better NH)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--only", choices=["nh", "tsne", "aligned"], default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    import os
+
+    print(f"bench/projection.py: repeats={args.repeats}, quick={args.quick}, cpu count={os.cpu_count()}")
+    if args.only in (None, "nh"):
+        bench_nh(args.repeats, args.quick)
+    if args.only in (None, "tsne"):
+        bench_tsne(args.repeats, args.quick)
+    if args.only in (None, "aligned"):
+        bench_aligned(args.repeats, args.quick)
+
+
+if __name__ == "__main__":
+    main()
