@@ -508,3 +508,30 @@ def test_occlusion_equals_captum_on_resnet20_cifar(cifar10_npz) -> None:  # type
     # Captum gives every channel the same attribution for a window spanning all channels
     assert np.abs(ours.pixel_attribution() - theirs[0, 0].detach().numpy()).max() < 1e-5
     assert np.abs(ours.pixel_attribution() - theirs[0, 2].detach().numpy()).max() < 1e-5
+
+
+@pytest.mark.parametrize("name,layer", [("mnist-cnn", "relu2"), ("resnet20-cifar10", "layer2.1.relu1")])
+def test_projections_equal_captum_neuron_methods(name: str, layer: str) -> None:
+    """Captum's NeuronGradient / NeuronDeconvolution / NeuronGuidedBackprop give the same map,
+    up to our scaling by the activation's value."""
+    import warnings
+
+    attr = pytest.importorskip("captum.attr")
+    from layerscope.loading import load_model
+
+    m = load_model(name)
+    snap = snapshot(m)
+    torch.manual_seed(0)
+    x = torch.randn(2, *m.input_shape)
+    module = dict(m.named_modules())[layer]
+    for rule, cls in (("gradient", attr.NeuronGradient), ("deconvnet", attr.NeuronDeconvolution),
+                      ("guided", attr.NeuronGuidedBackprop)):
+        p = project_activations(m, x, layer, [1, 3], rule=rule)  # type: ignore[arg-type]
+        assert_unchanged(m, snap)
+        for b in range(2):
+            sel = (int(p.units[b]), *(int(v) for v in p.positions[b]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref = cls(m, module).attribute(x[b : b + 1].clone(), neuron_selector=sel)[0].detach().numpy()
+            assert p.values[b] > 0
+            np.testing.assert_allclose(p.maps[b] / p.values[b], ref, rtol=1e-4, atol=1e-6)
