@@ -91,6 +91,16 @@ def plot_topk(top: Any, path: str | os.PathLike[str], max_units: int = 16, class
     cols = min(4, n_u)
     rows = math.ceil(n_u / cols)
     n_panels = 2 if top.projections is not None and top.patches is not None else 1
+    if top.projections is None and top.patches is None:  # ranking only: a bar chart of the values
+        fig, ax = plt.subplots(figsize=(1.0 + 0.5 * n_u, 3.0))
+        for j in range(k):
+            ax.scatter(np.arange(n_u), top.values[:n_u, j], s=8, color="k")
+        ax.set_xticks(np.arange(n_u))
+        ax.set_xticklabels([str(int(u)) for u in top.units[:n_u]], fontsize=7)
+        ax.set_xlabel("unit")
+        ax.set_ylabel(f"top-{k} activations")
+        ax.set_title(f"{top.layer}: top-{k} activations per unit", fontsize=9)
+        return _save(fig, path)
     fig, axes = plt.subplots(rows, cols * n_panels, figsize=(2.2 * cols * n_panels, 2.4 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")

@@ -84,6 +84,8 @@ def topk(
     limit: Optional[int] = typer.Option(None, help="Use only the first N samples."),
     batch_size: int = typer.Option(256),
     max_units: int = typer.Option(16, help="Units shown in the figure."),
+    patches: bool = typer.Option(True, help="Crop receptive-field patches (needs a model torch.fx can trace); "
+                                 "--no-patches only ranks."),
     weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
     allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -98,7 +100,7 @@ def topk(
     with progress_bar(progress) as bar:
         top = top_activations(
             net, ds, layer, units=_units(units), k=k, batch_size=batch_size, indices=_indices(limit, len(ds)),
-            rule=None if rule == "none" else rule, progress=bar,
+            rule=None if rule == "none" or not patches else rule, patches=patches, progress=bar,
         )
     out.mkdir(parents=True, exist_ok=True)
     plot_topk(top, out / "topk.png", max_units=max_units, class_names=_classes(ds, net))
