@@ -32,6 +32,7 @@ h3 { font-size: 1.05em; margin: 18px 0 6px; }
 figure { margin: 12px 0 18px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); background: #fff; }
 figure img.pixel { image-rendering: pixelated; }
+img.cellimg { width: 56px; height: 56px; object-fit: contain; image-rendering: pixelated; border: 1px solid var(--line); display: block; }
 figcaption { color: var(--muted); font-size: .88em; margin-top: 4px; }
 figcaption b { color: var(--fg); }
 .tablewrap { overflow-x: auto; max-width: 100%; margin: 8px 0 14px; }

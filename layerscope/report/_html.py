@@ -134,14 +134,28 @@ def sparkline(values: Sequence[Any], width: int = 110, height: int = 26) -> str:
     )
 
 
-def cell(v: Any) -> str:
+def cell(v: Any, folder: Path | None = None) -> str:
+    if folder is not None and isinstance(v, str) and Path(v).suffix.lower() in IMAGE_SUFFIXES:
+        p = (folder / v).resolve()
+        try:
+            p.relative_to(folder.resolve())
+            if p.is_file() and p.stat().st_size < 2**20:
+                return f'<td><img class="pixel cellimg" src="{data_uri(p)}" alt="{esc(v)}" title="{esc(v)}"></td>'
+        except ValueError:
+            pass
     if numeric_list(v, 9):
         return f"<td>{sparkline(v)}</td>"
     cls = ' class="num"' if is_number(v) else ""
     return f"<td{cls}>{fmt(v)}</td>"
 
 
-def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, max_rows: int = 300, caption: str | None = None) -> str:
+def table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    max_rows: int = 300,
+    caption: str | None = None,
+    folder: Path | None = None,
+) -> str:
     """An HTML table of records (dicts); columns default to the union of keys in order."""
     if not rows:
         return ""
@@ -154,7 +168,7 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = Non
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = []
     for r in rows[:max_rows]:
-        body.append("<tr>" + "".join(cell(r.get(c)) for c in columns) + "</tr>")
+        body.append("<tr>" + "".join(cell(r.get(c), folder) for c in columns) + "</tr>")
     more = f'<p class="note">… and {len(rows) - max_rows} more rows (see result.json).</p>' if len(rows) > max_rows else ""
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f'<div class="tablewrap"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}'

@@ -254,7 +254,7 @@ def _extras(r: ResultFolder, consumed: set[str]) -> str:
     parts = []
     for k, v in rest.items():
         if is_records(v):
-            parts.append(f"<h3>{esc(k)}</h3>" + table(_table_rows(v)))
+            parts.append(f"<h3>{esc(k)}</h3>" + table(_table_rows(v), folder=r.folder))
     others = {k: v for k, v in rest.items() if not is_records(v)}
     if others:
         parts.append(mapping_html(others))
