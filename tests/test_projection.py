@@ -198,6 +198,13 @@ def test_project_model_checkpoints_aligned_over_epochs(tmp_path: Path) -> None:
     ac0, ac2 = study.get("relu2", 0).metrics["ac"], study.get("relu2", 2).metrics["ac"]
     assert ac2 > ac0 and nh2 > nh0  # training separates the classes
     assert study.get("relu2", 2).parameters["initialized"]
+    out = save_study(study, tmp_path / "o", classes=ds.classes)
+    doc = json.loads(out.read_text())
+    assert doc["sequences"] == [{"axis": "epochs", "aligned": True, "displacement": doc["sequences"][0]["displacement"],
+                                 "frames": [0, 1]}]
+    assert doc["metrics"]["nh"]["2"]["relu2"] == pytest.approx(nh2) and doc["checkpoints"] == [0, 2]
+    paths = [f["path"] for f in doc["figures"]]
+    assert "trails_epochs_relu2.png" in paths and "before_after.png" in paths
 
 
 def test_neuron_projection_hand_data() -> None:
