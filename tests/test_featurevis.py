@@ -477,6 +477,9 @@ def test_result_json_schema(tmp_path: Path) -> None:
     z = np.load(tmp_path / "arrays.npz")
     assert z["images"].shape == (3, 1, 4, 4)
     assert sorted(np.load(tmp_path / "intermediate.npz").files) == ["step_2", "step_5"]
+    back = type(res).load(tmp_path)
+    assert np.array_equal(back.images, res.images) and back.kind == "logit" and sorted(back.intermediate) == [2, 5]
+    assert np.array_equal(back.class_probability, res.class_probability) and back.data_max is None
     for p in (plot_grid(res, tmp_path / "g.png"), plot_traces(res, tmp_path / "t.png"),
               *save_unit_images(res, tmp_path / "u")):
         assert p.exists() and p.stat().st_size > 100

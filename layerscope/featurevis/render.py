@@ -535,6 +535,28 @@ class ActMaxResult:
         return write_result(d, "maximize", **{k: v for k, v in doc.items() if k != "analysis"}, units=units, **extra)
 
 
+    @classmethod
+    def load(cls, out_dir: str | Path) -> "ActMaxResult":
+        """Read a folder written by :meth:`save` (or ``layerscope maximize``)."""
+        from ..results import read_result
+
+        d = Path(out_dir)
+        doc = read_result(d)
+        z = np.load(d / "arrays.npz")
+        inter: dict[int, np.ndarray] = {}
+        if (d / "intermediate.npz").exists():
+            zi = np.load(d / "intermediate.npz")
+            inter = {int(k.split("_", 1)[1]): zi[k] for k in zi.files}
+        opt = {k: z[k] for k in ("data_max", "class_probability", "predicted_class") if k in z.files}
+        return cls(
+            layer=doc["layer"], kind=doc["kind"], method=doc["method"], objective=doc["objective"],
+            units=z["units"], activation=z["activation"], activation_restarts=z["activation_restarts"],
+            trace=z["trace"], consistency=z["consistency"], images=z["images"], restart_images=z["restart_images"],
+            intermediate=inter, parameters=doc.get("parameters", {}),
+            seconds=float(doc.get("metrics", {}).get("seconds", 0.0)), **opt,
+        )
+
+
 def _cosine_consistency(x: np.ndarray) -> np.ndarray:
     """``x`` ``(U, R, D)`` -> ``(U,)`` mean pairwise cosine similarity over the R restarts."""
     u, r = x.shape[:2]

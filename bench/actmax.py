@@ -1,0 +1,127 @@
+"""Benchmark: activation maximisation of all 64 channels of a conv layer, ours vs lucent's way.
+
+* **ours** — ``layerscope.featurevis.maximize(method="lucid")``: the 64 channels are optimised
+  together as one batch of 64 images, and the forward pass stops after the layer (nothing above
+  it is computed).
+* **baseline (lucent's way)** — what torch-lucent's ``render_vis`` does: one optimisation per
+  channel (batch of 1) through the full model, the layer's output read by a forward hook.
+  Implemented here with the same parameterisation (FFT, 1/f scaling), the same transforms and
+  the same optimiser (Adam, lr 0.05), so the ratio measures only batching and the early stop.
+  torch-lucent itself is not timed (it needs a separate multi-GB environment with torchvision).
+
+Two further variants split the gain: per channel with the early stop, and batched without it.
+Model: RauberCNN (2 x conv32, pool, 2 x conv64, pool, dense 4096, dense 512) on 1x28x28 MNIST
+inputs; layers ``conv3`` (first half) and ``conv4`` (last conv layer), both 64 channels. Weights
+do not change the cost, so a seeded random initialisation is used.
+
+Run: ``python bench/actmax.py [--steps 20] [--repeats 3] [--threads 1] [--device cpu|cuda]``.
+Prints seconds per variant (median over repeats, all measured in the same run) and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from layerscope.featurevis import maximize
+from layerscope.featurevis.param import FFTParam
+from layerscope.featurevis.transforms import compose, standard_transforms
+from layerscope.models import RauberCNN
+
+
+class _Stop(Exception):
+    pass
+
+
+def hand_loop(model: nn.Module, layer: str, channels: list[int], steps: int, *, batched: bool, stop: bool, seed: int = 0) -> float:
+    """One optimisation per channel (``batched=False``) or all at once; full model or stopped early."""
+    dev = next(model.parameters()).device
+    module = dict(model.named_modules())[layer]
+    shape = model.input_shape
+    tf = compose(standard_transforms(shape[-1]), size=shape[1:])
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(m: nn.Module, i: object, o: torch.Tensor) -> None:
+        store["a"] = o
+        if stop:
+            raise _Stop
+
+    h = module.register_forward_hook(hook)
+    groups = [channels] if batched else [[c] for c in channels]
+    t0 = time.perf_counter()
+    try:
+        for group in groups:
+            gen = torch.Generator().manual_seed(seed)
+            p = FFTParam(len(group), shape, generator=gen, value_range=(0.0, 1.0), device=dev)
+            opt = torch.optim.Adam(p.params, lr=0.05)
+            idx = torch.as_tensor(group, device=dev)
+            for _ in range(steps):
+                x = tf(p(), gen)
+                try:
+                    model(x)
+                except _Stop:
+                    pass
+                a = store["a"]
+                vals = a.flatten(2).mean(2).gather(1, idx[:, None])[:, 0]
+                opt.zero_grad()
+                (-vals.sum()).backward()
+                opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    finally:
+        h.remove()
+    return time.perf_counter() - t0
+
+
+def ours(model: nn.Module, layer: str, channels: list[int], steps: int, seed: int = 0) -> float:
+    dev = next(model.parameters()).device
+    t0 = time.perf_counter()
+    maximize(model, layer, channels, kind="channel", method="lucid", steps=steps, random_state=seed, batch_size=len(channels))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--layers", default="conv3,conv4")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = RauberCNN((1, 28, 28), 10).to(args.device).eval()
+    for q in model.parameters():
+        q.requires_grad_(False)
+    channels = list(range(64))
+    print(f"RauberCNN 1x28x28, 64 channels, {args.steps} steps each, device {args.device}, "
+          f"threads {args.threads}, median of {args.repeats} repeats")
+    for layer in args.layers.split(","):
+        variants = {
+            "baseline: per channel, full model (lucent's way)": lambda: hand_loop(model, layer, channels, args.steps, batched=False, stop=False),
+            "per channel, early stop": lambda: hand_loop(model, layer, channels, args.steps, batched=False, stop=True),
+            "batched, full model": lambda: hand_loop(model, layer, channels, args.steps, batched=True, stop=False),
+            "ours: layerscope maximize (batched + early stop)": lambda: ours(model, layer, channels, args.steps),
+        }
+        for fn in variants.values():  # warm-up
+            fn()
+        times = {k: [] for k in variants}
+        for _ in range(args.repeats):
+            for k, fn in variants.items():  # interleaved, so load changes hit every variant alike
+                times[k].append(fn())
+        med = {k: statistics.median(v) for k, v in times.items()}
+        base = med["baseline: per channel, full model (lucent's way)"]
+        print(f"\nlayer {layer}")
+        for k, v in med.items():
+            print(f"  {k:52s} {v:8.3f} s   speed-up x{base / v:5.2f}")
+        print(f"  RATIO ours vs baseline ({layer}): {base / med['ours: layerscope maximize (batched + early stop)']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
