@@ -222,15 +222,21 @@ def plot_invariance(curves: Any, path: str | os.PathLike[str], layers: Sequence[
         for c, layer in enumerate(layers):
             ax = axes[r, c]
             d = curves.distances[kind][layer]  # (images, params)
+            many = d.shape[0] > 8
             for i in range(d.shape[0]):
-                ax.plot(params, d[i], lw=1)
-            ax.set_title(f"{kind}: {layer}", fontsize=7)
+                ax.plot(params, d[i], lw=0.6 if many else 1, alpha=0.2 if many else 1.0)
+            if many:
+                ax.plot(params, d.mean(axis=0), lw=2, color="k", label="mean")
+            ax.set_title(f"{kind}: {layer}" + (f" ({d.shape[0]} images, black: mean)" if many else ""), fontsize=7)
             ax.set_ylabel("Euclidean distance" if c == 0 else "", fontsize=7)
             ax.tick_params(labelsize=6)
         ax = axes[r, -1]
         p = curves.probabilities[kind]
+        many = p.shape[0] > 8
         for i in range(p.shape[0]):
-            ax.plot(params, p[i], lw=1, label=str(curves.labels[i]))
+            ax.plot(params, p[i], lw=0.6 if many else 1, alpha=0.2 if many else 1.0)
+        if many:
+            ax.plot(params, p.mean(axis=0), lw=2, color="k")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{kind}: p(true class)", fontsize=7)
         ax.tick_params(labelsize=6)
