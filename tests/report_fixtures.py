@@ -69,9 +69,11 @@ def make_results(root: Path, n: int = 60) -> dict[str, Path]:
     out["cka"] = d
 
     d = root / "speech"
-    write_result(d, "speech-analyze", metrics={"relu1": {"nh_digit": 0.5, "nh_speaker": 0.7}, "relu2": {"nh_digit": 0.8, "nh_speaker": 0.4}},
-                 projections=[{"layer": "relu1", "x": emb_x, "y": emb_y, "labels": labels, "predictions": preds, "speakers": ["jackson", "nicolas", EVIL] * (n // 3),
-                               "classes": ["0", "1", "2"]} for emb_x, emb_y in [([p[0] for p in emb], [p[1] for p in emb])]])
+    # the shape `layerscope speech analyze` writes: labels once, coordinates per layer
+    write_result(d, "speech", metrics={"table": [{"layer": "relu1", "nh_digit": 0.5, "nh_speaker": 0.7}, {"layer": "relu2", "nh_digit": 0.8, "nh_speaker": 0.4}]},
+                 points={"model": "dnn", "method": "tsne", "n": n, "digit": labels, "predicted": preds, "speaker": [0, 1, 2] * (n // 3),
+                         "speaker_names": ["jackson", "nicolas", EVIL], "classes": ["0", "1", "2"],
+                         "layers": {"relu1": {"x": [p[0] for p in emb], "y": [p[1] for p in emb]}}})
     out["speech"] = d
 
     d = root / "neurons"

@@ -79,7 +79,7 @@ def test_one_section_per_result_and_a_toc(report):
     assert toc == ids
     headings = re.findall(r'<section class="analysis" id="[^"]+" [^>]*><h2>([^<]+)</h2>', html)
     assert headings == ["Training runs", "Model summary and layers", "Activation maximization", "Hidden-activity projections",
-                        "Neuron projections", "CKA similarity", "Speech: analyze", "Some new analysis"]
+                        "Neuron projections", "CKA similarity", "Speech", "Some new analysis"]
 
 
 def test_labels_from_data_are_escaped_everywhere(report):
@@ -125,7 +125,7 @@ def test_projection_points_become_scatter_data(report):
     path, folders = report
     _, page = parse(path)
     specs = plot_specs(page)
-    proj = [s for s in specs.values() if s["title"].startswith("relu1 · tsne")]
+    proj = [s for s in specs.values() if s["title"].startswith("relu1 · tsne") and s["groups"][0]["name"] == "true class"]
     assert len(proj) == 1
     s = proj[0]
     doc = json.loads((folders["projection"] / "result.json").read_text())["projections"][0]
@@ -138,8 +138,9 @@ def test_projection_points_become_scatter_data(report):
     assert neurons["id"] == list(range(12)) and [v["name"] for v in neurons["values"]] == ["importance for zero", f"importance for {EVIL}"]
     assert neurons["values"][0]["range"] == [0.0, 1.0] and neurons["groups"] == []
     speech = [s for s in specs.values() if len(s["groups"]) == 2]
-    assert len(speech) == 1 and speech[0]["groups"][1]["name"] == "speaker"
-    assert set(speech[0]["groups"][1]["names"]) == {"jackson", "nicolas", EVIL}
+    assert len(speech) == 1 and [g["name"] for g in speech[0]["groups"]] == ["digit", "speaker"]
+    assert speech[0]["groups"][1]["names"] == ["jackson", "nicolas", EVIL] and speech[0]["title"].startswith("relu1")
+    assert speech[0]["pred"] == doc["predictions"]
 
 
 def test_unknown_analysis_still_shows_figure_metrics_table_and_parameters(report):

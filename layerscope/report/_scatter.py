@@ -36,7 +36,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 COORD_KEYS = ("embedding", "coords", "coordinates", "xy", "points", "positions", "projection")
-LABEL_KEYS = ("labels", "y_true", "targets", "true_labels", "label")
+LABEL_KEYS = ("labels", "y_true", "targets", "true_labels", "label", "digit", "digits")
 PRED_KEYS = ("predictions", "y_pred", "predicted", "preds")
 ID_KEYS = ("sample_ids", "ids", "indices", "sample_id")
 MAX_POINTS = 6000
@@ -92,27 +92,29 @@ def find_point_sets(doc: dict[str, Any], folder: Path) -> list[tuple[str, dict[s
     """Every point set in a result document, as ``(path_in_doc, merged_dict)``."""
     found: list[tuple[str, dict[str, Any]]] = []
 
-    def visit(d: dict[str, Any], where: str, depth: int) -> None:
+    def visit(d: dict[str, Any], where: str, depth: int, inherited: dict[str, Any]) -> None:
         arrays = {}
-        for key in ("embedding_file", "arrays_file", "file", "arrays"):
+        for key in ("embedding_file", "points_file"):
             if isinstance(d.get(key), str) and str(d[key]).endswith((".npz", ".npy")):
                 arrays = _load_arrays(folder, d[key])
                 break
-        merged = {**arrays, **{k: v for k, v in d.items() if k not in arrays or _coords({k: v}) is not None}}
+        # per-point fields of the enclosing dicts apply too, e.g. {"digit": [...], "layers": {"l1": {"x", "y"}}}
+        merged = {**inherited, **arrays, **d}
         if _coords(merged) is not None:
             found.append((where, merged))
             return
-        if depth >= 3:
+        if depth >= 4:
             return
+        down = {**inherited, **{k: v for k, v in d.items() if not isinstance(v, dict) and k not in ("metrics", "parameters", "figures")}}
         for k, v in d.items():
-            if isinstance(v, dict):
-                visit(v, f"{where}.{k}" if where else str(k), depth + 1)
-            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v[:1]):
+            if isinstance(v, dict) and k not in ("metrics", "parameters"):
+                visit(v, f"{where}.{k}" if where else str(k), depth + 1, {**down, "_key": k})
+            elif isinstance(v, list) and v and isinstance(v[0], dict) and k != "figures":
                 for i, item in enumerate(v):
                     if isinstance(item, dict):
-                        visit(item, f"{where}.{k}[{i}]" if where else f"{k}[{i}]", depth + 1)
+                        visit(item, f"{where}.{k}[{i}]" if where else f"{k}[{i}]", depth + 1, down)
 
-    visit(doc, "", 0)
+    visit(doc, "", 0, {})
     return found
 
 
@@ -161,7 +163,9 @@ def point_spec(doc: dict[str, Any], pset: dict[str, Any], title: str) -> dict[st
     label_names: list[str] | None = None
     if labels is not None:
         codes, label_names = _codes(labels, classes if isinstance(classes, list) else None)
-        groups.insert(0, {"name": str(pset.get("label_name") or doc.get("label_name") or "true class"), "codes": pick(codes), "names": label_names})
+        label_key = next(k for k in LABEL_KEYS if isinstance(pset.get(k), list) and len(pset[k]) == n)
+        default_name = "digit" if label_key in ("digit", "digits") else "true class"
+        groups.insert(0, {"name": str(pset.get("label_name") or doc.get("label_name") or default_name), "codes": pick(codes), "names": label_names})
     preds = _first(pset, PRED_KEYS, n)
     if preds is not None and labels is not None:
         if all(isinstance(p, int) or p is None for p in preds):

@@ -281,6 +281,8 @@ def _scatter_plots(r: ResultFolder, page: _Page) -> tuple[str, int]:
     plots = []
     for where, pset in sets:
         title_bits = []
+        if not isinstance(pset.get("layer"), str) and isinstance(pset.get("_key"), str):
+            title_bits.append(pset["_key"])
         for k in ("layer", "checkpoint", "epoch", "method", "name", "title", "colour_by"):
             v = pset.get(k)
             if isinstance(v, bool) or not isinstance(v, (str, int)):
