@@ -158,12 +158,16 @@ def plot_occlusion(
     path: str | os.PathLike[str],
     class_names: Sequence[str] | None = None,
     true_labels: Sequence[int] | None = None,
+    projections: Sequence[np.ndarray] | None = None,
 ) -> Path:
-    """Z&F Fig. 7: per image (a) input, (b) feature-map activation, (d) p(true class), (e) label."""
+    """Z&F Fig. 7: per image (a) input, (b) feature-map activation, (c) projection of that feature
+    map's strongest activation (if ``projections`` given, ``(C, H, W)`` each), (d) p(true class),
+    (e) most probable label."""
     n = len(results)
     names = list(class_names) if class_names is not None else None
     has_b = any(r.activation is not None for r in results)
-    cols = 4 if has_b else 3
+    has_c = projections is not None
+    cols = 3 + int(has_b) + int(has_c)
     fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.2 * n), squeeze=False)
     n_classes = max(int(max(r.label.max(), r.target, r.base_label)) for r in results) + 1
     cmap = plt.get_cmap("tab10" if n_classes <= 10 else "tab20", max(n_classes, 2))
@@ -187,6 +191,10 @@ def plot_occlusion(
                 ax.set_title(f"(b) {res.layer} map {res.unit} total", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
+        if has_c and projections is not None:
+            col += 1
+            _imshow(axes[i, col], projection_for_display(projections[i]))
+            axes[i, col].set_title(f"(c) map {res.unit}: strongest unit projected", fontsize=7)
         col += 1
         ax = axes[i, col]
         im = ax.imshow(res.probability, cmap="jet", vmin=0, vmax=1, extent=ext)

@@ -210,6 +210,8 @@ def occlude(
     anchor: str = typer.Option("centred", help="centred (map as large as image / stride) or valid (Captum's windows)."),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="Layer for map (b); none: skip (b)."),
     unit: Optional[int] = typer.Option(None, help="Feature map for (b); default the strongest for each image."),
+    project: bool = typer.Option(True, help="With --layer: panel (c), the deconvnet projection of the feature map's "
+                                 "strongest activation."),
     batch_size: int = typer.Option(256, help="Occluded images per forward pass."),
     weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
     allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
@@ -244,13 +246,22 @@ def occlude(
         for i in range(len(ids)):
             results.append(occlusion(net, x[i], target=y[i], size=size, stride=stride, value=grey, anchor=anchor,  # type: ignore[arg-type]
                                      layer=layer, unit=unit, batch_size=batch_size, progress=bar))
+    proj = None
+    if layer is not None and project:
+        from ..attribution.deconvnet import UnsupportedModelError, project_activations
+
+        try:
+            proj = project_activations(net, x, layer, [r.unit for r in results], rule="deconvnet").maps
+        except UnsupportedModelError as err:
+            console.print(f"[yellow]panel (c) left out[/]: {err}")
     norm = display_normalization(ds, net)
     disp = norm.denormalize(x) if norm is not None else x.numpy()
     out.mkdir(parents=True, exist_ok=True)
-    plot_occlusion(list(disp), results, out / "occlusion.png", class_names=_classes(ds, net), true_labels=y)
+    plot_occlusion(list(disp), results, out / "occlusion.png", class_names=_classes(ds, net), true_labels=y,
+                   projections=None if proj is None else list(proj))
     _save_npz(out / "occlusion.npz", sample_ids=np.asarray(ids), inputs=disp,
               probability=np.stack([r.probability for r in results]), label=np.stack([r.label for r in results]),
-              activation=np.stack([r.activation for r in results]) if layer else None)
+              activation=np.stack([r.activation for r in results]) if layer else None, projection=proj)
     per_image = [{"sample_id": i, "true_label": t, **r.to_dict()} for i, t, r in zip(ids, y, results)]
     write_result(
         out, "occlusion", model=model_description(net), data=data or getattr(ds, "name", None),
@@ -262,7 +273,8 @@ def occlude(
             "label_changed_fraction": float(np.mean([(r.label != r.base_label).mean() for r in results])),
         },
         figures=[{"path": "occlusion.png", "title": "Occlusion sensitivity",
-                  "caption": "Per image: (a) input, (b) total activation of the chosen feature map, (d) probability "
+                  "caption": "Per image: (a) input, (b) total activation of the chosen feature map, (c) the deconvnet "
+                             "projection of that map's strongest activation, (d) probability "
                              "of the true class and (e) most probable label as a function of the grey square's "
                              "position (Zeiler & Fergus 2014, Fig. 7)."}],
         arrays="occlusion.npz", images=per_image,
