@@ -1,10 +1,38 @@
 """Hidden-activity projections (Rauber, Fadel, Falcão & Telea, IEEE TVCG 23(1), 2017).
 
-* :func:`project` — 2-D t-SNE / UMAP / PCA of one layer's activations → :class:`Projection`.
-* :func:`neighborhood_hit`, :func:`accuracy` — the paper's NH (k = 6) and AC.
+* :func:`project` — 2-D t-SNE (openTSNE) / UMAP (umap-learn) / PCA of one layer's activations
+  → :class:`Projection` (embedding, labels, predictions, NH, NH in activation space, AC).
+* :func:`neighborhood_hit`, :func:`accuracy` — the paper's NH (k = 6, point itself excluded) and AC.
+* :func:`project_sequence` — projections over layers or epochs, optionally aligned (each frame
+  starts from the previous one) → :class:`ProjectionSequence`.
+* :func:`project_model` — every layer of a model, at one or several checkpoints, for a seeded
+  stratified subset of a dataset → :class:`ProjectionStudy`; :func:`save_study` writes figures
+  and ``result.json`` (schema in :mod:`layerscope.projection.analysis`).
+* :func:`neuron_projection` — neurons as points (1 − |Pearson r|), coloured by one-vs-rest
+  ExtraTrees importances (schema in :mod:`layerscope.projection.neurons`).
+
+Linear probes and CKA live in :mod:`layerscope.similarity`.
 """
 
+from .analysis import ProjectionStudy, models_from_run, project_model, save_study
 from .metrics import accuracy, neighborhood_hit, neighborhood_hit_per_point
+from .neurons import NeuronProjection, neuron_projection
 from .projectors import METHODS, Projection, project
+from .sequence import ProjectionSequence, project_sequence
 
-__all__ = ["project", "Projection", "METHODS", "neighborhood_hit", "neighborhood_hit_per_point", "accuracy"]
+__all__ = [
+    "project",
+    "Projection",
+    "METHODS",
+    "neighborhood_hit",
+    "neighborhood_hit_per_point",
+    "accuracy",
+    "project_sequence",
+    "ProjectionSequence",
+    "project_model",
+    "ProjectionStudy",
+    "save_study",
+    "models_from_run",
+    "neuron_projection",
+    "NeuronProjection",
+]
