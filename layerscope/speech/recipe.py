@@ -146,7 +146,9 @@ def train_acoustic_model(
         Garcia-Romero et al. 2017).
     split
         ``"official"`` (test = takes 0-4 of every speaker), ``"speaker"`` (``test_speakers`` held
-        out), or ``"all"`` (train on everything, test = everything).
+        out), or ``"all"`` (train on everything, test = everything). With ``target="speaker"`` and
+        ``split="speaker"`` the model is validated on takes 0-4 of the training speakers and the
+        held-out speakers are the run's test recordings (for :mod:`.embeddings`).
     epochs, checkpoints, batch_size, lr, optimizer, momentum, weight_decay, seed
         As :func:`layerscope.training.train` (Adam, lr 1e-3 by default).
     frame_step
@@ -159,18 +161,22 @@ def train_acoustic_model(
     name, opts = parse_arch_spec(arch)
     if name != "dnn":
         raise ParameterError(f"The speech recipe trains 'dnn:width=..,depth=..' models; got architecture {arch!r}.")
+    if target not in ("digit", "speaker"):
+        raise ParameterError(f"target must be 'digit' or 'speaker'; got {target!r}.")
     cfg = features or FeatureConfig()
     tr, te = fsdd_split(audio, split, test_speakers)
     if target == "speaker" and split == "speaker":
-        raise ParameterError(
-            "A speaker classifier cannot be tested on held-out speakers (their labels are unknown to it); "
-            "use split='official' or 'all' for target='speaker'."
-        )
-    extractor = FrameExtractor(cfg).fit(audio, tr, progress=progress)
-    train_speakers = sorted({audio.speaker_names[s] for s in audio.speakers[tr]})
+        # Garcia-Romero et al.: the speaker classifier learns the training speakers (validated on
+        # their takes 0-4); the held-out speakers' recordings are kept for embedding and clustering.
+        is_val = np.isin(audio.indices[tr], np.arange(5))
+        fit_rows, val_rows = tr[~is_val], tr[is_val]
+    else:
+        fit_rows, val_rows = tr, te
+    extractor = FrameExtractor(cfg).fit(audio, fit_rows, progress=progress)
+    train_speakers = sorted({audio.speaker_names[s] for s in audio.speakers[fit_rows]})
     spk = train_speakers if target == "speaker" else None
-    train_set = extractor.transform(audio, tr, frame_step=frame_step, target=target, speakers=spk, progress=progress)
-    val_set = extractor.transform(audio, te, target=target, speakers=spk, progress=progress)
+    train_set = extractor.transform(audio, fit_rows, frame_step=frame_step, target=target, speakers=spk, progress=progress)
+    val_set = extractor.transform(audio, val_rows, target=target, speakers=spk, progress=progress)
     torch.manual_seed(seed)
     model = build_model(arch, cfg.input_shape, len(train_set.classes))
     held = list(test_speakers) if test_speakers else ([audio.speaker_names[-1]] if split == "speaker" else [])
@@ -189,7 +195,8 @@ def train_acoustic_model(
         "test_takes": list(range(5)),
         "train_speakers": train_speakers,
         "frame_step": frame_step,
-        "n_train_recordings": int(len(tr)),
+        "n_train_recordings": int(len(fit_rows)),
+        "n_val_recordings": int(len(val_rows)),
         "n_test_recordings": int(len(te)),
         "depth": int(opts.get("depth", 4)),
         "width": int(opts.get("width", 512)),
