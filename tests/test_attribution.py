@@ -456,6 +456,17 @@ def test_sign_delta_by_hand_and_correspondence_of_identical_images() -> None:
     assert res.delta["3"]["random"] > 0.0  # different random positions change different features
     res2 = correspondence(m, x, ["1", "3"], parts={"corner": (0, 0, 4, 4)}, n_random=3, random_state=0)
     assert res2.delta == res.delta  # same seed, same Δ
+    # a part at a different place in each image: shifted copies, masked where the content moved
+    base = torch.randn(1, 1, 12, 12)
+    shifted = torch.cat([torch.roll(base, s, dims=3) for s in (0, 1, 2)])
+    shifted[1, :, :, :1] = 0.0
+    shifted[2, :, :, :2] = 0.0
+    moving = [(4, 4 + s, 3, 3) for s in (0, 1, 2)]
+    res3 = correspondence(m, shifted, ["1"], parts={"moving": moving, "fixed": (4, 4, 3, 3)}, n_random=2)
+    assert res3.parts["moving"] == moving and res3.parts["fixed"] == (4, 4, 3, 3)
+    with pytest.raises(ParameterError, match="one per image"):
+        correspondence(m, shifted, ["1"], parts={"bad": moving[:2]})
+    assert_unchanged(m, snap)
 
 
 class Raising(nn.Module):

@@ -64,7 +64,8 @@ class Correspondence:
     layers
         Layers measured.
     parts
-        ``{name: (row, col, height, width)}`` masked boxes.
+        ``{name: (row, col, height, width)}`` masked boxes (a list of boxes, one per image, where
+        they differ).
     delta
         ``{layer: {part or "random": Δ}}``; ``"random"`` is the mean over ``n_random`` draws of
         random boxes of each part's size.
@@ -75,7 +76,7 @@ class Correspondence:
     """
 
     layers: list[str]
-    parts: dict[str, Box]
+    parts: dict[str, Box | list[Box]]
     delta: dict[str, dict[str, float]]
     random_std: dict[str, float]
     n_images: int
@@ -83,7 +84,7 @@ class Correspondence:
     def to_dict(self) -> dict[str, Any]:
         return {
             "layers": self.layers,
-            "parts": {k: list(v) for k, v in self.parts.items()},
+            "parts": {k: [list(b) for b in v] if isinstance(v, list) else list(v) for k, v in self.parts.items()},
             "delta": self.delta,
             "random_std": self.random_std,
             "n_images": self.n_images,
@@ -102,7 +103,7 @@ def correspondence(
     x: torch.Tensor,
     layers: Sequence[str],
     *,
-    parts: Mapping[str, Box] | None = None,
+    parts: Mapping[str, Box | Sequence[Box]] | None = None,
     value: float | Sequence[float] = 0.0,
     n_random: int = 10,
     random_state: int | None = 0,
@@ -119,7 +120,9 @@ def correspondence(
     layers
         Layers whose features are compared.
     parts
-        ``{name: (row, col, height, width)}``; default :func:`default_parts`.
+        ``{name: (row, col, height, width)}`` (the same box in every image, for aligned images), or
+        ``{name: [box per image]}`` where the part sits at different places (the paper's eyes and
+        noses); default :func:`default_parts`.
     value
         Mask value (normalised space; scalar or per channel).
     n_random
@@ -138,10 +141,16 @@ def correspondence(
         raise ParameterError(f"correspondence needs at least 2 images; got {n}.")
     if n_random < 1:
         raise ParameterError(f"n_random must be >= 1; got {n_random}.")
-    part_boxes = dict(parts) if parts is not None else default_parts(h, w)
-    for name, (r, cc, bh, bw) in part_boxes.items():
-        if bh < 1 or bw < 1 or r < 0 or cc < 0 or r + bh > h or cc + bw > w:
-            raise ParameterError(f"part {name!r} box (row={r}, col={cc}, h={bh}, w={bw}) must lie inside the {h}x{w} image.")
+    raw = dict(parts) if parts is not None else default_parts(h, w)
+    part_boxes: dict[str, list[Box]] = {}
+    for name, spec in raw.items():
+        boxes = [tuple(int(v) for v in b) for b in spec] if spec and isinstance(spec[0], (tuple, list)) else [tuple(int(v) for v in spec)] * n  # type: ignore[union-attr, arg-type]
+        if len(boxes) != n or any(len(b) != 4 for b in boxes):
+            raise ParameterError(f"part {name!r} needs one (row, col, height, width) box or one per image ({n}); got {spec!r}.")
+        for r, cc, bh, bw in boxes:  # type: ignore[misc]
+            if bh < 1 or bw < 1 or r < 0 or cc < 0 or r + bh > h or cc + bw > w:
+                raise ParameterError(f"part {name!r} box (row={r}, col={cc}, h={bh}, w={bw}) must lie inside the {h}x{w} image.")
+        part_boxes[name] = boxes  # type: ignore[assignment]
     rng = np.random.default_rng(random_state)
     dev = model_device(model, device)
     xd = x.detach().float().to(dev)
@@ -161,13 +170,12 @@ def correspondence(
                 return {layer: cap[layer].flatten(1).float() for layer in layer_list}
 
             f0 = feats(xd)
-            for name, box in part_boxes.items():
-                fm = feats(_mask(xd, [box] * n, val))
+            for name, pboxes in part_boxes.items():
+                fm = feats(_mask(xd, pboxes, val))
                 for layer in layer_list:
                     delta[layer][name] = sign_delta(f0[layer] - fm[layer])
                 for _ in range(n_random):
-                    _, _, bh, bw = box
-                    boxes = [(int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)), bh, bw) for _ in range(n)]
+                    boxes = [(int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)), bh, bw) for _, _, bh, bw in pboxes]
                     fr = feats(_mask(xd, boxes, val))
                     for layer in layer_list:
                         rand[layer].append(sign_delta(f0[layer] - fr[layer]))
@@ -175,7 +183,7 @@ def correspondence(
         delta[layer]["random"] = float(np.mean(rand[layer]))
     return Correspondence(
         layers=layer_list,
-        parts={k: tuple(int(v) for v in b) for k, b in part_boxes.items()},  # type: ignore[misc]
+        parts={k: b[0] if all(x == b[0] for x in b) else b for k, b in part_boxes.items()},  # type: ignore[misc]
         delta=delta,
         random_std={layer: float(np.std(rand[layer])) for layer in layer_list},
         n_images=n,

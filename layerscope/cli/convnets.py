@@ -479,7 +479,7 @@ def correspondence(
     plot_correspondence(res, out / "correspondence.png")
     write_result(
         out, "correspondence", model=model_description(net), data=data or getattr(ds, "name", None),
-        parameters={"layers": res.layers, "parts": {k: list(v) for k, v in res.parts.items()}, "label": label,
+        parameters={"layers": res.layers, "parts": res.to_dict()["parts"], "label": label,
                     "sample_ids": ids.tolist(), "value": value, "n_random": n_random, "seed": seed},
         metrics={f"delta_{layer}_{name}": v for layer in res.layers for name, v in res.delta[layer].items()},
         figures=[{"path": "correspondence.png", "title": "Correspondence Δ per layer",
