@@ -248,6 +248,17 @@ def demo(
         dt = time.time() - t0
         status[s.name] = ("ok", dt, "")
         console.print(f"   [green]done[/] in {dt:.0f} s")
+    from ..results import write_result
+
+    write_result(
+        out / "demo", "demo", data="mnist, fsdd (bundled)",
+        parameters={"epochs": epochs, "limit": limit, "n_project": n_project, "speech": speech, "transfer": transfer, "only": only},
+        metrics={"seconds before the report": round(time.time() - started, 1),
+                 **{st: sum(1 for v in status.values() if v[0] == st) for st in ("ok", "failed", "skipped")}},
+        steps=[{"step": s.name, "what": s.what, "status": status.get(s.name, ("-", 0.0, ""))[0],
+                "seconds": round(status.get(s.name, ("-", 0.0, ""))[1], 1), "note": status.get(s.name, ("-", 0.0, ""))[2],
+                "command": ("layerscope " + " ".join(s.args)) if s.args else "(python)"} for s in steps],
+    )
     console.print("[bold]report[/]: collecting every result under " + str(out))
     t0 = time.time()
     path = build_report(out, out / "report.html", title="layerscope demo")

@@ -45,6 +45,7 @@ __all__ = ["build_report", "find_results", "ResultFolder", "ANALYSIS_TITLES"]
 
 #: Section order and titles of the analyses the report knows; others follow, titled by name.
 ANALYSIS_TITLES: dict[str, str] = {
+    "demo": "Demo steps",
     "training": "Training runs",
     "capture": "Model summary and layers",
     "layers": "Model summary and layers",
@@ -534,16 +535,20 @@ def build_report(
     out_path = Path(out) if out is not None else root / "report.html"
     page = _Page(_Thumbs(thumbnails))
     sections: list[tuple[str, str, str, str]] = []  # (id, title, where, body)
-    if runs:
-        sections.append(("sec-training", ANALYSIS_TITLES["training"], f"{len(runs)} run folder(s)", _section_training(runs)))
+    training = ("sec-training", ANALYSIS_TITLES["training"], f"{len(runs)} run folder(s)", _section_training(runs)) if runs else None
     for i, r in enumerate(results, 1):
+        if training is not None and _order(r.analysis) > _order("training"):
+            sections.append(training)
+            training = None
         body = _render(r, page)
         if not body.strip():
             body = '<p class="note">This result has no figures, metrics or tables.</p>'
         sections.append((f"sec-{i}", _title(r.analysis), r.rel or ".", body))
+    if training is not None:
+        sections.append(training)
     toc = "".join(f'<li><a href="#{sid}">{esc(t)}</a> <span class="note">{esc(w)}</span></li>' for sid, t, w, _ in sections)
     body = "".join(
-        f'<section class="analysis" id="{sid}" data-analysis="{esc(sid)}"><h2>{esc(t)}</h2><p class="where">{esc(w)}</p>{b}</section>'
+        f'<section class="analysis" id="{sid}"><h2>{esc(t)}</h2><p class="where">{esc(w)}</p>{b}</section>'
         for sid, t, w, b in sections
     )
     if not sections:
