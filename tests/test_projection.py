@@ -253,6 +253,12 @@ def test_cli_project_probe_cka_neurons(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "c" / "result.json").read_text())
     m = np.array(doc["metrics"]["cka"])
     assert doc["rows"] == ["relu1", "relu2"] and np.allclose(np.diag(m), 1.0) and 0 < m[0, 1] < 1
+    r = runner.invoke(app, ["cka", *common, "--model-b", "mnist-mlp", "--layers-b", "relu2,fc3", "--out", str(tmp_path / "c2")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "c2" / "result.json").read_text())
+    m2 = np.array(doc["metrics"]["cka"])
+    assert doc["parameters"]["mode"] == "models" and doc["cols"] == ["relu2", "fc3"]
+    assert m2.shape == (2, 2) and m2[1, 0] == pytest.approx(1.0) and m2[0, 0] == pytest.approx(m[0, 1])
     r = runner.invoke(app, ["neurons", *common, "--layer", "relu2", "--class", "3", "--n-estimators", "20",
                             "--out", str(tmp_path / "n")])
     assert r.exit_code == 0, r.output
