@@ -10,6 +10,20 @@
   rotation.
 * :mod:`.evolution` — top activations projected at the checkpoints of a training run.
 * :mod:`.correspondence` — the correspondence measure Δ (same part masked vs random masks).
+* :mod:`.plots` — figures laid out like the paper's.
+
+Examples
+--------
+>>> import layerscope as ls
+>>> from layerscope.attribution import top_activations, project_activations, occlusion, dataset_mean
+>>> model, data = ls.load_model("mnist-cnn"), ls.load_dataset("mnist:test")
+>>> top = top_activations(model, data, "relu2", k=9)            # all 16 maps, one pass
+>>> top.patches.shape                                           # (16, 9, 1, 10, 10): 10x10 fields
+>>> p = project_activations(model, data.x[:4], "relu2", [0, 1, 2, 3], rule="guided")
+>>> occ = occlusion(model, data.x[0], target=int(data.y[0]), size=7, stride=1,
+...                 value=dataset_mean(data), layer="relu2")    # 28x28 maps (b), (d), (e)
+
+Command line: ``layerscope topk | deconv | occlude | invariance | evolution | correspondence``.
 """
 
 from .correspondence import Correspondence, correspondence, default_parts, sign_delta
