@@ -1,0 +1,120 @@
+"""Figures of the speech analyses (matplotlib, Agg backend, PNG)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .analysis import LayerAnalysis  # noqa: E402
+from .embeddings import EmbeddingStudy  # noqa: E402
+
+__all__ = ["plot_layer_projections", "plot_trends", "plot_embedding_scores", "plot_embedding_points"]
+
+
+def _scatter(ax: plt.Axes, xy: np.ndarray, labels: np.ndarray, names: Sequence[str], cmap: str, legend: bool) -> None:
+    colors = plt.get_cmap(cmap)
+    uniq = np.unique(labels)
+    for j, c in enumerate(uniq):
+        m = labels == c
+        name = names[int(c)] if int(c) < len(names) else str(c)
+        ax.scatter(xy[m, 0], xy[m, 1], s=3, alpha=0.7, color=colors(j % colors.N), label=name, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if legend:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=3, frameon=False)
+
+
+def plot_layer_projections(analysis: LayerAnalysis, path: str | os.PathLike[str]) -> Path:
+    """Rows = layers (input first), columns = the same projection coloured by digit | by speaker."""
+    layers = list(analysis.embeddings)
+    fig, axes = plt.subplots(len(layers), 2, figsize=(8.2, 3.1 * len(layers)), squeeze=False)
+    by_layer = {r["layer"]: r for r in analysis.rows}
+    for i, layer in enumerate(layers):
+        xy = analysis.embeddings[layer]
+        r = by_layer[layer]
+        _scatter(axes[i, 0], xy, analysis.digit, analysis.classes, "tab10", legend=i == 0)
+        _scatter(axes[i, 1], xy, analysis.speaker, analysis.speaker_names, "Dark2", legend=i == 0)
+        axes[i, 0].set_title(f"{layer}: by digit  NH {r['nh_digit']:.2f} (other rec. {r['nh_digit_xutt']:.2f})", fontsize=9)
+        axes[i, 1].set_title(f"{layer}: by speaker  NH {r['nh_speaker']:.2f} (other rec. {r['nh_speaker_xutt']:.2f})", fontsize=9)
+    fig.suptitle(f"{analysis.name}: {analysis.info.get('method', '')} of {len(analysis.digit)} frames", fontsize=11)
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p
+
+
+def plot_trends(analyses: Sequence[LayerAnalysis], path: str | os.PathLike[str]) -> Path:
+    """NH (other recordings, projection) and probe accuracy per layer; digit solid, speaker dashed."""
+    metrics = [("nh_{}_xutt", "NH on the projection (neighbours from other recordings)"),
+               ("nh_{}_original_xutt", "NH in activation space (other recordings)"),
+               ("probe_{}", "linear probe accuracy (held-out recordings)")]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for j, (key, title) in enumerate(metrics):
+        ax = axes[0, j]
+        for i, a in enumerate(analyses):
+            x = [r["layer_index"] for r in a.rows]
+            ax.plot(x, [r[key.format("digit")] for r in a.rows], "-o", color=colors(i), ms=3, label=f"{a.name} digit")
+            ax.plot(x, [r[key.format("speaker")] for r in a.rows], "--s", color=colors(i), ms=3, label=f"{a.name} speaker")
+        if analyses:
+            ax.axhline(analyses[0].info.get("chance_digit", 0.1), color="grey", lw=0.8, ls="-")
+            ax.axhline(analyses[0].info.get("chance_speaker", 1 / 6), color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("layer (0 = input features)")
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    fig.suptitle("Digit (solid) vs speaker (dashed) information per layer; grey: chance", fontsize=11)
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p
+
+
+def plot_embedding_scores(study: EmbeddingStudy, path: str | os.PathLike[str]) -> Path:
+    """Purity, ARI and NMI of the speaker clustering per layer."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [r["layer_index"] for r in study.rows]
+    for key, style in (("purity", "-o"), ("ari", "-s"), ("nmi", "-^")):
+        ax.plot(x, [r[key] for r in study.rows], style, label=key.upper() if key != "purity" else "purity")
+    ax.axhline(study.info.get("chance_purity", 0), color="grey", lw=0.8, label="purity of one cluster")
+    ax.set_xticks(x)
+    ax.set_xticklabels([r["layer"] for r in study.rows], rotation=30, fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(
+        f"Agglomerative clustering of {study.info.get('n_recordings')} recordings, "
+        f"{study.info.get('n_speakers')} speakers", fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p
+
+
+def plot_embedding_points(study: EmbeddingStudy, path: str | os.PathLike[str], layer: str | None = None) -> Path:
+    """2-D PCA of one layer's utterance embeddings: true speaker | cluster."""
+    pts = study.points(layer)
+    xy = np.column_stack([pts["x"], pts["y"]])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    _scatter(axes[0], xy, np.asarray(pts["speaker"]), study.speaker_names, "Dark2", legend=True)
+    cl = np.asarray(pts["cluster"])
+    _scatter(axes[1], xy, cl, [f"cluster {c}" for c in range(int(cl.max()) + 1)], "Set1", legend=True)
+    axes[0].set_title(f"{pts['layer']}: true speaker", fontsize=10)
+    axes[1].set_title(f"{pts['layer']}: agglomerative clusters", fontsize=10)
+    fig.tight_layout()
+    p = Path(path)
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p

@@ -1,0 +1,186 @@
+"""Analyses of speech run folders, written as result folders (``result.json`` + PNG figures).
+
+* :func:`analyze_runs` — :func:`~.analysis.analyze_layers` for one or more runs (e.g. filterbank vs
+  MFCC, shallow vs deep) into one table; ``analysis = "speech"`` (schema in :mod:`.analysis`).
+* :func:`embed_run` — :func:`~.embeddings.embedding_study` of a run's test recordings;
+  ``analysis = "speaker_embeddings"`` (schema in :mod:`.embeddings`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from .._progress import Tracker
+from ..data.audio import AudioDataset
+from ..exceptions import DataError
+from ..results import model_description, write_result
+from .analysis import LayerAnalysis, analyze_layers, summarize
+from .embeddings import EmbeddingStudy, embedding_study
+from .recipe import AcousticRun, load_acoustic_run
+
+__all__ = ["analyze_runs", "embed_run", "run_name"]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def run_name(run: AcousticRun) -> str:
+    """A short table name: ``<features>-d<depth>`` plus the folder name."""
+    f = run.meta.get("features", {})
+    return f"{run.directory.name} ({f.get('kind', '?')}, depth {run.meta.get('depth', '?')})"
+
+
+def _load_audio(run: AcousticRun, audio: AudioDataset | None) -> AudioDataset:
+    if audio is not None:
+        return audio
+    from ..data import load_dataset
+
+    loaded = load_dataset(run.meta.get("data", "fsdd"))
+    if not isinstance(loaded, AudioDataset):
+        raise DataError(f"The run's data {run.meta.get('data')!r} is not a set of recordings.")
+    return loaded
+
+
+def analyze_runs(
+    run_dirs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    audio: AudioDataset | None = None,
+    part: Literal["train", "test", "all"] = "test",
+    n_frames: int = 3000,
+    method: str = "tsne",
+    k: int = 6,
+    probe_test_size: float = 0.3,
+    random_state: int = 0,
+    progress: Tracker | None = None,
+) -> tuple[list[LayerAnalysis], dict[str, Any]]:
+    """Per-layer digit / speaker analysis of each run; figures and ``result.json`` into ``out_dir``.
+
+    Returns the analyses and the result document.
+    """
+    if not run_dirs:
+        raise DataError("No runs to analyse: pass at least one speech run folder.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    from .plots import plot_layer_projections, plot_trends
+
+    analyses: list[LayerAnalysis] = []
+    figures: list[dict[str, str]] = []
+    models = []
+    for rd in run_dirs:
+        run = load_acoustic_run(rd)
+        if run.target != "digit":
+            raise DataError(
+                f"{rd} is a {run.target} classifier; `speech analyze` studies digit acoustic models "
+                "(use `speech embed` for speaker models)."
+            )
+        aud = _load_audio(run, audio)
+        frames = run.frames(aud, part)
+        if len(np.unique(frames.extra_labels["speaker"])) < 2:
+            raise DataError(
+                f"The {part!r} recordings of {rd} come from one speaker, so speaker information cannot be "
+                "measured; use part='all' (CLI --part all) or a run with the official split."
+            )
+        name = run_name(run)
+        cps = run.meta.get("checkpoints", [])
+        info = {
+            "run": str(run.directory),
+            "features": run.meta.get("features", {}).get("kind"),
+            "feature_description": frames.normalization.description,
+            "depth": run.meta.get("depth"),
+            "width": run.meta.get("width"),
+            "split": run.meta.get("split"),
+            "frame_accuracy": cps[-1].get("val_accuracy") if cps else None,
+            "utterance_accuracy": run.meta.get("utterance_accuracy"),
+        }
+        a = analyze_layers(run.model, frames, n_frames=n_frames, method=method, k=k, probe_test_size=probe_test_size,
+                           random_state=random_state, name=name, info=info, progress=progress)
+        analyses.append(a)
+        fig = f"{_safe(run.directory.name)}_projections.png"
+        plot_layer_projections(a, out / fig)
+        figures.append({"path": fig, "title": f"{name}: frames per layer, by digit and by speaker",
+                        "caption": f"{method} of {a.info['n_frames']} {part} frames; left coloured by digit, right by "
+                                   "speaker; NH in brackets counts only neighbours from other recordings."})
+        models.append({**model_description(run.model), "name": name, **info})
+    plot_trends(analyses, out / "trends.png")
+    figures.insert(0, {"path": "trends.png", "title": "Digit vs speaker information per layer",
+                       "caption": "NH (k = 6, neighbours from other recordings) and linear-probe accuracy "
+                                  "(held-out recordings) for digit (solid) and speaker (dashed)."})
+    table = [row for a in analyses for row in a.table()]
+    summary = [summarize(a) for a in analyses]
+    doc = {
+        "model": models[0] if len(models) == 1 else {"models": models},
+        "models": models,
+        "data": f"fsdd frames ({part} recordings)",
+        "parameters": {"runs": [str(r) for r in run_dirs], "n_frames": n_frames, "method": method, "k": k,
+                       "probe_test_size": probe_test_size, "random_state": random_state, "part": part,
+                       "layers": [list(a.embeddings) for a in analyses]},
+        "metrics": {"table": table, "summary": summary,
+                    "chance": {"digit": analyses[0].info["chance_digit"], "speaker": analyses[0].info["chance_speaker"]}},
+        "table": table,
+        "points": analyses[0].points(),
+        "figures": figures,
+    }
+    write_result(out, "speech", **doc)
+    return analyses, doc
+
+
+def embed_run(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    audio: AudioDataset | None = None,
+    part: Literal["train", "test", "all"] = "test",
+    linkage: Literal["average", "complete", "single", "ward"] = "average",
+    metric: str = "cosine",
+    n_clusters: int | None = None,
+    max_recordings: int | None = 600,
+    frame_step: int = 1,
+    random_state: int = 0,
+    progress: Tracker | None = None,
+) -> tuple[EmbeddingStudy, dict[str, Any]]:
+    """Speaker clustering of a run's recordings per layer; figures and ``result.json`` into ``out_dir``."""
+    from .plots import plot_embedding_points, plot_embedding_scores
+
+    run = load_acoustic_run(run_dir)
+    aud = _load_audio(run, audio)
+    tr, te = run.split_rows(aud)
+    rows = {"train": tr, "test": te, "all": np.arange(len(aud))}[part]
+    frames = run.extractor.transform(aud, rows, frame_step=frame_step, target="digit", progress=progress)
+    held = sorted({aud.speaker_names[s] for s in np.unique(frames.extra_labels["speaker"])})
+    train_spk = list(run.meta.get("train_speakers", []))
+    cps = run.meta.get("checkpoints", [])
+    info = {"run": str(run.directory), "target": run.target, "speakers": held, "train_speakers": train_spk,
+            "unseen_speakers": not set(held) & set(train_spk),
+            "val_accuracy": cps[-1].get("val_accuracy") if cps else None}
+    study = embedding_study(run.model, frames, linkage=linkage, metric=metric, n_clusters=n_clusters,
+                            max_recordings=max_recordings, random_state=random_state, info=info, progress=progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_embedding_scores(study, out / "embedding_clusters.png")
+    plot_embedding_points(study, out / "embedding_best_layer.png")
+    doc = {
+        "model": {**model_description(run.model), "name": run_name(run)},
+        "data": f"fsdd recordings ({part} part of the run: speakers {', '.join(held)})",
+        "parameters": {"run": str(run_dir), "layers": [r["layer"] for r in study.rows], "linkage": linkage,
+                       "metric": study.info["metric"], "n_clusters": n_clusters, "max_recordings": max_recordings,
+                       "frame_step": frame_step, "random_state": random_state, "part": part},
+        "metrics": {"layers": study.rows, "best_layer": study.best_layer, **{k: study.info[k] for k in (
+            "n_recordings", "n_speakers", "speakers", "train_speakers", "unseen_speakers", "val_accuracy",
+            "chance_purity")}},
+        "points": study.points(),
+        "figures": [
+            {"path": "embedding_clusters.png", "title": "Speaker clustering per layer",
+             "caption": "Purity, ARI and NMI of agglomerative clustering of utterance embeddings (mean hidden "
+                        "activations over the recording's frames), Garcia-Romero et al. 2017."},
+            {"path": "embedding_best_layer.png", "title": f"Embeddings of {study.best_layer}",
+             "caption": "2-D PCA of the utterance embeddings: true speakers (left), clusters (right)."},
+        ],
+    }
+    write_result(out, "speaker_embeddings", **doc)
+    return study, doc
