@@ -292,7 +292,9 @@ def plot_correspondence(res: Any, path: str | os.PathLike[str]) -> Path:
     x = np.arange(len(layers))
     for i, name in enumerate(names):
         vals = [res.delta[layer][name] for layer in layers]
-        ax.bar(x + i * width, vals, width, label=name, color="0.6" if name == "random" else None)
+        err = [res.random_std[layer] for layer in layers] if name == "random" else None
+        ax.bar(x + i * width, vals, width, label=name + (" (± std over draws)" if err else ""),
+               color="0.6" if name == "random" else None, yerr=err, capsize=2)
     ax.set_xticks(x + 0.4 - width / 2)
     ax.set_xticklabels(layers, fontsize=7)
     ax.set_ylabel("Δ (normalised Hamming)", fontsize=8)
