@@ -74,7 +74,7 @@ def plot_transfer(result: "TransferResult", path: str | os.PathLike[str]) -> Pat
         rnd_min = min([r["metric"] for r in rows if r["condition"] == "random"] or [lo])
         ax.set_ylim(min(lo, rnd_min) - pad, min(1.0, hi + pad) + pad / 2)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left", ncol=2)
+    ax.legend(fontsize=8, loc="best", ncol=2, framealpha=0.8)
 
     colors = {"co_adaptation": "#1f4fd1", "specificity": "#c8102e", "fine_tuning_boost": "#2a9d3a"}
     for i, (key, (_l, _r, label)) in enumerate(EFFECTS.items()):
@@ -87,7 +87,7 @@ def plot_transfer(result: "TransferResult", path: str | os.PathLike[str]) -> Pat
         ax2.errorbar(n, mean, yerr=err, color=colors[key], marker="o", ms=4, capsize=3, lw=1.4, label=f"{key.replace('_', ' ')}: {label}")
     ax2.axhline(0, color="black", lw=0.8)
     ax2.set_xlabel("n: layers copied from the base network")
-    ax2.set_ylabel("accuracy difference")
+    ax2.set_ylabel("accuracy difference\n(mean; bars: seed min–max)")
     ax2.set_xticks([0] + ns_all)
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
