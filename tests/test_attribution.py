@@ -546,3 +546,33 @@ def test_projections_equal_captum_neuron_methods(name: str, layer: str) -> None:
                 ref = cls(m, module).attribute(x[b : b + 1].clone(), neuron_selector=sel)[0].detach().numpy()
             assert p.values[b] > 0
             np.testing.assert_allclose(p.maps[b] / p.values[b], ref, rtol=1e-4, atol=1e-6)
+
+
+class LeNetFunctional(nn.Module):
+    """Functional ReLU and max-pool, ``view(x.size(0), -1)``: a classic model written by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 5)
+        self.c2 = nn.Conv2d(4, 8, 5)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.c1(x)), 2)
+        x = F.max_pool2d(F.relu(self.c2(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_functional_model_receptive_field_and_rules() -> None:
+    m = LeNetFunctional()
+    # c1: 5x5; pool 2 -> 6x6 at jump 2; c2 (5x5 at jump 2) -> 6 + 4 * 2 = 14
+    assert receptive_field(m, "c2", (1, 28, 28)).size == (14, 14)
+    assert receptive_field(m, "c2", (1, 28, 28)).jump == (2, 2)
+    assert receptive_field(m, "fc", (1, 28, 28)).is_global
+    ds = TensorDataset(torch.randn(20, 1, 28, 28), torch.zeros(20, dtype=torch.long))
+    snap = snapshot(m)
+    top = top_activations(m, ds, "c2", units=[1], k=3, rule="gradient")
+    assert top.patches.shape == (1, 3, 1, 14, 14)  # type: ignore[union-attr]
+    with pytest.raises(UnsupportedModelError, match="relu in 'LeNetFunctional.forward"):
+        top_activations(m, ds, "c2", units=[1], k=3, rule="deconvnet")
+    assert_unchanged(m, snap)

@@ -162,6 +162,7 @@ _MERGE_METHODS = {"add", "sub", "mul", "div", "add_", "mul_"}
 _GLOBAL_FUNCS = {torch.flatten, F.linear, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.adaptive_avg_pool1d,
                  torch.mean, torch.sum, F.layer_norm}
 _GLOBAL_METHODS = {"flatten", "view", "reshape", "mean", "sum", "amax", "max", "squeeze"}
+_SHAPE_METHODS = {"size", "dim", "numel"}  # give numbers, not tensors with a geometry
 
 
 def _tuple(v: Any, n: int) -> tuple[int, ...]:
@@ -263,6 +264,8 @@ def _propagate(gm: fx.GraphModule, n: int) -> dict[fx.Node, Any]:
                         padding=node.kwargs.get("padding", args[3] or 0),
                         dilation=node.kwargs.get("dilation", 1),
                     )
+                elif target is getattr:  # x.shape, x.dtype, ...
+                    state[node] = None
                 elif target is operator.getitem:
                     state[node] = _getitem(geos[0], node.args[1], n)
                 elif target is F.pad:
@@ -271,7 +274,9 @@ def _propagate(gm: fx.GraphModule, n: int) -> dict[fx.Node, Any]:
                 else:
                     state[node] = _Unknown(label)
             elif node.op == "call_method":
-                if target in _ELEMENTWISE_METHODS:
+                if target in _SHAPE_METHODS:
+                    state[node] = None
+                elif target in _ELEMENTWISE_METHODS:
                     state[node] = geos[0]
                 elif target in _MERGE_METHODS:
                     state[node] = _union(geos, label) if len(geos) > 1 else geos[0]

@@ -233,7 +233,10 @@ def top_activations(
     dev = model_device(model, device)
     rf = None
     if patches or rule is not None:  # refuse before the data pass if the field cannot be computed
-        rf = receptive_field(model, layer, tuple(dataset_inputs(dataset, [0]).shape[1:]))
+        x0 = dataset_inputs(dataset, [0])
+        rf = receptive_field(model, layer, tuple(x0.shape[1:]))
+        if rule is not None:  # ... or if the model cannot take the rule (functional ReLU)
+            project_activations(model, x0, layer, 0, rule=rule, device=device)
     best_v: torch.Tensor | None = None
     best_id = best_pos = None
     unit_idx: torch.Tensor | None = None
