@@ -201,6 +201,8 @@ def demo(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Train reference models on bundled MNIST/FSDD, run every analysis at a small size, write the report."""
+    import torch
+
     from ..report import build_report
 
     steps = build_steps(out, epochs=epochs, limit=limit, n_project=n_project, progress=progress, speech=speech, transfer=transfer)
@@ -229,6 +231,7 @@ def demo(
             continue
         console.print(head, highlight=False)
         t0 = time.time()
+        torch.set_grad_enabled(True)  # a previous command may have switched autograd off for the process
         try:
             if s.run is not None:
                 s.run()

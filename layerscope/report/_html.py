@@ -164,7 +164,7 @@ def table(
         for r in rows:
             for k in r:
                 seen.setdefault(str(k), None)
-        columns = list(seen)
+        columns = [c for c in seen if any(r.get(c) is not None for r in rows)]  # drop empty columns
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = []
     for r in rows[:max_rows]:

@@ -35,7 +35,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-COORD_KEYS = ("embedding", "coords", "coordinates", "xy", "points", "positions", "projection")
+COORD_KEYS = ("embedding", "coords", "coordinates", "xy")
 LABEL_KEYS = ("labels", "y_true", "targets", "true_labels", "label", "digit", "digits")
 PRED_KEYS = ("predictions", "y_pred", "predicted", "preds")
 ID_KEYS = ("sample_ids", "ids", "indices", "sample_id")
