@@ -127,12 +127,15 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
     if speech:
         # Acoustic models (Mohamed, Hinton & Penn 2012)
         steps += [
-            Step("speech-train", "train a 3-layer frame-level DNN on FSDD log-mel frames (3 epochs)",
-                 ["speech", "train", "--features", "fbank", "--depth", "3", "--width", "256", "--epochs", "3",
-                  "--out", str(runs / "speech-dnn"), *pb]),
-            Step("speech-analyze", "per-layer projections, NH and probes by digit and by speaker on FSDD frames",
-                 ["speech", "analyze", "--model", str(runs / "speech-dnn"), "--n", str(n_project),
+            Step("speech-train", "train a frame-level DNN (3 x 256) on FSDD log-mel frames (+-5 frames of context), official split, 3 epochs",
+                 ["speech", "train", "--arch", "dnn:width=256,depth=3", "--features", "fbank", "--epochs", "3",
+                  "--frame-step", "3", "--out", str(runs / "speech-dnn"), *pb]),
+            Step("speech-analyze", f"per-layer projections, NH and probes by digit and by speaker on {n_project} FSDD test frames",
+                 ["speech", "analyze", "--model", str(runs / "speech-dnn"), "--n-frames", str(n_project),
                   "--out", str(out / "speech" / "analyze"), *pb], needs=["speech-train"]),
+            Step("speech-embed", "speaker embeddings: clustering held-out recordings by each layer's mean activation",
+                 ["speech", "embed", "--model", str(runs / "speech-dnn"), "--max-recordings", "300", "--frame-step", "2",
+                  "--out", str(out / "speech" / "embed"), *pb], needs=["speech-train"]),
         ]
     return steps
 
