@@ -31,7 +31,6 @@ from layerscope.attribution import (
 from layerscope.attribution.receptive_field import ReceptiveFieldError
 from layerscope.exceptions import LayerNotFoundError, ParameterError
 
-torch.set_num_threads(1)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from layerscope.exceptions import ParameterError
 from layerscope.loading import load_run_model
 from layerscope.training import train
 
-torch.set_num_threads(1)
 runner = CliRunner()
 
 
