@@ -24,7 +24,9 @@ reached that way, so before projecting with ``"deconvnet"`` or ``"guided"`` the 
 run under a :class:`torch.overrides.TorchFunctionMode` that records every rectifier call (``F.relu``,
 ``torch.relu``, ``Tensor.relu_``, ``clamp(min=0)``, ``leaky_relu``, ...) made outside an
 ``nn.ReLU`` module; if there is one, the projection is refused with a message naming it — never
-a silent fall back to plain gradients. ``nn.ReLU(inplace=True)`` modules are handled by switching
+a silent fall back to plain gradients. (Rectification written as arithmetic, e.g. ``x * (x > 0)``
+or ``torch.maximum(x, zeros)``, cannot be told apart from other ops and is not detected.)
+``nn.ReLU(inplace=True)`` modules are handled by switching
 them to out-of-place for the duration of the call (restored in ``finally``).
 
 Every hook is removed and every flag restored on exit, also after an error.
