@@ -417,6 +417,8 @@ def test_transforms_are_exact_for_integer_shifts_and_identity() -> None:
     t = transform_images(x, "translate", 2, fill=-5.0)
     torch.testing.assert_close(t[..., 2:], x[..., :-2], atol=1e-5, rtol=0)
     torch.testing.assert_close(t[..., :2], torch.full_like(t[..., :2], -5.0))
+    v = transform_images(x, "vtranslate", -3, fill=0.0)
+    torch.testing.assert_close(v[..., :-3, :], x[..., 3:, :], atol=1e-5, rtol=0)
     torch.testing.assert_close(transform_images(x, "scale", 1.0), x, atol=1e-5, rtol=0)
     torch.testing.assert_close(transform_images(x, "rotate", 0.0), x, atol=1e-5, rtol=0)
     # a 90 degree rotation of a square image is a permutation of its pixels

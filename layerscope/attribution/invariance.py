@@ -30,7 +30,7 @@ from ..exceptions import InputShapeError, ParameterError
 
 __all__ = ["InvarianceCurves", "invariance_curves", "transform_images", "default_ranges"]
 
-KINDS = ("translate", "scale", "rotate")
+KINDS = ("translate", "vtranslate", "scale", "rotate")
 
 
 def default_ranges(size: int) -> dict[str, np.ndarray]:
@@ -39,19 +39,23 @@ def default_ranges(size: int) -> dict[str, np.ndarray]:
     step = max(1, t // 4)
     return {
         "translate": np.arange(-t, t + 1, step).astype(np.float64),
+        "vtranslate": np.arange(-t, t + 1, step).astype(np.float64),
         "scale": np.round(np.linspace(0.6, 1.4, 9), 3),
         "rotate": np.arange(0, 361, 30).astype(np.float64),
     }
 
 
 def transform_images(x: torch.Tensor, kind: str, param: float, fill: float | torch.Tensor = 0.0) -> torch.Tensor:
-    """Translate (``param`` pixels, horizontally), scale (factor) or rotate (degrees) ``x`` ``(N, C, H, W)``.
+    """Translate (``param`` pixels; ``"translate"`` to the right, ``"vtranslate"`` down, as in the
+    paper's Fig. 5), scale (factor) or rotate (degrees) ``x`` ``(N, C, H, W)``.
 
     Pixels from outside the image get ``fill`` (scalar or per channel).
     """
     n, c, h, w = x.shape
     if kind == "translate":
         theta = torch.tensor([[1.0, 0.0, -2.0 * param / w], [0.0, 1.0, 0.0]])
+    elif kind == "vtranslate":
+        theta = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, -2.0 * param / h]])
     elif kind == "scale":
         if param <= 0:
             raise ParameterError(f"scale factors must be > 0; got {param}.")

@@ -248,7 +248,7 @@ def plot_invariance(curves: Any, path: str | os.PathLike[str], layers: Sequence[
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{kind}: p(true class)", fontsize=7)
         ax.tick_params(labelsize=6)
-        unit = {"translate": "pixels", "scale": "scale factor", "rotate": "degrees"}.get(kind, kind)
+        unit = {"translate": "pixels", "vtranslate": "pixels (vertical)", "scale": "scale factor", "rotate": "degrees"}.get(kind, kind)
         for ax in axes[r]:
             ax.set_xlabel(unit, fontsize=7)
     fig.tight_layout()

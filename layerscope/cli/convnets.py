@@ -303,7 +303,8 @@ def invariance(
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Comma-separated layers (default: the model's hidden layers)."),
     limit: Optional[int] = typer.Option(5, help="Number of images (the first N; the paper uses 5)."),
     indices: Optional[str] = typer.Option(None, help="Dataset rows instead of --limit."),
-    transforms: str = typer.Option("translate,scale,rotate", help="Which transformations."),
+    transforms: str = typer.Option("translate,scale,rotate", help="Which transformations: translate (horizontal), "
+                                   "vtranslate (vertical, the paper's), scale, rotate."),
     fill: str = typer.Option("min", help="Value of pixels warped in from outside: 'min' (the data's background), "
                              "'mean', or a number (normalised space)."),
     plot_layers: Optional[str] = typer.Option(None, help="Layers drawn in the figure (default: the lowest and the highest)."),
@@ -341,7 +342,7 @@ def invariance(
     full = default_ranges(min(x.shape[2:]))
     bad = [k for k in kinds if k not in full]
     if bad:
-        raise ParameterError(f"--transforms takes translate, scale, rotate; got {bad}.")
+        raise ParameterError(f"--transforms takes translate, vtranslate, scale, rotate; got {bad}.")
     with progress_bar(progress) as bar:
         curves = invariance_curves(net, x, y, layers=parse_list(layers), ranges={k: full[k] for k in kinds},
                                    fill=fill_v, batch_size=batch_size, sample_ids=ids, progress=bar)
