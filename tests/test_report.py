@@ -78,8 +78,8 @@ def test_one_section_per_result_and_a_toc(report):
     toc = [a["href"][1:] for t, a in page.tags if t == "a" and (a.get("href") or "").startswith("#")]
     assert toc == ids
     headings = re.findall(r'<section class="analysis" id="[^"]+"><h2>([^<]+)</h2>', html)
-    assert headings == ["Training runs", "Model summary and layers", "Activation maximization", "Hidden-activity projections",
-                        "Neuron projections", "CKA similarity", "Speech", "Some new analysis"]
+    assert headings == ["Training runs", "Model summary and layers: MLP", "Activation maximization: relu1", "Hidden-activity projections",
+                        "Neuron projections: relu1", "CKA similarity", "Speech", "Some new analysis"]
 
 
 def test_labels_from_data_are_escaped_everywhere(report):

@@ -492,6 +492,18 @@ def _section_generic_safe(r: ResultFolder) -> str:
         return ""
 
 
+def _subtitle(r: ResultFolder) -> str:
+    """What the section is about, beyond the analysis: the model of a summary, the layer analysed."""
+    doc = r.doc
+    model = doc.get("model")
+    if r.analysis in ("capture", "layers") and isinstance(model, dict) and model.get("class"):
+        return f": {model['class']}"
+    layer = doc.get("layer")
+    if not isinstance(layer, str) and isinstance(doc.get("parameters"), dict):
+        layer = doc["parameters"].get("layer")
+    return f": {layer}" if isinstance(layer, str) and layer else ""
+
+
 def _title(analysis: str) -> str:
     if analysis in ANALYSIS_TITLES:
         return ANALYSIS_TITLES[analysis]
@@ -543,7 +555,7 @@ def build_report(
         body = _render(r, page)
         if not body.strip():
             body = '<p class="note">This result has no figures, metrics or tables.</p>'
-        sections.append((f"sec-{i}", _title(r.analysis), r.rel or ".", body))
+        sections.append((f"sec-{i}", _title(r.analysis) + _subtitle(r), r.rel or ".", body))
     if training is not None:
         sections.append(training)
     toc = "".join(f'<li><a href="#{sid}">{esc(t)}</a> <span class="note">{esc(w)}</span></li>' for sid, t, w, _ in sections)
