@@ -72,7 +72,7 @@ def analyze_runs(
     analyses: list[LayerAnalysis] = []
     figures: list[dict[str, str]] = []
     models = []
-    for rd in run_dirs:
+    for n_run, rd in enumerate(run_dirs, start=1):
         run = load_acoustic_run(rd)
         if run.target != "digit":
             raise DataError(
@@ -87,6 +87,8 @@ def analyze_runs(
                 "measured; use part='all' (CLI --part all) or a run with the official split."
             )
         name = run_name(run)
+        if any(a.name == name for a in analyses):
+            name = f"{name} #{n_run}"
         cps = run.meta.get("checkpoints", [])
         info = {
             "run": str(run.directory),
@@ -101,7 +103,7 @@ def analyze_runs(
         a = analyze_layers(run.model, frames, n_frames=n_frames, method=method, k=k, probe_test_size=probe_test_size,
                            random_state=random_state, name=name, info=info, progress=progress)
         analyses.append(a)
-        fig = f"{_safe(run.directory.name)}_projections.png"
+        fig = f"model{n_run}_{_safe(run.directory.name)}_projections.png"
         plot_layer_projections(a, out / fig)
         figures.append({"path": fig, "title": f"{name}: frames per layer, by digit and by speaker",
                         "caption": f"{method} of {a.info['n_frames']} {part} frames; left coloured by digit, right by "
