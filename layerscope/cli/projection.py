@@ -78,7 +78,6 @@ def project(
 
     from ..projection.analysis import display_images, project_model, save_study
 
-    torch.set_grad_enabled(False)
     models = _models(model, checkpoints, weights, allow_pickle)
     first = next(iter(models.values()))
     ds = load_data_cli(data, first)
