@@ -139,6 +139,14 @@ def load_run_model(run_dir: str | os.PathLike[str], epoch: int | None = None) ->
             )
         entry = match[0]
     meta = run.meta
+    lacking = [k for k in ("arch", "input_shape", "classes") if k not in meta]
+    if lacking:
+        raise ModelSpecError(
+            f"Run {run.directory} cannot be rebuilt: its {RUN_FILE} lacks {lacking}. Runs of models built "
+            "with layerscope.models.build_model record them; for other models pass meta={'arch': ..., "
+            "'input_shape': ..., 'classes': ...} to train(), or load the checkpoint with --model "
+            "package.module:factory --weights CHECKPOINT."
+        )
     model = build_model(meta["arch"], meta["input_shape"], len(meta["classes"]))
     path = run.directory / entry["file"]
     _apply_weights(model, load_weights(path), path)

@@ -122,7 +122,10 @@ def train(
     seed
         Seeds the shuffling and dropout; the same seed gives the same weights on CPU.
     meta
-        Extra fields for ``run.json`` (the CLI stores the architecture and data specs here).
+        Extra fields for ``run.json`` (the CLI stores the data specs here). ``arch`` (from
+        ``model.arch_spec``, set by :func:`layerscope.models.build_model`), ``input_shape``,
+        ``classes`` and ``normalization`` (from ``train_set``) are filled in when not given, so
+        :func:`layerscope.loading.load_run_model` can rebuild the model.
     """
     from .capture import _batches
 
@@ -149,7 +152,18 @@ def train(
     else:
         raise ParameterError(f"optimizer must be 'sgd' or 'adam'; got {optimizer!r}.")
     loss_fn = nn.CrossEntropyLoss()
+    defaults: dict[str, Any] = {}
+    if getattr(model, "arch_spec", None):
+        defaults["arch"] = model.arch_spec
+    shape = getattr(train_set, "input_shape", None) or getattr(model, "input_shape", None)
+    if shape is not None:
+        defaults["input_shape"] = list(shape)
+    if getattr(train_set, "classes", None) is not None:
+        defaults["classes"] = list(train_set.classes)
+    if getattr(train_set, "normalization", None) is not None:
+        defaults["normalization"] = train_set.normalization.to_dict()
     info: dict[str, Any] = {
+        **defaults,
         **(meta or {}),
         "seed": seed,
         "epochs": epochs,

@@ -107,3 +107,15 @@ def test_cli_errors_are_clean(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "Did you mean" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_run_without_meta_rebuilds_or_explains(tmp_path: Path) -> None:
+    tr, te = small_data()
+    net = build_model("mlp:width=16,depth=1", tr.input_shape, 10)
+    train(net, tr, out_dir=tmp_path / "run", epochs=1, checkpoints=[1])
+    m = ls.load_model(str(tmp_path / "run"))
+    assert torch.equal(m.fc1.weight, net.fc1.weight) and m.classes == tr.classes
+    plain = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    train(plain, tr, out_dir=tmp_path / "plain", epochs=1, checkpoints=[1])
+    with pytest.raises(ls.exceptions.ModelSpecError, match="lacks \\['arch'\\]"):
+        ls.load_model(str(tmp_path / "plain"))
