@@ -61,6 +61,16 @@ def test_train_analyze_embed(wavs: Path, tmp_path: Path) -> None:
     with torch.no_grad():
         assert net(frames.x[:3]).shape == (3, 2)
 
+    res = runner.invoke(app, ["speech", "frames", "-m", str(run), "--out", str(tmp_path / "fr.npz")])
+    assert res.exit_code == 0, res.output
+    from layerscope.data import load_dataset
+
+    npz = load_dataset(f"npz:{tmp_path / 'fr.npz'}")
+    np.testing.assert_array_equal(npz.x.reshape(frames.x.shape).numpy(), frames.x.numpy())
+    np.testing.assert_array_equal(npz.y.numpy(), frames.y.numpy())
+    with torch.no_grad():  # the model takes the npz's (N, 1, 2w + 1, F) inputs as they are
+        torch.testing.assert_close(net(npz.x[:4]), net(frames.x[:4]))
+
     out = tmp_path / "an"
     res = runner.invoke(app, ["speech", "analyze", "-m", str(run), "-m", str(run), "--out", str(out),
                               "--method", "pca", "--n-frames", "120", "--no-progress"])

@@ -140,3 +140,17 @@ def embed_cmd(
         t.add_row(r["layer"], _pct(r["purity"]), _pct(r["ari"]), _pct(r["nmi"]))
     console.print(t)
     console.print(f"wrote [bold]{out}[/]/result.json and figures")
+
+
+@speech.command("frames")
+def frames_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="A speech run folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .npz file to write."),
+    part: str = typer.Option("test", help="Which recordings of the run: test, train or all."),
+    frame_step: int = typer.Option(1, help="Keep every N-th frame of each recording."),
+) -> None:
+    """Export a run's input frames to .npz, so that `--data npz:FILE` feeds them to topk, project, probe, ..."""
+    from ..speech.runs import export_frames
+
+    p = export_frames(model, out, part=part, frame_step=frame_step)  # type: ignore[arg-type]
+    console.print(f"wrote [bold]{p}[/]; use it with e.g. `layerscope topk --model {model} --data npz:{p} ...`")

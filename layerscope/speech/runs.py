@@ -4,6 +4,7 @@
   MFCC, shallow vs deep) into one table; ``analysis = "speech"`` (schema in :mod:`.analysis`).
 * :func:`embed_run` — :func:`~.embeddings.embedding_study` of a run's test recordings;
   ``analysis = "speaker_embeddings"`` (schema in :mod:`.embeddings`).
+* :func:`export_frames` — a run's frames as ``.npz`` for the general commands (``--data npz:PATH``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .analysis import LayerAnalysis, analyze_layers, summarize
 from .embeddings import EmbeddingStudy, embedding_study
 from .recipe import AcousticRun, load_acoustic_run
 
-__all__ = ["analyze_runs", "embed_run", "run_name"]
+__all__ = ["analyze_runs", "embed_run", "export_frames", "run_name"]
 
 
 def _safe(name: str) -> str:
@@ -186,3 +187,35 @@ def embed_run(
     }
     write_result(out, "speaker_embeddings", **doc)
     return study, doc
+
+
+def export_frames(
+    run_dir: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    audio: AudioDataset | None = None,
+    part: Literal["train", "test", "all"] = "test",
+    frame_step: int = 1,
+) -> Path:
+    """Write a run's frames to an ``.npz`` that ``--data npz:PATH`` reads, for the general commands
+    (``topk``, ``project``, ``probe``, ...): ``x`` ``(N, 2w + 1, F)`` float32 (read back as
+    ``(N, 1, 2w + 1, F)``, which the model flattens alike), ``y``, ``classes``, and per frame
+    ``speaker``, ``speaker_names``, ``utterance``, ``frame``, ``filename``."""
+    from .._io import atomic_path
+
+    run = load_acoustic_run(run_dir)
+    aud = _load_audio(run, audio)
+    frames = run.frames(aud, part, frame_step=frame_step)
+    p = Path(path)
+    if p.suffix != ".npz":
+        raise DataError(f"Frames are written as .npz; got {p.name!r}.")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    ex = frames.extra_labels
+    with atomic_path(p) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh, x=frames.x.numpy(), y=frames.y.numpy(), classes=np.asarray(frames.classes),
+                speaker=ex["speaker"], speaker_names=np.asarray(aud.speaker_names), utterance=ex["utterance"],
+                frame=ex["frame"], filename=np.asarray([aud.filenames[u] for u in ex["utterance"]]),
+            )
+    return p
