@@ -233,7 +233,9 @@ def plot_nh_by_layer(table: dict[str, dict[str, float]], *, metric_labels: dict[
 def plot_neurons(embedding: np.ndarray, importance: np.ndarray, *, title: str = "", cls_name: str = "") -> Any:
     """Neuron projection: one point per neuron, colour = discriminative power for a class."""
     fig, ax = plt.subplots(figsize=(6, 5))
-    sc = ax.scatter(embedding[:, 0], embedding[:, 1], c=importance, cmap="viridis", s=14, linewidths=0)
+    order = np.argsort(importance, kind="stable")  # most discriminative neurons drawn on top
+    sc = ax.scatter(embedding[order, 0], embedding[order, 1], c=np.asarray(importance)[order], cmap="viridis", s=14,
+                    linewidths=0)
     cb = fig.colorbar(sc, ax=ax)
     cb.set_label(f"feature importance, class {cls_name} vs rest")
     ax.set_xticks([])
