@@ -16,6 +16,10 @@ do not change the cost, so a seeded random initialisation is used.
 
 Run: ``python bench/actmax.py [--steps 20] [--repeats 3] [--threads 1] [--device cpu|cuda]``.
 Prints seconds per variant (median over repeats, all measured in the same run) and the ratios.
+
+``python bench/actmax.py --check [MODEL ...] [--cifar PATH]`` instead runs the issue's real check
+(class-logit images classified as their class with p > 0.99; last-conv channels above their max
+over the MNIST test set) on the bundled models or on run folders from ``layerscope train``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -86,6 +91,44 @@ def ours(model: nn.Module, layer: str, channels: list[int], steps: int, seed: in
     return time.perf_counter() - t0
 
 
+def real_check(specs: list[str], steps_erhan: int, steps_lucid: int, cifar: str | None) -> None:
+    """The issue's real check: class-logit images classified as their class (p > 0.99); the last
+    conv layer's channels driven above their max over the MNIST test set."""
+    from layerscope.data import load_dataset
+    from layerscope.loading import load_model
+
+    mnist = load_dataset("mnist:test")
+    for spec in specs:
+        model = load_model(spec)
+        is_cifar = tuple(model.input_shape) == (3, 32, 32)
+        if is_cifar and cifar is None:
+            print(f"\n{spec}: skipped (pass --cifar PATH to the CIFAR-10 subset)")
+            continue
+        data = load_dataset(f"cifar10:{cifar}:test") if is_cifar else mnist
+        names = [n for n, _ in model.named_modules() if n]
+        logits = [n for n in names if n in ("out", "fc2", "fc3", "linear")][-1]
+        convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        print(f"\n{spec} ({type(model).__name__}), logits layer {logits}, last conv {convs[-1] if convs else '-'}")
+        for method, steps, restarts in (("erhan", steps_erhan, 4), ("lucid", steps_lucid, 2)):
+            r = maximize(model, logits, "all", kind="logit", method=method, steps=steps, restarts=restarts, data=data,
+                         data_max=False)
+            p = r.class_probability
+            print(f"  class logits, {method:5s} {steps} steps x {restarts} restarts: p(target) > 0.99 for "
+                  f"{int((p > 0.99).sum())}/{len(p)} classes, min p {p.min():.4f}, predicted {r.predicted_class.tolist()}, "
+                  f"p = {[round(float(v), 4) for v in p]}  ({r.seconds:.0f} s)", flush=True)
+        if is_cifar or not convs:
+            continue
+        for method, steps in (("erhan", steps_erhan), ("lucid", steps_lucid)):
+            r = maximize(model, convs[-1], "all", kind="channel", method=method, steps=steps, restarts=2, data=data)
+            above = r.activation > r.data_max
+            gap = r.activation - r.data_max
+            print(f"  {convs[-1]} channels (mean over the map), {method:5s} {steps} steps: above the test-set max for "
+                  f"{int(above.sum())}/{len(above)} channels; smallest margin {gap.min():+.3f}, median ratio "
+                  f"reached / data max {np.nanmedian(r.activation / np.where(r.data_max > 0, r.data_max, np.nan)):.2f} "
+                  f"(channels with positive max), mean consistency {np.nanmean(r.consistency):.3f}  ({r.seconds:.0f} s)",
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
@@ -93,8 +136,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--layers", default="conv3,conv4")
+    ap.add_argument("--check", nargs="*", default=None,
+                    help="Instead of timing, run the real check on these models (default: the bundled ones).")
+    ap.add_argument("--cifar", default=None, help="CIFAR-10 subset .npz, for the resnet20-cifar10 check.")
+    ap.add_argument("--check-steps", default="300,512", help="erhan,lucid steps for --check.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.check is not None:
+        se, sl = (int(v) for v in args.check_steps.split(","))
+        real_check(args.check or ["mnist-mlp", "mnist-cnn", "resnet20-cifar10"], se, sl, args.cifar)
+        return
     torch.manual_seed(0)
     model = RauberCNN((1, 28, 28), 10).to(args.device).eval()
     for q in model.parameters():

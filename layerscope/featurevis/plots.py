@@ -21,12 +21,27 @@ def _minmax(a: np.ndarray) -> np.ndarray:
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
 
 
-def to_display(x: np.ndarray, normalization: Any = None, scale: str = "minmax") -> tuple[np.ndarray, str | None]:
+def _symmetric(a: np.ndarray, q: float = 99.5) -> np.ndarray:
+    """0 to mid-grey, +-(the q-th percentile of |a|) to white / black, clipped beyond.
+
+    Erhan-style solutions have both signs and are often dominated by a few large values; a
+    robust symmetric scale shows the rest of the pattern too.
+    """
+    s = float(np.percentile(np.abs(a), q)) if a.size else 0.0
+    if s <= 0:
+        s = float(np.max(np.abs(a))) if a.size else 0.0
+    if s <= 0:
+        return np.full_like(a, 0.5)
+    return np.clip(0.5 + 0.5 * a / s, 0.0, 1.0)
+
+
+def to_display(x: np.ndarray, normalization: Any = None, scale: str = "symmetric") -> tuple[np.ndarray, str | None]:
     """One input (``input_shape``) to a displayable array and a colour map.
 
-    ``scale="minmax"`` stretches each image to [0, 1] (Erhan-style solutions live on a sphere,
-    not in the data's range); ``scale="data"`` maps back through ``normalization`` and clips to
-    [0, 1] (Lucid-style solutions, squashed into the data's range).
+    ``scale="symmetric"`` maps 0 to mid-grey and the 99.5th percentile of ``|x|`` to white / black
+    (Erhan-style solutions live on a sphere, not in the data's range, and have both signs);
+    ``scale="minmax"`` stretches each image to [0, 1]; ``scale="data"`` maps back through
+    ``normalization`` and clips to [0, 1] (Lucid-style solutions, squashed into the data's range).
     Returns ``(array (H, W) or (H, W, 3), cmap or None)``.
     """
     a = np.asarray(x, dtype=np.float32)
@@ -35,6 +50,8 @@ def to_display(x: np.ndarray, normalization: Any = None, scale: str = "minmax") 
             a = np.clip(normalization.denormalize(a[None])[0], 0.0, 1.0)
         elif scale == "data":
             a = np.clip(a, 0.0, 1.0)
+        elif scale == "symmetric":
+            a = _symmetric(a)
         else:
             a = _minmax(a)
         if a.shape[0] == 3:
@@ -89,7 +106,7 @@ def plot_grid(
 
     images = np.asarray(result.images)
     n = len(images)
-    scale = scale or ("data" if getattr(result, "method", "") == "lucid" else "minmax")
+    scale = scale or ("data" if getattr(result, "method", "") == "lucid" else "symmetric")
     ncols = ncols or max(1, math.ceil(math.sqrt(n)))
     nrows = max(1, math.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows + 0.5), squeeze=False)
@@ -104,7 +121,7 @@ def plot_grid(
         t = titles[k]
         if class_names is not None and getattr(result, "kind", "") in ("logit", "prob"):
             u = int(result.units[k])
-            if u < len(class_names):
+            if u < len(class_names) and str(class_names[u]) != str(u):
                 t = f"{class_names[u]} " + t
         ax.set_title(t, fontsize=7)
     fig.suptitle(title or f"{getattr(result, 'method', '')}: {getattr(result, 'objective', '')}", fontsize=9)
@@ -127,7 +144,7 @@ def save_unit_images(
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    scale = scale or ("data" if getattr(result, "method", "") == "lucid" else "minmax")
+    scale = scale or ("data" if getattr(result, "method", "") == "lucid" else "symmetric")
     paths = []
     for k, u in enumerate(np.asarray(result.units).tolist()):
         a, cmap = to_display(np.asarray(result.images[k]), normalization, scale)
