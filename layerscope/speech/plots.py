@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -67,6 +68,7 @@ def plot_trends(analyses: Sequence[LayerAnalysis], path: str | os.PathLike[str])
         if analyses:
             ax.axhline(analyses[0].info.get("chance_digit", 0.1), color="grey", lw=0.8, ls="-")
             ax.axhline(analyses[0].info.get("chance_speaker", 1 / 6), color="grey", lw=0.8, ls="--")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("layer (0 = input features)")
         ax.set_title(title, fontsize=9)
         ax.set_ylim(0, 1)
