@@ -120,9 +120,9 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
     if transfer:
         # Transferability of layers (Yosinski et al. 2014)
         steps.append(Step(
-            "transfer", "a tiny transfer grid: 8-layer convnet, MNIST 0-4 vs 5-9, n = 1, 4, 7, 1 seed, 1 epoch, 2,000 digits",
-            ["transfer", "--arch", "convnet8", "--data", "mnist", "--split", "mnist-0-4", "--seeds", "1", "--epochs", "1",
-             "--k", "1", "--layers", "1,4,7", "--limit", "2000", "--val-limit", "500", "--executor", "local",
+            "transfer", "a tiny transfer grid: narrow 8-layer convnet, MNIST 0-4 vs 5-9, n = 1, 4, 7, 1 seed, 3 epochs, 3,000 digits",
+            ["transfer", "--arch", "convnet8:width=8,fc_width=64", "--data", "mnist", "--split", "mnist-0-4", "--seeds", "1",
+             "--epochs", "3", "--k", "1", "--layers", "1,4,7", "--limit", "3000", "--val-limit", "500", "--executor", "local",
              "--out", str(out / "transfer"), *pb]))
     if speech:
         # Acoustic models (Mohamed, Hinton & Penn 2012)

@@ -92,7 +92,10 @@ def fmt(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return esc(shape_text(v))
     if isinstance(v, dict):
-        return esc(json.dumps(v)[:200])
+        if is_number(v.get("mean")):  # a summary over seeds: mean ± std
+            return esc(fmt_plain(v["mean"]) + (f" ± {fmt_plain(v['std'])}" if is_number(v.get("std")) else ""))
+        items = [f"{k}: {fmt_plain(x)}" for k, x in v.items() if x is None or isinstance(x, (str, int, float, bool))]
+        return esc(", ".join(items)[:200] if items else json.dumps(v)[:200])
     return esc(v)
 
 
