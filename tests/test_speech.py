@@ -137,6 +137,12 @@ def test_extractor_shapes_labels_and_normalisation() -> None:
     np.testing.assert_array_equal(ds.extra_labels["speaker"], audio.speakers[utt])
     np.testing.assert_array_equal(ds.y.numpy(), audio.labels[utt])
     np.testing.assert_array_equal(ds.extra_labels["frame"][:lengths[0]], np.arange(lengths[0]))
+    # context stacking on the tone's frames, by hand: row t, column j = frame clip(t + j - 3)
+    f0 = ext.utterance(audio, 0)
+    x0 = ds.x[: lengths[0]].numpy()
+    for t in (0, 1, lengths[0] // 2, lengths[0] - 1):
+        for j in range(7):
+            np.testing.assert_array_equal(x0[t, j], f0[min(max(t + j - 3, 0), lengths[0] - 1)])
     centre = ds.x[:, 3].numpy()
     for u in (0, 5):  # per-utterance CMVN: the centre frames of a recording have mean 0, std 1
         np.testing.assert_allclose(centre[utt == u].mean(0), 0, atol=1e-4)

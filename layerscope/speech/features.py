@@ -236,7 +236,7 @@ def fsdd_split(
     return rows[~test], rows[test]
 
 
-@dataclass
+@dataclass(eq=False)
 class FrameExtractor:
     """Recordings to frame datasets, scikit-learn style (``fit`` learns global statistics).
 
