@@ -300,3 +300,29 @@ def test_embedding_study_separates_tone_speakers() -> None:
     one = ds.subset(np.flatnonzero(ds.extra_labels["speaker"] == 0))
     with pytest.raises(DataError, match="single speaker"):
         embedding_study(model, one)
+
+
+def test_embeddings_and_utterance_accuracy_leave_the_model_alone() -> None:
+    from layerscope.speech import utterance_accuracy
+
+    audio = synthetic_audio()
+    ds = FrameExtractor(FeatureConfig(n_mels=16, context=1)).transform(audio)
+    model = AcousticDNN(ds.input_shape, 2, width=8, depth=2).train()
+    snap = snapshot(model)
+    with pytest.raises(LayerNotFoundError, match="relu7"):
+        utterance_embeddings(model, ds, ["relu7"])
+    assert_unchanged(model, snap)
+    # recording-level accuracy by hand: sum the frames' log-probabilities per recording
+    acc = utterance_accuracy(model, ds)
+    assert_unchanged(model, snap)
+    with torch.no_grad():
+        model.eval()
+        lp = torch.log_softmax(model(ds.x), 1).numpy()
+        model.train()
+    u = ds.extra_labels["utterance"]
+    by_hand = np.mean([lp[u == i].sum(0).argmax() == audio.labels[i] for i in np.unique(u)])
+    assert acc == pytest.approx(by_hand)
+    bare = ds.subset(np.arange(10))
+    bare.extra_labels = {}
+    with pytest.raises(DataError, match="utterance"):
+        utterance_accuracy(model, bare)
