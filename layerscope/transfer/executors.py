@@ -10,6 +10,8 @@ the same numbers on every executor.
 * :class:`RayExecutor` — Ray tasks (one CPU each); ``address`` joins a running cluster
   (``ray.init(address=...)``), else a local Ray is started and shut down on ``close()``.
   Workers load the data from its spec, so on a cluster the data path must exist on every node.
+  A cluster with Ray's token authentication needs the token set up in this process as Ray's
+  documentation says (a cluster started with ``RAY_AUTH_MODE=disabled`` needs nothing).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ panel: the effects per n with seed min–max bars.
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,11 +63,17 @@ def plot_transfer(result: "TransferResult", path: str | os.PathLike[str]) -> Pat
         ax.plot(np.array(ns) + offsets[c], means, color=color, ls="--" if c == "random" else "-", lw=1.6, label=label, zorder=2)
     ax.set_ylabel("top-1 validation accuracy on B\n(mean of k best epochs)")
     cfg = result.parameters
-    ax.set_title(
-        f"Transferability: {cfg.get('arch')} on {cfg.get('data')}, split {cfg.get('split')}, "
-        f"{len(cfg.get('seeds', []))} seed(s)",
-        fontsize=10,
+    data = str(cfg.get("data"))
+    kind, _, rest = data.partition(":")
+    if rest:  # KIND:PATH[:SPLIT] -> KIND:file[:SPLIT], so long paths do not push the title off the figure
+        head, sep, tail = rest.rpartition(":")
+        fpath, split = (head, tail) if sep and tail in ("train", "test", "all") else (rest, "")
+        data = f"{kind}:{Path(fpath).name}" + (f":{split}" if split else "")
+    title = (
+        f"Transferability: {cfg.get('arch')} on {data}, split {Path(str(cfg.get('split'))).name}, "
+        f"{len(cfg.get('seeds', []))} seed(s), {cfg.get('epochs')} epochs"
     )
+    ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=10)
     vals = [r["metric"] for r in rows if r["condition"] != "random"] or [r["metric"] for r in rows]
     if vals:
         lo, hi = min(vals), max(vals)
