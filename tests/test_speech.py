@@ -326,3 +326,13 @@ def test_embeddings_and_utterance_accuracy_leave_the_model_alone() -> None:
     bare.extra_labels = {}
     with pytest.raises(DataError, match="utterance"):
         utterance_accuracy(model, bare)
+
+
+def test_top_frames_one_per_recording_by_hand() -> None:
+    from layerscope.speech.listen import top_frames
+
+    acts = np.array([5.0, 9.0, 8.0, 1.0, 7.0, 6.0])
+    utt = np.array([0, 0, 0, 1, 1, 2])
+    # strongest per recording: row 1 (9, rec 0), row 4 (7, rec 1), row 5 (6, rec 2)
+    np.testing.assert_array_equal(top_frames(acts, utt, 2), [1, 4])
+    np.testing.assert_array_equal(top_frames(acts, utt, 10), [1, 4, 5])

@@ -85,6 +85,19 @@ def test_train_analyze_embed(wavs: Path, tmp_path: Path) -> None:
     assert len(pts["layers"]["relu2"]["x"]) == pts["n"] == len(pts["digit"]) == len(pts["predicted"])
     assert pts["speaker_names"] == ["anna", "bert", "carl", "dora"]
 
+    res = runner.invoke(app, ["speech", "topk", "-m", str(run), "-l", "relu2", "--units", "0,3", "--k", "3",
+                              "--out", str(tmp_path / "tk"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    doc = read_result(tmp_path / "tk")
+    assert doc["analysis"] == "speech_topk" and [u["unit"] for u in doc["metrics"]["units"]] == [0, 3]
+    top = doc["metrics"]["units"][0]["top"]
+    assert len(top) == 3 and len({t["utterance"] for t in top}) == 3
+    assert top[0]["activation"] >= top[1]["activation"] >= top[2]["activation"]
+    wavs_out = [f["path"] for f in doc["figures"] if f["path"].endswith(".wav")]
+    assert len(wavs_out) == 6
+    sr, w = wavfile.read(tmp_path / "tk" / wavs_out[0])
+    assert sr == SR and w.dtype == np.int16 and top[0]["filename"] in wavs_out[0]
+
     spk = tmp_path / "spk"
     res = runner.invoke(app, [
         "speech", "train", "--data", f"fsdd:{wavs}", "--out", str(spk), "--arch", "dnn:width=16,depth=2",

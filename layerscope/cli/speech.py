@@ -154,3 +154,25 @@ def frames_cmd(
 
     p = export_frames(model, out, part=part, frame_step=frame_step)  # type: ignore[arg-type]
     console.print(f"wrote [bold]{p}[/]; use it with e.g. `layerscope topk --model {model} --data npz:{p} ...`")
+
+
+@speech.command("topk")
+def topk_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="A speech run folder."),
+    layer: str = typer.Option(..., "--layer", "-l", help="Layer whose units are ranked (e.g. relu3)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, spectrogram PNG, wav files)."),
+    units: Optional[str] = typer.Option(None, help="Comma-separated unit indices (default: the first 8)."),
+    k: int = typer.Option(5, help="Frames per unit (at most one per recording)."),
+    part: str = typer.Option("test", help="Which recordings of the run: test, train or all."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Top-k frames of hidden units, with their recordings as wav files to listen to in the report."""
+    from ..speech.listen import speech_topk
+
+    with progress_bar(progress) as bar:
+        doc = speech_topk(model, out, layer=layer, units=[int(u) for u in parse_list(units) or []] or None, k=k,
+                          part=part, progress=bar)  # type: ignore[arg-type]
+    m = doc["metrics"]
+    for u in m["units"]:
+        console.print(f"unit {u['unit']}: " + ", ".join(f"{t['digit']}/{t['speaker']} ({t['activation']:.1f})" for t in u["top"]))
+    console.print(f"top-{k} digit purity {m['digit_purity']:.2f}, speaker purity {m['speaker_purity']:.2f}; wrote [bold]{out}[/]")

@@ -1,0 +1,152 @@
+"""Which frames does a unit prefer? Top-k frames of hidden units, with the recordings to listen to.
+
+For each unit of a layer of a speech run, the ``k`` frames of the run's test recordings with the
+strongest activation (at most one frame per recording, so that the ``k`` examples differ), shown
+as the recording's log-mel spectrogram with the frame's context window marked, and written as
+``.wav`` files that the HTML report turns into audio players.
+
+``result.json`` of ``layerscope speech topk`` (``analysis = "speech_topk"``)::
+
+    parameters: {run, layer, units, k, part}
+    metrics: {"units": [{"unit": j, "top": [{"utterance", "filename", "frame", "time_s", "activation",
+                                             "digit", "speaker"}, ...]}, ...],
+              "digit_purity": mean over units of the share of the top-k frames with the unit's most
+                              common digit, "speaker_purity": the same for speakers}
+    figures: "topk_spectrograms.png", then one "audio/u{j}_{r}_{file}.wav" per unit and rank
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from .._progress import Tracker
+from ..capture import collect_activations
+from ..data.audio import AudioDataset
+from ..exceptions import ParameterError
+from ..layers import resolve_layer
+from ..results import model_description, write_result
+from .recipe import load_acoustic_run
+
+__all__ = ["top_frames", "speech_topk"]
+
+
+def top_frames(activations: np.ndarray, utterances: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the ``k`` strongest activations of one unit, at most one per recording.
+
+    Parameters
+    ----------
+    activations : (N,) array
+    utterances : (N,) array — the recording of each row
+    k : int
+
+    Returns
+    -------
+    (min(k, number of recordings),) int array, strongest first.
+    """
+    a = np.asarray(activations, dtype=np.float64)
+    order = np.argsort(-a, kind="stable")
+    _, first = np.unique(np.asarray(utterances)[order], return_index=True)  # best row of each recording
+    best = order[np.sort(first)]
+    return best[: int(k)]
+
+
+def speech_topk(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    layer: str,
+    units: Sequence[int] | None = None,
+    k: int = 5,
+    part: Literal["train", "test", "all"] = "test",
+    audio: AudioDataset | None = None,
+    progress: Tracker | None = None,
+) -> dict[str, Any]:
+    """Top-k frames of units of ``layer`` over a run's recordings; spectrogram figure, wav files, result.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.io import wavfile
+
+    from .runs import _load_audio, run_name
+
+    if k < 1:
+        raise ParameterError(f"k must be >= 1; got {k}.")
+    run = load_acoustic_run(run_dir)
+    resolve_layer(run.model, layer)
+    aud = _load_audio(run, audio)
+    frames = run.frames(aud, part)
+    acts = collect_activations(run.model, frames, [layer], batch_size=2048, progress=progress)
+    a = np.asarray(acts.arrays[layer]).reshape(len(frames), -1)
+    chosen = list(range(min(8, a.shape[1]))) if units is None else [int(u) for u in units]
+    bad = [u for u in chosen if not 0 <= u < a.shape[1]]
+    if bad:
+        raise ParameterError(f"Units {bad} are outside 0..{a.shape[1] - 1} of layer {layer!r}.")
+    utt = np.asarray(frames.extra_labels["utterance"])
+    frm = np.asarray(frames.extra_labels["frame"])
+    cfg = run.extractor.config
+    _, hop, n_fft = cfg.frame_params(aud.sample_rate)
+    out = Path(out_dir)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(len(chosen), k, figsize=(2.2 * k, 1.9 * len(chosen)), squeeze=False)
+    units_doc, figures = [], []
+    from .features import FeatureConfig, frame_features
+
+    show_cfg = FeatureConfig(kind="fbank", n_mels=cfg.n_mels, win_ms=cfg.win_ms, hop_ms=cfg.hop_ms, fmin=cfg.fmin,
+                             fmax=cfg.fmax)
+    for i, unit in enumerate(chosen):
+        rows = top_frames(a[:, unit], utt, k)
+        top = []
+        for r_i, row in enumerate(rows):
+            u, t = int(utt[row]), int(frm[row])
+            name = aud.filenames[u]
+            rel = f"audio/u{unit}_{r_i + 1}_{name}"
+            wav = np.clip(aud.waveforms[u] * 32768.0, -32768, 32767).astype(np.int16)
+            wavfile.write(out / rel, aud.sample_rate, wav)
+            time_s = (t * hop + n_fft / 2) / aud.sample_rate
+            entry = {"utterance": u, "filename": name, "frame": t, "time_s": round(time_s, 3),
+                     "activation": float(a[row, unit]), "digit": int(aud.labels[u]),
+                     "speaker": aud.speaker_names[int(aud.speakers[u])]}
+            top.append(entry)
+            figures.append({"path": rel, "title": f"unit {unit}, #{r_i + 1}: {name}",
+                            "caption": f"activation {entry['activation']:.2f} at frame {t} ({time_s:.2f} s); "
+                                       f"digit {entry['digit']}, speaker {entry['speaker']}"})
+            ax = axes[i, r_i]
+            spec = frame_features(aud.waveforms[u], aud.sample_rate, show_cfg)
+            ax.imshow(spec.T, origin="lower", aspect="auto", cmap="magma")
+            ax.axvspan(t - cfg.context - 0.5, t + cfg.context + 0.5, color="cyan", alpha=0.25, lw=0)
+            ax.axvline(t, color="cyan", lw=0.8)
+            ax.set_xlim(-0.5, spec.shape[0] - 0.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"u{unit} #{r_i + 1}: '{entry['digit']}' {entry['speaker']} ({entry['activation']:.1f})", fontsize=7)
+        for r_i in range(len(rows), k):
+            axes[i, r_i].axis("off")
+        units_doc.append({"unit": unit, "top": top})
+    fig.suptitle(f"{run_name(run)} {layer}: top-{k} frames per unit (cyan: the input's context window)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "topk_spectrograms.png", dpi=90)
+    plt.close(fig)
+
+    def purity(key: str) -> float:
+        vals = []
+        for u in units_doc:
+            labels = [t[key] for t in u["top"]]
+            vals.append(max(labels.count(v) for v in set(labels)) / len(labels))
+        return float(np.mean(vals))
+
+    doc = {
+        "model": {**model_description(run.model), "name": run_name(run)},
+        "data": f"fsdd frames ({part} recordings)",
+        "parameters": {"run": str(run_dir), "layer": layer, "units": chosen, "k": k, "part": part},
+        "metrics": {"units": units_doc, "digit_purity": purity("digit"), "speaker_purity": purity("speaker")},
+        "figures": [{"path": "topk_spectrograms.png", "title": f"{layer}: top-{k} frames per unit",
+                     "caption": "Log-mel spectrogram of each recording; the cyan band is the context window "
+                                "the unit saw, the line its centre frame."}] + figures,
+    }
+    write_result(out, "speech_topk", **doc)
+    return doc
