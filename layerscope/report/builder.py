@@ -251,7 +251,8 @@ def _params(r: ResultFolder) -> str:
 
 def _extras(r: ResultFolder, consumed: set[str]) -> str:
     """Analysis-specific fields not rendered by a richer renderer: tables and values."""
-    rest = {k: v for k, v in r.doc.items() if k not in COMMON_KEYS and k not in consumed}
+    metrics = r.doc.get("metrics") if isinstance(r.doc.get("metrics"), dict) else {}
+    rest = {k: v for k, v in r.doc.items() if k not in COMMON_KEYS and k not in consumed and not (k in metrics and metrics[k] == v)}
     parts = []
     for k, v in rest.items():
         if is_records(v):
@@ -422,7 +423,10 @@ def _per_layer_chart(r: ResultFolder) -> str:
     layers = list(dict.fromkeys(str(row["layer"]) for row in rows))
     if len(layers) != len(rows):
         return ""
-    keys = [k for k in rows[0] if k != "layer" and all(is_number(row.get(k)) for row in rows)]
+    skip = {"layer", "depth", "layer_index", "index", "n", "k", "seconds", "epoch", "checkpoint", "dim", "n_train", "n_test"}
+    keys = [k for k in rows[0] if k not in skip and all(is_number(row.get(k)) for row in rows)]
+    fractions = [k for k in keys if all(-1.0 <= float(row[k]) <= 1.0 for row in rows)]
+    keys = fractions or keys  # accuracies, NH, CKA... share one scale; other numbers stay in the tables
     if not keys:
         return ""
     series = {k: [(i, float(row[k])) for i, row in enumerate(rows)] for k in keys[:6]}
