@@ -221,6 +221,11 @@ def _tsne(
             f"(3 x perplexity neighbours each), got {n}. Use more observations or a smaller perplexity "
             f"(at most {max((n - 1) / 3, 1):.1f})."
         )
+    # openTSNE's FFT gradients (used from 10,000 points) interpolate on a grid whose size grows
+    # with the embedding's span; two units per interval instead of one makes the late iterations
+    # about 4x cheaper at the same NH (KL divergence a few percent higher). ``ints_in_interval=1``
+    # restores openTSNE's default.
+    kw.setdefault("ints_in_interval", 2)
     init: Any = "pca" if initialization is None else initialization
     if isinstance(init, np.ndarray):
         if init.shape != (n, 2):
@@ -344,7 +349,8 @@ def project(
         emb = _tsne(Xa, random_state=random_state, perplexity=perplexity, initialization=initialization,
                     n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, n_jobs=n_jobs, **method_kwargs)
         params: dict[str, Any] = {"perplexity": perplexity, "n_iter": n_iter,
-                                  "early_exaggeration_iter": early_exaggeration_iter}
+                                  "early_exaggeration_iter": early_exaggeration_iter,
+                                  "ints_in_interval": method_kwargs.get("ints_in_interval", 2)}
     elif method == "umap":
         emb = _umap(Xa, random_state=random_state, n_neighbors=n_neighbors, min_dist=min_dist,
                     initialization=initialization, n_jobs=n_jobs, **method_kwargs)
