@@ -71,7 +71,7 @@ def make_results(root: Path, n: int = 60) -> dict[str, Path]:
     d = root / "speech"
     # the shape `layerscope speech analyze` writes: labels once, coordinates per layer
     write_result(d, "speech", metrics={"table": [{"layer": "relu1", "nh_digit": 0.5, "nh_speaker": 0.7}, {"layer": "relu2", "nh_digit": 0.8, "nh_speaker": 0.4}]},
-                 points={"model": "dnn", "method": "tsne", "n": n, "digit": labels, "predicted": preds, "speaker": [0, 1, 2] * (n // 3),
+                 points={"model": "dnn", "method": "tsne", "n": n, "digit": labels, "predicted": preds, "speaker": [0, 1, 2] * (n // 3), "utterance": [i // 4 for i in range(n)], "frame": [i % 4 for i in range(n)],
                          "speaker_names": ["jackson", "nicolas", EVIL], "classes": ["0", "1", "2"],
                          "layers": {"relu1": {"x": [p[0] for p in emb], "y": [p[1] for p in emb]}}})
     out["speech"] = d

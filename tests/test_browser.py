@@ -82,7 +82,7 @@ def test_report_in_chromium(browser, tmp_path: Path):
     text = hover_point(page, 2, 11)  # neurons: index and importances
     assert "neuron 11" in text and "importance for zero: 1" in text
     text = hover_point(page, 3, 1)  # the speech plot: digit and speaker
-    assert "speaker: nicolas" in text and "digit: 1" in text and "predicted: 1" in text
+    assert "speaker: nicolas" in text and "digit: 1" in text and "predicted: 1" in text and "utterance 0 · frame 1" in text
     # zoom and pan move the points; reset brings them back
     where = "(() => { const p = window.layerscopePlots[0]; return [p.sx(3), p.sy(3), p.sx(30), p.sy(30)]; })()"
     before = page.evaluate(where)

@@ -211,6 +211,10 @@ def point_spec(doc: dict[str, Any], pset: dict[str, Any], title: str) -> dict[st
     text = pset.get("text")
     if isinstance(text, list) and len(text) == n:
         spec["text"] = pick([str(t) for t in text])
+    else:  # speech frames: which recording, which frame
+        parts = [(k, pset[k]) for k in ("recording", "utterance", "frame") if isinstance(pset.get(k), list) and len(pset[k]) == n]
+        if parts:
+            spec["text"] = pick([" · ".join(f"{k} {v[i]}" for k, v in parts) for i in range(n)])
     thumbs = pset.get("thumbnails")
     if isinstance(thumbs, list) and len(thumbs) == n:
         spec["thumbnails"] = pick([t if not isinstance(t, str) or t.startswith("data:image/") else "data:image/png;base64," + t for t in thumbs])

@@ -138,6 +138,8 @@ class _Thumbs:
 
             ds = None
             try:
+                if spec.partition(":")[0].strip().lower() not in ("mnist", "cifar10", "imagefolder", "npz"):
+                    raise DataError(f"{spec!r} is not an image dataset")  # recordings etc.: labels only
                 ds = load_dataset(spec)
                 if not isinstance(ds, ArrayDataset) or len(ds.input_shape) != 3 or ds.input_shape[0] not in (1, 3):
                     ds = None
