@@ -71,8 +71,8 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
     steps: list[Step] = [
         Step("train-mlp", f"train an MLP 784-256-256-256-10 on {limit} MNIST digits, {epochs} epochs, checkpoints 0, 1, 2, {epochs}",
              run=lambda: _train(mlp, "mlp:width=256,depth=3", limit, epochs, sorted({0, 1, 2, epochs}), "sgd", 0.05, progress)),
-        Step("train-cnn", f"train a small CNN (2x conv32, pool, 2x conv64, pool, dense 128, 64) on {limit // 5} MNIST digits, 2 epochs",
-             run=lambda: _train(cnn, "cnn:dense=128x64", limit // 5, 2, [0, 1, 2], "adam", 1e-3, progress)),
+        Step("train-cnn", f"train a small CNN (2x conv32, pool, 2x conv64, pool, dense 128, 64) on {limit // 4} MNIST digits, 3 epochs",
+             run=lambda: _train(cnn, "cnn:dense=128x64", limit // 4, 3, [0, 1, 2, 3], "adam", 1e-3, progress)),
         Step("layers-mlp", "list the MLP's layers and capture its hidden activations on 1,000 test digits",
              run=lambda: _capture_summary(mlp, out / "layers" / "mlp", progress), needs=["train-mlp"], out=out / "layers" / "mlp"),
         Step("layers-cnn", "list the CNN's layers", run=lambda: _capture_summary(cnn, out / "layers" / "cnn", progress, n=500),

@@ -460,7 +460,9 @@ def _section_training(runs: list[ResultFolder]) -> str:
         if len(charts) < 8 and len(cps) >= 2:
             acc = [(c["epoch"], c["val_accuracy"]) for c in cps if is_number(c.get("epoch")) and is_number(c.get("val_accuracy"))]
             tra = [(c["epoch"], c["train_accuracy"]) for c in cps if is_number(c.get("epoch")) and is_number(c.get("train_accuracy"))]
-            charts.append(line_chart({"validation accuracy": acc, "training accuracy": tra}, title=f"{run.rel or 'run'}: accuracy per epoch", xlabel="epoch", ylabel="accuracy"))
+            ticks = [(c["epoch"], str(c["epoch"])) for c in cps if is_number(c.get("epoch"))]
+            charts.append(line_chart({"validation accuracy": acc, "training accuracy": tra}, title=f"{run.rel or 'run'}: accuracy per epoch",
+                                     xlabel="epoch", ylabel="accuracy", xticks=ticks))
     per_run = []
     for run in runs[:8]:
         cps = [c for c in run.doc.get("checkpoints") or [] if isinstance(c, dict)]
