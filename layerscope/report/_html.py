@@ -101,8 +101,11 @@ def fmt(v: Any) -> str:
 
 def shape_text(v: Sequence[Any]) -> str:
     """A short text for a list: its values if short, else its shape."""
-    if len(v) <= 8 and all(not isinstance(x, (list, tuple, dict)) for x in v):
-        return ", ".join(fmt_plain(x) for x in v)
+    if all(not isinstance(x, (list, tuple, dict)) for x in v):
+        if len(v) <= 8:
+            return ", ".join(fmt_plain(x) for x in v)
+        if len(v) <= 40:
+            return ", ".join(fmt_plain(x) for x in v[:12]) + (f", … ({len(v)} values)" if len(v) > 12 else "")
     dims = [len(v)]
     inner: Any = v[0] if len(v) else None
     while isinstance(inner, (list, tuple)) and inner:
@@ -137,6 +140,11 @@ def sparkline(values: Sequence[Any], width: int = 110, height: int = 26) -> str:
     )
 
 
+def _curve(v: Any) -> bool:
+    """A list worth a sparkline: 9+ numbers, not all integers (integers are indices or counts)."""
+    return numeric_list(v, 9) and any(isinstance(x, float) and not float(x).is_integer() for x in v)
+
+
 def cell(v: Any, folder: Path | None = None) -> str:
     if folder is not None and isinstance(v, str) and Path(v).suffix.lower() in IMAGE_SUFFIXES:
         p = (folder / v).resolve()
@@ -146,7 +154,7 @@ def cell(v: Any, folder: Path | None = None) -> str:
                 return f'<td><img class="pixel cellimg" src="{data_uri(p)}" alt="{esc(v)}" title="{esc(v)}"></td>'
         except ValueError:
             pass
-    if numeric_list(v, 9):
+    if _curve(v):
         return f"<td>{sparkline(v)}</td>"
     cls = ' class="num"' if is_number(v) else ""
     return f"<td{cls}>{fmt(v)}</td>"
