@@ -136,6 +136,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--layers", default="conv3,conv4")
+    ap.add_argument("--dense", default="4096x512", help="RauberCNN dense widths (the paper's: 4096x512).")
     ap.add_argument("--check", nargs="*", default=None,
                     help="Instead of timing, run the real check on these models (default: the bundled ones).")
     ap.add_argument("--cifar", default=None, help="CIFAR-10 subset .npz, for the resnet20-cifar10 check.")
@@ -147,11 +148,12 @@ def main() -> None:
         real_check(args.check or ["mnist-mlp", "mnist-cnn", "resnet20-cifar10"], se, sl, args.cifar)
         return
     torch.manual_seed(0)
-    model = RauberCNN((1, 28, 28), 10).to(args.device).eval()
+    dense = tuple(int(v) for v in args.dense.split("x"))
+    model = RauberCNN((1, 28, 28), 10, dense=dense).to(args.device).eval()
     for q in model.parameters():
         q.requires_grad_(False)
     channels = list(range(64))
-    print(f"RauberCNN 1x28x28, 64 channels, {args.steps} steps each, device {args.device}, "
+    print(f"RauberCNN 1x28x28 dense {args.dense}, 64 channels, {args.steps} steps each, device {args.device}, "
           f"threads {args.threads}, median of {args.repeats} repeats")
     for layer in args.layers.split(","):
         variants = {

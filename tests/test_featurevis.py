@@ -508,3 +508,15 @@ def test_cli_maximize(tmp_path: Path) -> None:
         app, ["maximize", "--model", "mnist-mlp", "--layer", "fc3", "--units", "12", "--out", str(tmp_path / "b")]
     )
     assert bad.exit_code != 0 and "out of range" in str(bad.exception)
+
+
+def test_value_range_from_data_normalization() -> None:
+    from layerscope.data.images import CIFAR10_NORMALIZATION, IDENTITY_NORMALIZATION, MNIST_NORMALIZATION
+    from layerscope.featurevis.param import value_range_from_normalization
+
+    lo, hi = value_range_from_normalization(MNIST_NORMALIZATION, (1, 28, 28))
+    assert float(lo) == 0.0 and float(hi) == 1.0
+    lo, hi = value_range_from_normalization(CIFAR10_NORMALIZATION, (3, 32, 32))
+    assert lo.shape == (1, 3, 1, 1)
+    assert float(lo[0, 0]) == pytest.approx(-0.485 / 0.229) and float(hi[0, 2]) == pytest.approx((1 - 0.406) / 0.225)
+    assert value_range_from_normalization(IDENTITY_NORMALIZATION, (5, 13)) is None  # features: no fixed range

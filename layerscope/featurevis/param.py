@@ -78,12 +78,17 @@ def color_matrix_from_data(x: torch.Tensor | np.ndarray, max_pixels: int = 200_0
     return _normalize_matrix((u * s.clamp_min(0).sqrt()).float())
 
 
-def value_range_from_normalization(normalization: object, input_shape: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def value_range_from_normalization(
+    normalization: object, input_shape: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Model-input range of display values in [0, 1] under a data ``Normalization``.
 
     Per channel ``((0 - mean) / std, (1 - mean) / std)``; ``(0, 1)`` without mean/std.
-    Returns tensors broadcastable to ``(1, *input_shape)``.
+    Returns tensors broadcastable to ``(1, *input_shape)``, or ``None`` for data that are not
+    pixels (``scale == 1``: float features stored as they are, which have no fixed range).
     """
+    if float(getattr(normalization, "scale", 1.0)) == 1.0:
+        return None
     mean = tuple(getattr(normalization, "mean", ()) or ())
     std = tuple(getattr(normalization, "std", ()) or ())
     shape = (1, len(mean)) + (1,) * (len(input_shape) - 1)

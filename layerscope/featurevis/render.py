@@ -571,6 +571,9 @@ def _cosine_consistency(x: np.ndarray) -> np.ndarray:
 
 
 
+Units_t = Sequence[int] | torch.Tensor
+
+
 def make_unit_objective(layer: str, kind: str, units: Units_t, position: Sequence[int] | None = None) -> Objective:
     """The per-image objective for ``kind`` (``neuron``, ``channel``, ``logit``, ``prob``)."""
     if kind == "neuron":
@@ -582,9 +585,6 @@ def make_unit_objective(layer: str, kind: str, units: Units_t, position: Sequenc
     if kind == "prob":
         return class_prob(layer, units)
     raise ParameterError(f"objective must be 'neuron', 'channel', 'logit' or 'prob'; got {kind!r}.")
-
-
-Units_t = Sequence[int] | torch.Tensor
 
 
 def maximize(
