@@ -96,6 +96,19 @@ class Counting(nn.Module):
         return x
 
 
+class HookSpy(nn.Module):
+    """Records, at every call, which modules of ``root`` carry forward hooks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root: list[nn.Module] = []
+        self.seen: list[set[str]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append({n for n, m in self.root[0].named_modules() if m._forward_hooks})
+        return x
+
+
 class Boom(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("boom inside the model")
@@ -293,6 +306,18 @@ def test_forward_stops_at_deepest_needed_layer() -> None:
     model.above.calls = 0
     render(model, neuron("relu1", 1) + class_logit("fc2", 0), steps=2, param="pixel")
     assert model.above.calls == 2 + 1  # 2 steps + the final evaluation
+
+
+def test_only_the_objective_layers_are_hooked() -> None:
+    model = nn.Sequential()
+    model.add_module("fc1", nn.Linear(5, 4))
+    model.add_module("spy", HookSpy())
+    model.add_module("relu1", nn.ReLU())
+    model.add_module("fc2", nn.Linear(4, 2))
+    model.spy.root.append(model)
+    model.input_shape = (5,)  # type: ignore[assignment]
+    render(model, neuron("relu1", 0) - 0.5 * direction("fc2", [1.0, -1.0]), steps=3, param="pixel")
+    assert model.spy.seen and all(s == {"relu1", "fc2"} for s in model.spy.seen)
 
 
 def test_data_max_over_dataset() -> None:

@@ -40,6 +40,7 @@ def maximize(
     tv: float = typer.Option(0.0, help="Weight of a total-variation penalty on the input."),
     blur_every: int = typer.Option(0, help="Blur the input every k steps (0: never)."),
     blur_sigma: float = typer.Option(0.5, help="Blur width in pixels."),
+    diversity: float = typer.Option(0.0, help="Weight of a diversity term between a unit's restarts (needs --restarts >= 2)."),
     optimizer: Optional[str] = typer.Option(None, help="sgd or adam (default: sgd for erhan, adam for lucid)."),
     thresholds: Optional[str] = typer.Option(None, help="Steps at which to keep intermediate images, e.g. 10,50,100."),
     batch_size: int = typer.Option(256, help="Images optimised together (units x restarts)."),
@@ -88,7 +89,7 @@ def maximize(
             net, layer, unit_list, kind=objective, method=method, steps=steps, restarts=restarts, rho=rho, lr=lr,
             position=pos, data=ds, normalization=normalization, param=param,
             transforms=None if transforms else [], optimizer=optimizer, l2=l2, tv=tv, blur_every=blur_every,
-            blur_sigma=blur_sigma, thresholds=keep, batch_size=batch_size, data_max=data is not None,
+            blur_sigma=blur_sigma, diversity_weight=diversity, thresholds=keep, batch_size=batch_size, data_max=data is not None,
             random_state=seed, progress=bar,
         )
     out.mkdir(parents=True, exist_ok=True)
