@@ -89,7 +89,7 @@ def knn_indices(x: np.ndarray, k: int, workers: int = 1) -> np.ndarray:
     return idx[~is_self].reshape(n, k)
 
 
-def neighborhood_hit_per_point(embedding: np.ndarray, labels: np.ndarray, k: int = 6) -> np.ndarray:
+def neighborhood_hit_per_point(embedding: np.ndarray, labels: np.ndarray, k: int = 6, *, n_jobs: int = 1) -> np.ndarray:
     """Per-point neighborhood hit: the fraction of each point's ``k`` nearest neighbours with its label.
 
     Parameters
@@ -100,17 +100,19 @@ def neighborhood_hit_per_point(embedding: np.ndarray, labels: np.ndarray, k: int
         One label per point.
     k : int, default 6
         Number of neighbours, the point itself excluded (Rauber et al. 2017 use 6).
+    n_jobs : int, default 1
+        Threads of the neighbour search (-1: all cores).
 
     Returns
     -------
     ndarray of shape (n,), values in ``{0, 1/k, ..., 1}``.
     """
     x, y = _as_points(embedding, labels, k)
-    idx = knn_indices(x, k)
+    idx = knn_indices(x, k, workers=n_jobs)
     return (y[idx] == y[:, None]).mean(axis=1)
 
 
-def neighborhood_hit(embedding: np.ndarray, labels: np.ndarray, k: int = 6) -> float:
+def neighborhood_hit(embedding: np.ndarray, labels: np.ndarray, k: int = 6, *, n_jobs: int = 1) -> float:
     """Neighborhood hit (NH) of Rauber et al. (2017): mean over points of the fraction of their
     ``k`` nearest neighbours (excluding the point itself) that share their label.
 
@@ -123,6 +125,8 @@ def neighborhood_hit(embedding: np.ndarray, labels: np.ndarray, k: int = 6) -> f
         One label per point.
     k : int, default 6
         Number of neighbours.
+    n_jobs : int, default 1
+        Threads of the neighbour search (-1: all cores).
 
     Returns
     -------
@@ -136,7 +140,7 @@ def neighborhood_hit(embedding: np.ndarray, labels: np.ndarray, k: int = 6) -> f
     DataError
         Labels do not match the points, or coordinates are NaN/inf.
     """
-    return float(neighborhood_hit_per_point(embedding, labels, k).mean())
+    return float(neighborhood_hit_per_point(embedding, labels, k, n_jobs=n_jobs).mean())
 
 
 def accuracy(labels: np.ndarray, predictions: np.ndarray | None) -> float | None:
