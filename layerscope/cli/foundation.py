@@ -112,9 +112,9 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
     checkpoints: Optional[str] = typer.Option(None, help="Comma-separated epochs to save (default 0,1,2,5,10,20,... and the last)."),
     batch_size: int = typer.Option(128),
-    lr: float = typer.Option(0.05, help="Learning rate (SGD with momentum by default)."),
-    momentum: float = typer.Option(0.9),
-    optimizer: str = typer.Option("sgd", help="sgd or adam."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: 1e-3 for adam, 0.01 for sgd)."),
+    momentum: float = typer.Option(0.9, help="SGD momentum (Rauber et al. used SGD with momentum 0.9)."),
+    optimizer: str = typer.Option("adam", help="adam (default: trains every reference model reliably) or sgd."),
     weight_decay: float = typer.Option(0.0),
     limit: Optional[int] = typer.Option(None, help="Train on a seeded stratified subset of N samples."),
     seed: int = typer.Option(0),
@@ -144,6 +144,8 @@ def train(
     torch.manual_seed(seed)
     net = build_model(model, ds.input_shape, len(ds.classes))
     cps = [int(c) for c in parse_list(checkpoints)] if checkpoints else None
+    if lr is None:
+        lr = 1e-3 if optimizer == "adam" else 0.01
     meta = {
         "arch": model,
         "data": data,
