@@ -84,6 +84,12 @@ def test_train_analyze_embed(wavs: Path, tmp_path: Path) -> None:
     pts = doc["points"]
     assert len(pts["layers"]["relu2"]["x"]) == pts["n"] == len(pts["digit"]) == len(pts["predicted"])
     assert pts["speaker_names"] == ["anna", "bert", "carl", "dora"]
+    res = runner.invoke(app, ["speech", "merge", str(out), str(out), "--out", str(tmp_path / "merged")])
+    assert res.exit_code == 0, res.output
+    merged = read_result(tmp_path / "merged")
+    assert merged["analysis"] == "speech" and merged["table"] == doc["table"] * 2
+    assert all((tmp_path / "merged" / f["path"]).is_file() for f in merged["figures"])
+    assert len(merged["figures"]) == 2 * (len(doc["figures"]) - 1) + 1
 
     res = runner.invoke(app, ["speech", "topk", "-m", str(run), "-l", "relu2", "--units", "0,3", "--k", "3",
                               "--out", str(tmp_path / "tk"), "--no-progress"])

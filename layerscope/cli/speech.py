@@ -176,3 +176,15 @@ def topk_cmd(
     for u in m["units"]:
         console.print(f"unit {u['unit']}: " + ", ".join(f"{t['digit']}/{t['speaker']} ({t['activation']:.1f})" for t in u["top"]))
     console.print(f"top-{k} digit purity {m['digit_purity']:.2f}, speaker purity {m['speaker_purity']:.2f}; wrote [bold]{out}[/]")
+
+
+@speech.command("merge")
+def merge_cmd(
+    results: List[Path] = typer.Argument(..., help="Result folders of `speech analyze` to combine."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder of the combined result."),
+) -> None:
+    """Combine `speech analyze` results (e.g. runs analysed in parallel) into one comparison table."""
+    from ..speech.runs import merge_results
+
+    doc = merge_results(results, out)
+    console.print(f"merged {len(results)} results ({len(doc['table'])} rows) into [bold]{out}[/]")

@@ -4,6 +4,7 @@
   MFCC, shallow vs deep) into one table; ``analysis = "speech"`` (schema in :mod:`.analysis`).
 * :func:`embed_run` — :func:`~.embeddings.embedding_study` of a run's test recordings;
   ``analysis = "speaker_embeddings"`` (schema in :mod:`.embeddings`).
+* :func:`merge_results` — several ``speech`` result folders into one comparison (nothing recomputed).
 * :func:`export_frames` — a run's frames as ``.npz`` for the general commands (``--data npz:PATH``).
 """
 
@@ -23,7 +24,7 @@ from .analysis import LayerAnalysis, analyze_layers, summarize
 from .embeddings import EmbeddingStudy, embedding_study
 from .recipe import AcousticRun, load_acoustic_run
 
-__all__ = ["analyze_runs", "embed_run", "export_frames", "run_name"]
+__all__ = ["analyze_runs", "embed_run", "export_frames", "merge_results", "run_name"]
 
 
 def _safe(name: str) -> str:
@@ -219,3 +220,69 @@ def export_frames(
                 frame=ex["frame"], filename=np.asarray([aud.filenames[u] for u in ex["utterance"]]),
             )
     return p
+
+
+def merge_results(result_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Combine ``speech`` result folders (e.g. runs analysed in parallel) into one comparison folder.
+
+    Tables, summaries and models are concatenated, each source's figures are copied (prefixed with
+    its position), the trend figure is redrawn over all models, and the first source's points are
+    kept. Nothing is recomputed.
+    """
+    import shutil
+    from types import SimpleNamespace
+
+    from ..results import read_result
+    from .plots import plot_trends
+
+    if not result_dirs:
+        raise DataError("No result folders to merge.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for d in result_dirs:
+        doc = read_result(d)
+        if doc.get("analysis") != "speech":
+            raise DataError(f"{d} holds a {doc.get('analysis')!r} result; only 'speech' results (speech analyze) merge.")
+        docs.append((Path(d), doc))
+    figures: list[dict[str, Any]] = []
+    table: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    models: list[dict[str, Any]] = []
+    series = []
+    for i, (d, doc) in enumerate(docs, start=1):
+        rows = doc.get("table", [])
+        table += rows
+        summary += doc.get("metrics", {}).get("summary", [])
+        models += doc.get("models", [])
+        chance = doc.get("metrics", {}).get("chance", {})
+        for name in dict.fromkeys(r["model"] for r in rows):
+            series.append(SimpleNamespace(name=name, rows=[r for r in rows if r["model"] == name],
+                                          info={"chance_digit": chance.get("digit", 0.1),
+                                                "chance_speaker": chance.get("speaker", 1 / 6)}))
+        for f in doc.get("figures", []):
+            if f.get("path") == "trends.png":
+                continue
+            src = d / f["path"]
+            if src.is_file():
+                rel = f"src{i}_{Path(f['path']).name}"
+                shutil.copyfile(src, out / rel)
+                figures.append({**f, "path": rel})
+    plot_trends(series, out / "trends.png")  # type: ignore[arg-type]
+    figures.insert(0, {"path": "trends.png", "title": "Digit vs speaker information per layer, all models",
+                       "caption": "NH (k = 6, neighbours from other recordings) and linear-probe accuracy "
+                                  "(held-out recordings) for digit (solid) and speaker (dashed)."})
+    first = docs[0][1]
+    merged = {
+        "model": {"models": models},
+        "models": models,
+        "data": first.get("data"),
+        "parameters": {**first.get("parameters", {}), "merged_from": [str(d) for d, _ in docs],
+                       "runs": [r for _, doc in docs for r in doc.get("parameters", {}).get("runs", [])]},
+        "metrics": {"table": table, "summary": summary, "chance": first.get("metrics", {}).get("chance", {})},
+        "table": table,
+        "points": first.get("points"),
+        "figures": figures,
+    }
+    write_result(out, "speech", **merged)
+    return merged
