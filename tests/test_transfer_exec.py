@@ -91,17 +91,30 @@ def test_kill_and_resume_loses_nothing_finished(tmp_path: Path, reference: dict[
     assert counter.cells == []
 
 
-def test_ray_and_pool_give_the_in_process_table(tmp_path: Path, reference: dict[str, float]) -> None:
+SMALL = dict(seeds=(3,), conditions=("AnB", "AnB+"))
+
+
+@pytest.fixture(scope="module")
+def small_reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    res = run_grid(tiny(**SMALL), tmp_path_factory.mktemp("small"))
+    assert res.cells_done == 2 + 2 * 2
+    return table(res)
+
+
+def test_ray_local_gives_the_in_process_table(tmp_path: Path, small_reference: dict[str, float]) -> None:
     pytest.importorskip("ray")
-    with RayExecutor(num_cpus=2) as ex:
-        res = run_grid(tiny(), tmp_path / "ray", executor=ex)
     import ray
 
+    with RayExecutor(num_cpus=2) as ex:
+        res = run_grid(tiny(**SMALL), tmp_path / "ray", executor=ex)
     assert not ray.is_initialized()  # the executor shut down the Ray it started
-    assert table(res) == reference
+    assert table(res) == small_reference
+
+
+def test_process_pool_gives_the_in_process_table(tmp_path: Path, small_reference: dict[str, float]) -> None:
     with PoolExecutor(2) as pool:
-        res = run_grid(tiny(), tmp_path / "pool", executor=pool)
-    assert table(res) == reference
+        res = run_grid(tiny(**SMALL), tmp_path / "pool", executor=pool)
+    assert table(res) == small_reference
 
 
 def test_cli_transfer_run_report_resume(tmp_path: Path) -> None:

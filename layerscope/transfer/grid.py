@@ -462,8 +462,13 @@ def _load(spec: str) -> Any:
     return ds
 
 
+@functools.lru_cache(maxsize=8)
 def task_data(config: GridConfig, seed: int, which: str) -> tuple[Any, Any, ClassSplit]:
-    """Training and validation data of task ``which`` for ``seed``, and the split."""
+    """Training and validation data of task ``which`` for ``seed``, and the split.
+
+    Cached per process (a worker reuses them for every cell of the same seed and task); the
+    returned datasets are only read, never changed.
+    """
     if config.val_data is None:
         raise DataError(f"No validation data for {config.data!r}; give val_data (e.g. the test split).")
     train_all, val_all = _load(config.data), _load(config.val_data)
