@@ -295,6 +295,7 @@ def test_embedding_study_separates_tone_speakers() -> None:
     st = embedding_study(model, ds, max_recordings=18)
     assert st.info["n_recordings"] == 18 and st.info["n_speakers"] == 3
     assert st.rows[0]["layer"] == "input" and st.rows[0]["purity"] == 1.0 and st.rows[0]["ari"] == pytest.approx(1.0)
+    assert st.rows[0]["ari_digit"] < 0.2  # the digit is not in these signals
     pts = st.points()
     assert len(pts["x"]) == 18 and set(pts["speaker"]) == {0, 1, 2}
     one = ds.subset(np.flatnonzero(ds.extra_labels["speaker"] == 0))

@@ -134,10 +134,10 @@ def embed_cmd(
                              max_recordings=max_recordings, frame_step=frame_step, random_state=seed, progress=bar)
     t = Table(title=f"Clustering {study.info['n_recordings']} recordings of {study.info['n_speakers']} speakers "
                     f"({'unseen' if study.info.get('unseen_speakers') else 'seen'} by the model)")
-    for col in ("layer", "purity", "ARI", "NMI"):
+    for col in ("layer", "purity", "ARI", "NMI", "ARI vs digits"):
         t.add_column(col, justify="left" if col == "layer" else "right")
     for r in study.rows:
-        t.add_row(r["layer"], _pct(r["purity"]), _pct(r["ari"]), _pct(r["nmi"]))
+        t.add_row(r["layer"], _pct(r["purity"]), _pct(r["ari"]), _pct(r["nmi"]), _pct(r["ari_digit"]))
     console.print(t)
     console.print(f"wrote [bold]{out}[/]/result.json and figures")
 

@@ -14,7 +14,7 @@ are then grouped by agglomerative clustering. Here:
 ``result.json`` of ``layerscope speech embed`` (``analysis = "speaker_embeddings"``)::
 
     parameters: {run, layers, linkage, metric, n_clusters, max_recordings, random_state}
-    metrics: {"layers": [{layer, layer_index, purity, ari, nmi, dim}, ...], "best_layer": ..,
+    metrics: {"layers": [{layer, layer_index, purity, ari, nmi, ari_digit, dim}, ...],  # ari_digit: clusters vs digits "best_layer": ..,
               "n_recordings": .., "n_speakers": .., "speakers": [...], "train_speakers": [...],
               "unseen_speakers": bool, "val_accuracy": .., "chance_purity": ..}
     points: {layer: best layer, x, y (2-D PCA of its embeddings), speaker, cluster, utterance, digit,
@@ -158,7 +158,8 @@ class EmbeddingStudy:
     Attributes
     ----------
     rows : list of dict
-        ``layer``, ``layer_index`` (0 = input), ``purity``, ``ari``, ``nmi``, ``dim``.
+        ``layer``, ``layer_index`` (0 = input), ``purity``, ``ari``, ``nmi`` (against the speakers),
+        ``ari_digit`` (the same clusters against the spoken digits), ``dim``.
     speakers, digits, utterances : (U,) arrays
     assignments : dict layer -> (U,) cluster ids
     embeddings : dict layer -> (U, D)
@@ -226,6 +227,8 @@ def embedding_study(
     -------
     EmbeddingStudy
     """
+    from sklearn.metrics import adjusted_rand_score
+
     track = progress or no_progress
     utt_all = np.asarray(frames.extra_labels["utterance"])
     spk_all = np.asarray(frames.extra_labels["speaker"])
@@ -250,6 +253,8 @@ def embedding_study(
     rows, assignments = [], {}
     for i, (layer, e) in enumerate(track(list(embs.items()), len(embs), "cluster layers")):
         scores, pred = cluster_scores(e, spk, n_clusters=n_clusters, linkage=linkage, metric=metric)
+        # do the clusters follow the spoken digit instead? (a digit model's deep layers: yes)
+        scores["ari_digit"] = float(adjusted_rand_score(dig, pred))
         assignments[layer] = pred
         rows.append({"layer": layer, "layer_index": i if "input" in embs else i + 1, "dim": int(e.shape[1]), **scores})
     counts = np.bincount(spk)
