@@ -68,6 +68,10 @@ code { background: var(--panel); padding: 0 3px; border-radius: 3px; }
   main { padding: 8px 28px 40px; }
   .plots { grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); }
 }
+.figscroll { overflow-x: auto; max-width: 100%; }
+@media (max-width: 600px) {
+  figure img.wide { max-width: none; width: 760px; }  /* wide grids stay readable: scroll sideways */
+}
 @media (max-width: 480px) {
   body { font-size: 14px; }
   main { padding: 6px 10px 30px; }

@@ -213,10 +213,18 @@ def _figure(folder: Path, fig: Any, used: set[str]) -> str:
         return f'<p class="note">figure {esc(rel)} is larger than {MAX_FIGURE_BYTES >> 20} MB; not inlined.</p>'
     suffix = p.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return f'<figure><img src="{data_uri(p)}" alt="{esc(title)}">{cap}</figure>'
+        wide = " wide" if _png_width(p) > 900 else ""
+        return f'<figure><div class="figscroll"><img class="fig{wide}" src="{data_uri(p)}" alt="{esc(title)}"></div>{cap}</figure>'
     if suffix in AUDIO_SUFFIXES:
         return f'<figure><audio controls preload="none" src="{data_uri(p)}"></audio>{cap}</figure>'
     return f'<p class="note">{esc(title)}: {esc(rel)} (not an image; see the result folder)</p>'
+
+
+def _png_width(path: Path) -> int:
+    """Pixel width from a PNG header (0 if not a PNG)."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    return int.from_bytes(head[16:20], "big") if head[:8] == b"\x89PNG\r\n\x1a\n" else 0
 
 
 def _figures(r: ResultFolder, used: set[str], only: Callable[[dict[str, Any]], bool] | None = None, gallery_after: int = 6) -> str:
@@ -596,4 +604,5 @@ def build_report(
 """
     with atomic_open(out_path, "w") as fh:
         fh.write(doc)
+    os.chmod(out_path, 0o644)  # a page to share, not a private temporary file
     return out_path
