@@ -202,6 +202,9 @@ def test_frozen_layers_stay_fine_tuned_layers_change() -> None:
             assert not torch.equal(v, f0[k]), k  # the layers above were trained
     for k, v in tuned.state_dict().items():
         assert not torch.equal(v, t0[k]), k  # fine-tuned copies change too
+    with torch.no_grad():  # training works even when the caller switched autograd off
+        log = fit_network(prepare_network(ARCH, (1, 28, 28), 5, 0, False, None, 1), tr, va, epochs=1, lr=0.05, random_state=1)
+    assert log.train_loss[0] > 0
     with pytest.raises(ParameterError, match="still require grad"):
         fit_network(tuned, tr, va, n_frozen=2, epochs=1)
 

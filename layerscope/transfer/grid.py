@@ -435,13 +435,14 @@ def fit_network(
         model.train()
         perm = torch.randperm(n, generator=gen).to(dev)
         total = 0.0
-        for s in _batch_slices(n, batch_size):
-            idx = perm[s]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(_chain(run_blocks, xtr[idx]), ytr[idx])
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
+        with torch.enable_grad():  # also when a caller switched autograd off process-wide
+            for s in _batch_slices(n, batch_size):
+                idx = perm[s]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(_chain(run_blocks, xtr[idx]), ytr[idx])
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
         model.eval()
         with torch.no_grad():
             correct = sum(int((_chain(run_blocks, xva[s]).argmax(1) == yva[s]).sum()) for s in _batch_slices(len(xva), 512))
