@@ -3,7 +3,10 @@
 The demo is a list of independent steps, each calling another ``layerscope`` command in-process
 with small sizes. A step whose command is not installed is skipped with a message; a step that
 fails is reported and the others go on (what finished stays on disk). At the end the HTML report
-of everything under ``--out`` is written and its path printed.
+of everything under ``--out`` is written and its path printed; the exit status is 1 when a step
+failed. ``--list`` shows the steps and their command lines, ``--only a,b`` runs a selection (later
+steps read the runs of earlier ones from ``--out``), ``--no-speech`` / ``--no-transfer`` leave
+those parts out. The step table is also written as a ``demo`` result, shown first in the report.
 """
 
 from __future__ import annotations

@@ -23,7 +23,10 @@ Rendering, by the result's ``"analysis"``:
   thumbnails, image thumbnails are fetched from the result's ``data`` spec by ``sample_ids``;
 - ``cka`` (and ``probe``): square number matrices (with ``layers`` names) as shaded tables;
   per-layer numbers as a line chart;
-- ``run.json`` files: one "Training runs" section (accuracy per epoch, checkpoints).
+- ``run.json`` files: one "Training runs" section (accuracy per epoch, checkpoints);
+- ``demo`` (written by ``layerscope demo``): the table of its steps, shown first.
+
+Sections follow the order of :data:`ANALYSIS_TITLES`, then unknown analyses by folder.
 
 All text from the data is HTML-escaped; JSON inside ``<script>`` has ``<``, ``>``, ``&`` escaped.
 """
