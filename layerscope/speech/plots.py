@@ -45,7 +45,7 @@ def plot_layer_projections(analysis: LayerAnalysis, path: str | os.PathLike[str]
         axes[i, 0].set_title(f"{layer}: by digit  NH {r['nh_digit']:.2f} (other rec. {r['nh_digit_xutt']:.2f})", fontsize=9)
         axes[i, 1].set_title(f"{layer}: by speaker  NH {r['nh_speaker']:.2f} (other rec. {r['nh_speaker_xutt']:.2f})", fontsize=9)
     fig.suptitle(f"{analysis.name}: {analysis.info.get('method', '')} of {len(analysis.digit)} frames", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
     p = Path(path)
     fig.savefig(p, dpi=90)
     plt.close(fig)
