@@ -96,6 +96,7 @@ def test_train_analyze_embed(wavs: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     doc = read_result(tmp_path / "tk")
     assert doc["analysis"] == "speech_topk" and [u["unit"] for u in doc["metrics"]["units"]] == [0, 3]
+    assert all(isinstance(u["dead"], bool) for u in doc["metrics"]["units"])
     top = doc["metrics"]["units"][0]["top"]
     assert len(top) == 3 and len({t["utterance"] for t in top}) == 3
     assert top[0]["activation"] >= top[1]["activation"] >= top[2]["activation"]

@@ -161,7 +161,7 @@ def topk_cmd(
     model: str = typer.Option(..., "--model", "-m", help="A speech run folder."),
     layer: str = typer.Option(..., "--layer", "-l", help="Layer whose units are ranked (e.g. relu3)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, spectrogram PNG, wav files)."),
-    units: Optional[str] = typer.Option(None, help="Comma-separated unit indices (default: the first 8)."),
+    units: Optional[str] = typer.Option(None, help="Comma-separated unit indices (default: the first 8 that ever fire)."),
     k: int = typer.Option(5, help="Frames per unit (at most one per recording)."),
     part: str = typer.Option("test", help="Which recordings of the run: test, train or all."),
     progress: bool = typer.Option(True, help="Show progress bars."),
@@ -174,6 +174,9 @@ def topk_cmd(
                           part=part, progress=bar)  # type: ignore[arg-type]
     m = doc["metrics"]
     for u in m["units"]:
+        if u["dead"]:
+            console.print(f"unit {u['unit']}: dead (0 on every frame)")
+            continue
         console.print(f"unit {u['unit']}: " + ", ".join(f"{t['digit']}/{t['speaker']} ({t['activation']:.1f})" for t in u["top"]))
     console.print(f"top-{k} digit purity {m['digit_purity']:.2f}, speaker purity {m['speaker_purity']:.2f}; wrote [bold]{out}[/]")
 

@@ -8,9 +8,9 @@ as the recording's log-mel spectrogram with the frame's context window marked, a
 ``result.json`` of ``layerscope speech topk`` (``analysis = "speech_topk"``)::
 
     parameters: {run, layer, units, k, part}
-    metrics: {"units": [{"unit": j, "top": [{"utterance", "filename", "frame", "time_s", "activation",
+    metrics: {"units": [{"unit": j, "dead": bool (never fires), "top": [{"utterance", "filename", "frame", "time_s", "activation",
                                              "digit", "speaker"}, ...]}, ...],
-              "digit_purity": mean over units of the share of the top-k frames with the unit's most
+              "digit_purity": mean over live units of the share of the top-k frames with the unit's most
                               common digit, "speaker_purity": the same for speakers}
     figures: "topk_spectrograms.png", then one "audio/u{j}_{r}_{file}.wav" per unit and rank
 """
@@ -82,7 +82,11 @@ def speech_topk(
     frames = run.frames(aud, part)
     acts = collect_activations(run.model, frames, [layer], batch_size=2048, progress=progress)
     a = np.asarray(acts.arrays[layer]).reshape(len(frames), -1)
-    chosen = list(range(min(8, a.shape[1]))) if units is None else [int(u) for u in units]
+    alive = a.max(axis=0) > 0
+    if units is None:  # the first 8 units that fire at all (ReLU units can be dead: 0 everywhere)
+        chosen = [int(u) for u in np.flatnonzero(alive)[:8]] or list(range(min(8, a.shape[1])))
+    else:
+        chosen = [int(u) for u in units]
     bad = [u for u in chosen if not 0 <= u < a.shape[1]]
     if bad:
         raise ParameterError(f"Units {bad} are outside 0..{a.shape[1] - 1} of layer {layer!r}.")
@@ -126,7 +130,7 @@ def speech_topk(
             ax.set_title(f"u{unit} #{r_i + 1}: '{entry['digit']}' {entry['speaker']} ({entry['activation']:.1f})", fontsize=7)
         for r_i in range(len(rows), k):
             axes[i, r_i].axis("off")
-        units_doc.append({"unit": unit, "top": top})
+        units_doc.append({"unit": unit, "dead": not bool(alive[unit]), "top": top})
     fig.suptitle(f"{run_name(run)} {layer}: top-{k} frames per unit (cyan: the input's context window)", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "topk_spectrograms.png", dpi=90)
@@ -135,9 +139,11 @@ def speech_topk(
     def purity(key: str) -> float:
         vals = []
         for u in units_doc:
+            if u["dead"]:  # ties at 0: the "top" frames are arbitrary
+                continue
             labels = [t[key] for t in u["top"]]
             vals.append(max(labels.count(v) for v in set(labels)) / len(labels))
-        return float(np.mean(vals))
+        return float(np.mean(vals)) if vals else float("nan")
 
     doc = {
         "model": {**model_description(run.model), "name": run_name(run)},
