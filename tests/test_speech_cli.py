@@ -142,3 +142,26 @@ def test_cli_errors(wavs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert e.value.code == 2
         err = capsys.readouterr().err.replace("\n", " ")
         assert text in " ".join(err.split()), err
+
+
+def test_held_out_speaker_run(wavs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from layerscope.cli import main
+
+    run = tmp_path / "held"
+    runner = CliRunner()
+    res = runner.invoke(app, ["speech", "train", "--data", f"fsdd:{wavs}", "--out", str(run), "--arch",
+                              "dnn:width=8,depth=1", "--split", "speaker", "--test-speakers", "dora", "--epochs", "1",
+                              "--no-progress"])
+    assert res.exit_code == 0, res.output
+    meta = load_acoustic_run(run).meta
+    assert meta["train_speakers"] == ["anna", "bert", "carl"] and meta["test_speakers"] == ["dora"]
+    assert meta["n_test_recordings"] == 14  # 2 digits x 7 takes of dora
+    # the test part has one speaker: speaker information cannot be measured there
+    with pytest.raises(SystemExit) as e:
+        main(["speech", "analyze", "-m", str(run), "--out", str(tmp_path / "a"), "--method", "pca", "--no-progress"])
+    assert e.value.code == 2
+    assert "part='all'" in " ".join(capsys.readouterr().err.split())
+    res = runner.invoke(app, ["speech", "analyze", "-m", str(run), "--out", str(tmp_path / "a"), "--method", "pca",
+                              "--part", "all", "--n-frames", "80", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert read_result(tmp_path / "a")["points"]["n"] == 80
