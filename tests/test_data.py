@@ -181,3 +181,25 @@ def test_stratified_indices_keep_proportions() -> None:
     frac = np.bincount(y[idx], minlength=10) / 2000
     np.testing.assert_allclose(frac, np.bincount(y) / len(y), atol=0.002)
     assert np.array_equal(idx, stratified_indices(y, 2000, 0))
+
+
+def test_speech_run_frames_spec_and_default_data(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from layerscope.cli import app
+    from layerscope.cli._app import default_data_spec
+
+    run = tmp_path / "sp"
+    res = CliRunner().invoke(
+        app, ["speech", "train", "--arch", "dnn:width=16,depth=1", "--epochs", "1", "--frame-step", "16",
+              "--context", "2", "--out", str(run), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    frames = load_dataset(f"speech:{run}:test")
+    assert isinstance(frames, ArrayDataset) and frames.input_shape[0] == 5  # 2 * context + 1 frames
+    assert set(np.unique(frames.extra_labels["speaker"]).tolist()) == set(range(6))
+    from layerscope.loading import load_model
+
+    model = load_model(str(run))
+    assert default_data_spec(model) == f"speech:{run}:test"
+    assert model(frames.x[:3]).shape == (3, 10)

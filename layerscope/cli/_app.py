@@ -21,6 +21,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..exceptions import LayerscopeError
+
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -100,6 +102,14 @@ def default_data_spec(model: Any) -> str | None:
     """The data a model was trained on / is meant for, if known (evaluation split)."""
     src = getattr(model, "layerscope_source", None) or {}
     if src.get("kind") == "run":
+        from ..training import TrainRun
+
+        try:
+            recipe = TrainRun.load(src["run"]).meta.get("recipe")
+        except (LayerscopeError, OSError, KeyError):  # unreadable run.json: keep the generic default
+            recipe = None
+        if recipe is not None and "speech" in str(recipe):
+            return f"speech:{src['run']}:test"
         return src.get("val_data") or src.get("data")
     if src.get("kind") == "pretrained":
         from ..models import PRETRAINED

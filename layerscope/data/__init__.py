@@ -10,6 +10,8 @@ Data specs (``--data``):
 ``cifar10:PATH[:SPLIT]``   CIFAR-10 python batches folder or .npz (default split: test)
 ``imagefolder:PATH``       one sub-folder of images per class; ``imagefolder:PATH@28x28`` resizes
 ``npz:PATH[:SPLIT]``       arrays x/y (or x_train/y_train/x_test/y_test)
+``speech:RUN[:SPLIT]``     the feature frames a ``layerscope speech train`` run was trained
+                           (``train``) or tested (``test``, default) on, rebuilt from its run.json
 =========================  =====================================================================
 
 Normalisation: MNIST and image folders give pixels / 255 in [0, 1]; CIFAR-10 gives pixels / 255
@@ -46,7 +48,7 @@ __all__ = [
 
 Dataset = Union[ArrayDataset, AudioDataset]
 SPLITS = ("train", "test", "all")
-KINDS = ("mnist", "fsdd", "cifar10", "imagefolder", "npz")
+KINDS = ("mnist", "fsdd", "cifar10", "imagefolder", "npz", "speech")
 
 
 def parse_data_spec(spec: str) -> tuple[str, str | None, str | None]:
@@ -84,6 +86,10 @@ def load_dataset(spec: str) -> Dataset:
         return load_cifar10(path, split=split or "test")  # type: ignore[arg-type]
     if kind == "npz":
         return load_npz(path, split=split or "all")  # type: ignore[arg-type]
+    if kind == "speech":
+        from ..speech.recipe import run_frames
+
+        return run_frames(path, part=split or "test")  # type: ignore[arg-type]
     size = None
     if "@" in path:
         path, _, s = path.rpartition("@")
