@@ -15,7 +15,8 @@ epochs — with NH (2-D and in activation space) and AC per (checkpoint, layer).
     projections: [{layer, checkpoint, method, parameters, metrics,
                    x: [n floats], y: [n floats], labels: [n ints], predictions: [n ints],
                    sample_ids: [n ints]}, ...]             # one per (checkpoint, layer)
-    sequences: [{axis: "layers"|"epochs", aligned, key, displacement: [..], frames: [index into projections]}]
+    sequences: [{axis: "layers"|"epochs", aligned, displacement: [mean move between frames, in frame spreads],
+                 frames: [indices into projections, in sequence order]}]
     figures: [{path, title, caption}]
 """
 
