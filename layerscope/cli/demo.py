@@ -198,8 +198,8 @@ def _capture_summary(run_dir: Path, out_dir: Path, progress: bool, n: int = 1000
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for every result of the demo (and report.html)."),
     epochs: int = typer.Option(5, help="Training epochs of the reference MLP."),
-    limit: int = typer.Option(12000, help="MNIST training digits for the MLP (stratified; the CNN uses a quarter)."),
-    n_project: int = typer.Option(1000, "--n-project", help="Test digits / frames in each projection."),
+    limit: int = typer.Option(30000, help="MNIST training digits for the MLP (stratified; the CNN uses a quarter)."),
+    n_project: int = typer.Option(2000, "--n-project", help="Test digits / frames in each projection (Rauber et al. used 2,000)."),
     speech: bool = typer.Option(True, help="Include the FSDD speech steps."),
     transfer: bool = typer.Option(True, help="Include the (tiny) transfer grid."),
     only: Optional[str] = typer.Option(None, help="Comma-separated step names to run (others skipped); see --list."),
