@@ -92,6 +92,21 @@ DATA_HELP = (
 )
 
 
+def weights_option() -> Any:
+    """``--weights``: the weight file of a ``package.module:factory`` model."""
+    return typer.Option(None, help="Weights for a package.module:factory model (.safetensors or a torch.save'd state_dict).")
+
+
+def allow_pickle_option() -> Any:
+    """``--allow-pickle``: the explicit opt-in to unpickling a weight file."""
+    return typer.Option(False, help="Allow weight files that need unpickling (this runs code from the file; trust it first).")
+
+
+def progress_option() -> Any:
+    """``--progress/--no-progress``."""
+    return typer.Option(True, help="Show progress bars.")
+
+
 def load_model_cli(spec: str, weights: Path | None = None, allow_pickle: bool = False) -> Any:
     from ..loading import load_model
 

@@ -37,7 +37,19 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import DATA_HELP, MODEL_HELP, app, console, load_data_cli, load_model_cli, parse_list, progress_bar
+from ._app import (
+    DATA_HELP,
+    MODEL_HELP,
+    allow_pickle_option,
+    app,
+    console,
+    load_data_cli,
+    load_model_cli,
+    parse_list,
+    progress_bar,
+    progress_option,
+    weights_option,
+)
 
 
 def _indices(limit: Optional[int], n: int) -> Any:
@@ -86,9 +98,9 @@ def topk(
     max_units: int = typer.Option(16, help="Units shown in the figure."),
     patches: bool = typer.Option(True, help="Crop receptive-field patches (needs a model torch.fx can trace); "
                                  "--no-patches only ranks."),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Top-k activations of many units over a data set, with receptive-field patches (Z&F Fig. 2)."""
     from ..attribution.plots import plot_topk
@@ -129,9 +141,9 @@ def deconv(
                                           "the sample with each unit's strongest activation."),
     limit: Optional[int] = typer.Option(None, help="Search the strongest activation among the first N samples."),
     batch_size: int = typer.Option(256),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Project single activations back to pixels with gradient / deconvnet / guided backprop."""
     import numpy as np
@@ -213,9 +225,9 @@ def occlude(
     project: bool = typer.Option(True, help="With --layer: panel (c), the deconvnet projection of the feature map's "
                                  "strongest activation."),
     batch_size: int = typer.Option(256, help="Occluded images per forward pass."),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Occlusion maps: feature map (b), p(true class) (d), most probable label (e) (Z&F Fig. 7)."""
     import numpy as np
@@ -309,9 +321,9 @@ def invariance(
                              "'mean', or a number (normalised space)."),
     plot_layers: Optional[str] = typer.Option(None, help="Layers drawn in the figure (default: the lowest and the highest)."),
     batch_size: int = typer.Option(256),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Feature distance per layer and p(true class) under translation, scaling, rotation (Z&F Fig. 5)."""
     import numpy as np
@@ -382,7 +394,7 @@ def evolution(
     rule: str = typer.Option("deconvnet", help="Projection rule: deconvnet, guided or gradient."),
     limit: Optional[int] = typer.Option(None, help="Search the strongest activations among the first N samples."),
     batch_size: int = typer.Option(256),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    progress: bool = progress_option(),
 ) -> None:
     """Strongest activation of chosen units, projected, at each checkpoint (Z&F Fig. 4)."""
     import re
@@ -441,8 +453,8 @@ def correspondence(
     value: str = typer.Option("mean", help="Mask value: 'mean' (data set mean) or a number (normalised space)."),
     n_random: int = typer.Option(10, help="Random-mask draws per part."),
     seed: int = typer.Option(0, help="Seed of the random masks."),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
 ) -> None:
     """Correspondence Δ per layer: the same part masked in several images vs random masks (Z&F Table 1)."""
     from ..attribution.correspondence import correspondence as corr

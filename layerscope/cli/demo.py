@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import typer
 
-from ._app import app, console, err_console, progress_bar
+from ._app import app, console, err_console, progress_bar, progress_option
 
 
 @dataclass
@@ -204,7 +204,7 @@ def demo(
     transfer: bool = typer.Option(True, help="Include the (tiny) transfer grid."),
     only: Optional[str] = typer.Option(None, help="Comma-separated step names to run (others skipped); see --list."),
     list_steps: bool = typer.Option(False, "--list", help="List the steps and exit."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    progress: bool = progress_option(),
 ) -> None:
     """Train reference models on bundled MNIST/FSDD, run every analysis at a small size, write the report."""
     import torch

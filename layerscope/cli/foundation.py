@@ -13,21 +13,24 @@ from rich.table import Table
 from ._app import (
     DATA_HELP,
     MODEL_HELP,
+    allow_pickle_option,
     app,
     console,
     load_data_cli,
     load_model_cli,
     parse_list,
     progress_bar,
+    progress_option,
+    weights_option,
 )
 
 
 @app.command()
 def layers(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
+    weights: Optional[Path] = weights_option(),
     data: Optional[str] = typer.Option(None, help=DATA_HELP + " One sample gives the output shapes."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
+    allow_pickle: bool = allow_pickle_option(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List every layer: dotted name, type, output shape, parameters."""
@@ -65,15 +68,15 @@ def capture(
     layers: str = typer.Option(..., "--layers", "-l", help="Comma-separated layer names, or 'all' for every leaf layer."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: one .npy per layer, labels.npz, activations.json."),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
     reduce: Optional[str] = typer.Option(None, help="Spatial reduction of conv maps inside the hook: mean or max."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N samples (or a stratified N with --stratify)."),
     stratify: bool = typer.Option(False, help="With --limit: a seeded stratified subset instead of the first N."),
     seed: int = typer.Option(0, help="Seed for --stratify."),
     batch_size: int = typer.Option(256),
     memory_budget_mb: Optional[float] = typer.Option(None, help="Stream to disk when the arrays exceed this many MB."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    progress: bool = progress_option(),
 ) -> None:
     """Capture layer activations over a dataset into OUT."""
     import numpy as np
@@ -119,7 +122,7 @@ def train(
     limit: Optional[int] = typer.Option(None, help="Train on a seeded stratified subset of N samples."),
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    progress: bool = progress_option(),
 ) -> None:
     """Train a reference model on DATA, saving checkpoints and run.json into OUT."""
     from ..data import ArrayDataset, load_dataset, parse_data_spec, stratified_indices

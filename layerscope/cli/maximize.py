@@ -12,7 +12,19 @@ from typing import Optional
 
 import typer
 
-from ._app import DATA_HELP, MODEL_HELP, app, console, load_data_cli, load_model_cli, parse_list, progress_bar
+from ._app import (
+    DATA_HELP,
+    MODEL_HELP,
+    allow_pickle_option,
+    app,
+    console,
+    load_data_cli,
+    load_model_cli,
+    parse_list,
+    progress_bar,
+    progress_option,
+    weights_option,
+)
 
 
 @app.command()
@@ -44,9 +56,9 @@ def maximize(
     optimizer: Optional[str] = typer.Option(None, help="sgd or adam (default: sgd for erhan, adam for lucid)."),
     thresholds: Optional[str] = typer.Option(None, help="Steps at which to keep intermediate images, e.g. 10,50,100."),
     batch_size: int = typer.Option(256, help="Images optimised together (units x restarts)."),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Find the input that maximises each unit of LAYER; write a grid PNG, one PNG per unit and result.json."""
     from ..data import ArrayDataset

@@ -9,7 +9,19 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import DATA_HELP, MODEL_HELP, app, console, load_data_cli, load_model_cli, parse_list, progress_bar
+from ._app import (
+    DATA_HELP,
+    MODEL_HELP,
+    allow_pickle_option,
+    app,
+    console,
+    load_data_cli,
+    load_model_cli,
+    parse_list,
+    progress_bar,
+    progress_option,
+    weights_option,
+)
 
 CHECKPOINTS_HELP = (
     "With a run folder from `layerscope train` as --model: comma-separated epochs to analyse, "
@@ -69,13 +81,11 @@ def project(
     thumbnails: int = typer.Option(12, help="Image thumbnails of outliers in the single-layer figures (0: none)."),
     seed: int = typer.Option(0, help="Seed of the subset and of the projections."),
     batch_size: int = typer.Option(256),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False, help="Allow weight files that need unpickling (runs their code)."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Project each layer's activations to 2-D (Rauber et al. 2017) with NH and AC, per checkpoint."""
-    import torch
-
     from ..projection.analysis import display_images, project_model, save_study
 
     models = _models(model, checkpoints, weights, allow_pickle)
@@ -110,9 +120,9 @@ def neurons(
     n_estimators: int = typer.Option(100, help="Trees of each class-vs-rest ExtraTrees classifier."),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(256),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Neuron projection (Rauber et al. 2017): neurons as points, 1 - |r| distances, colour = class importance."""
     import numpy as np
@@ -168,9 +178,9 @@ def probe(
     reduce: Optional[str] = typer.Option("mean", help="Spatial pooling of conv maps: mean, max or none."),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(256),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Linear probes (Alain & Bengio 2016): held-out accuracy of a linear classifier on each layer."""
     from ..capture import collect_activations
@@ -230,9 +240,9 @@ def cka(
     reduce: Optional[str] = typer.Option(None, help="Spatial pooling of conv maps: mean or max (default: flatten)."),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(256),
-    weights: Optional[Path] = typer.Option(None, help="Weights for a package.module:factory model."),
-    allow_pickle: bool = typer.Option(False),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    weights: Optional[Path] = weights_option(),
+    allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Linear CKA (Kornblith et al. 2019) between all pairs of layers, or the same layers at two checkpoints / in two models."""
     import numpy as np

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from ._app import app, console, parse_list, progress_bar
+from ._app import app, console, parse_list, progress_bar, progress_option
 
 speech = typer.Typer(no_args_is_help=True, help="Acoustic models on speech frames: train, analyze layers, speaker embeddings.")
 app.add_typer(speech, name="speech")
@@ -40,7 +40,7 @@ def train_cmd(
     frame_step: int = typer.Option(1, help="Train on every N-th frame of each recording."),
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    progress: bool = progress_option(),
 ) -> None:
     """Train a frame-level DNN acoustic model on FSDD frames, saving checkpoints like `layerscope train`."""
     import torch
@@ -86,7 +86,7 @@ def analyze_cmd(
     probe_test_size: float = typer.Option(0.3, help="Fraction of recordings whose frames test the probes."),
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    progress: bool = progress_option(),
 ) -> None:
     """Per hidden layer: projections by digit and by speaker, NH and linear probes for both."""
     import torch
@@ -122,7 +122,7 @@ def embed_cmd(
     max_recordings: int = typer.Option(600, help="Cluster at most this many recordings (per speaker evenly)."),
     frame_step: int = typer.Option(1, help="Average every N-th frame of each recording."),
     seed: int = typer.Option(0),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    progress: bool = progress_option(),
 ) -> None:
     """Speaker embeddings (Garcia-Romero et al. 2017): mean hidden activations per recording, clustered per layer."""
     from rich.table import Table
@@ -164,7 +164,7 @@ def topk_cmd(
     units: Optional[str] = typer.Option(None, help="Comma-separated unit indices (default: the first 8 that ever fire)."),
     k: int = typer.Option(5, help="Frames per unit (at most one per recording)."),
     part: str = typer.Option("test", help="Which recordings of the run: test, train or all."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
+    progress: bool = progress_option(),
 ) -> None:
     """Top-k frames of hidden units, with their recordings as wav files to listen to in the report."""
     from ..speech.listen import speech_topk
