@@ -55,10 +55,10 @@ def model_device(model: nn.Module, device: torch.device | str | None = None) -> 
     """The device of ``model``'s first parameter or buffer (CPU if it has none), or ``device``."""
     if device is not None:
         return torch.device(device)
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
+    for param in model.parameters():
+        return param.device
+    for buf in model.buffers():
+        return buf.device
     return torch.device("cpu")
 
 
@@ -336,9 +336,11 @@ class Activations:
             files[name] = fname
         with atomic_path(d / "labels.npz") as tmp:
             with open(tmp, "wb") as fh:
-                extra = {f"extra_{k}": v for k, v in self.extra_labels.items()}
-                preds = {} if self.predictions is None else {"predictions": self.predictions}
-                np.savez(fh, labels=self.labels, sample_ids=self.sample_ids, **preds, **extra)
+                arrays: dict[str, Any] = {"labels": self.labels, "sample_ids": self.sample_ids}
+                arrays.update({f"extra_{k}": v for k, v in self.extra_labels.items()})
+                if self.predictions is not None:
+                    arrays["predictions"] = self.predictions
+                np.savez(fh, **arrays)
         write_json(d / "activations.json", {**self.to_dict(), "files": files})
         return d
 
@@ -402,7 +404,7 @@ class _NpyStream:
 
 
 def _batches(
-    dataset: Any, batch_size: int, indices: np.ndarray | None
+    dataset: Any, batch_size: int, indices: Sequence[int] | np.ndarray | None
 ) -> Iterator[tuple[np.ndarray, Any, torch.Tensor]]:
     """Yield ``(sample_ids, x, y)`` batches; fast path for in-memory tensor datasets."""
     n = len(dataset)

@@ -97,7 +97,7 @@ def capture(
     budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
     with progress_bar(progress) as bar:
         acts = collect_activations(
-            net, ds, names, batch_size=batch_size, reduce=reduce, indices=indices, predictions=True,
+            net, ds, names, batch_size=batch_size, reduce=reduce, indices=indices, predictions=True,  # type: ignore[arg-type]  # validated by the library
             memory_budget=budget, out_dir=out, progress=bar,
         )
     acc = float((acts.predictions == acts.labels).mean()) if acts.predictions is not None else None
@@ -146,7 +146,7 @@ def train(
         ds = ds.subset(stratified_indices(ds.y.numpy(), limit, seed))
     torch.manual_seed(seed)
     net = build_model(model, ds.input_shape, len(ds.classes))
-    cps = [int(c) for c in parse_list(checkpoints)] if checkpoints else None
+    cps = [int(c) for c in parse_list(checkpoints) or []] if checkpoints else None
     if lr is None:
         lr = 1e-3 if optimizer == "adam" else 0.01
     meta = {

@@ -249,11 +249,11 @@ def load_imagefolder(
     if mode == "auto":
         mode = "L" if all(im.mode in ("L", "1", "I;16", "I") for im in images) else "RGB"
     arrays = []
-    for (f, _), im in zip(files, images):
-        im = im.convert(mode)
+    for image in images:
+        converted = image.convert(mode)
         if size is not None:
-            im = im.resize((size[1], size[0]))
-        arrays.append(np.asarray(im))
+            converted = converted.resize((size[1], size[0]))
+        arrays.append(np.asarray(converted))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(
