@@ -175,8 +175,8 @@ def correspondence(
                 for layer in layer_list:
                     delta[layer][name] = sign_delta(f0[layer] - fm[layer])
                 for _ in range(n_random):
-                    boxes = [(int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)), bh, bw) for _, _, bh, bw in pboxes]
-                    fr = feats(_mask(xd, boxes, val))
+                    rboxes = [(int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)), bh, bw) for _, _, bh, bw in pboxes]
+                    fr = feats(_mask(xd, rboxes, val))
                     for layer in layer_list:
                         rand[layer].append(sign_delta(f0[layer] - fr[layer]))
     for layer in layer_list:

@@ -79,7 +79,7 @@ class _RuleReLU(torch.autograd.Function):
 
 # Functions that rectify; called outside an nn.ReLU module they escape the rule hooks.
 _RECTIFIERS = {
-    F.relu, torch.relu, torch.relu_, F.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.threshold, F.threshold_,
+    F.relu, torch.relu, torch.relu_, F.relu_, F.relu6, F.leaky_relu, F.leaky_relu_, F.threshold, F.threshold_,  # type: ignore[attr-defined]  # torch stubs lack F.threshold_
     F.hardtanh, F.hardtanh_, F.rrelu, F.rrelu_, F.prelu, F.elu, F.elu_, F.selu, F.celu, F.gelu, F.silu,
     F.mish, F.hardswish, F.softplus, torch.nn.functional.glu,
 }

@@ -123,7 +123,7 @@ def invariance_curves(
     labels: Sequence[int] | np.ndarray,
     *,
     layers: Sequence[str] | None = None,
-    ranges: dict[str, Sequence[float]] | None = None,
+    ranges: dict[str, Sequence[float] | np.ndarray] | None = None,
     fill: float | Sequence[float] = 0.0,
     batch_size: int = 256,
     sample_ids: Sequence[int] | None = None,

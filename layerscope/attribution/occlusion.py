@@ -230,7 +230,7 @@ def occlusion(
             if not 0 <= tgt < p0.numel():
                 raise ParameterError(f"target must be a class in [0, {p0.numel() - 1}]; got {tgt}.")
             base_act = None
-            if layer is not None:
+            if layer is not None and cap is not None:  # cap is set exactly when layer is
                 a0 = cap[layer][0].float()
                 tot0 = a0.flatten(1).sum(1) if a0.ndim > 1 else a0
                 if unit is None:
@@ -251,7 +251,7 @@ def occlusion(
                 sl = slice(s, s + len(idx))
                 probs[sl] = pb[:, tgt].cpu()
                 labels[sl] = pb.argmax(dim=1).cpu()
-                if acts is not None and layer is not None:
+                if acts is not None and layer is not None and cap is not None:
                     a = cap[layer][:, unit].float()
                     acts[sl] = (a.flatten(1).sum(1) if a.ndim > 1 else a).cpu()
     shape = (len(rows), len(cols))

@@ -172,6 +172,10 @@ def _tuple(v: Any, n: int) -> tuple[int, ...]:
 
 
 def _conv_geo(g: _Geo, mod: nn.Module | None, n: int, **kw: Any) -> _Geo:
+    k: Any  # int, tuple of ints or (padding only) "same"/"valid", from the module or the keywords
+    s: Any
+    p: Any
+    d: Any
     if mod is not None:
         k, s, d = mod.kernel_size, mod.stride, getattr(mod, "dilation", 1)
         p = mod.padding

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from .._progress import Tracker, no_progress
 from ..capture import _batches, capture, model_device, model_state_guard
 from ..exceptions import DataError, InputShapeError, ParameterError
-from .deconvnet import RULES, project_activations
+from .deconvnet import RULES, Rule, project_activations
 from .receptive_field import ReceptiveField, crop_patch, receptive_field
 
 __all__ = ["TopK", "top_activations", "dataset_inputs", "display_normalization"]
@@ -141,7 +141,7 @@ class TopK:
         p = Path(path)
         with atomic_path(p) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
+                np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs match **arrays against allow_pickle: bool
         return p
 
 
@@ -236,7 +236,7 @@ def top_activations(
         x0 = dataset_inputs(dataset, [0])
         rf = receptive_field(model, layer, tuple(x0.shape[1:]))
         if rule is not None:  # ... or if the model cannot take the rule (functional ReLU)
-            project_activations(model, x0, layer, 0, rule=rule, device=device)
+            project_activations(model, x0, layer, 0, rule=cast(Rule, rule), device=device)  # checked against RULES above
     best_v: torch.Tensor | None = None
     best_id = best_pos = None
     unit_idx: torch.Tensor | None = None
@@ -265,6 +265,7 @@ def top_activations(
                     best_v = torch.full((0, n_u), float("-inf"), device=a.device)
                     best_id = torch.full((0, n_u), -1, dtype=torch.long, device=a.device)
                     best_pos = torch.zeros((0, n_u), dtype=torch.long, device=a.device)
+                assert best_v is not None and best_id is not None and best_pos is not None  # set with unit_idx
                 a = a[:, unit_idx].float()
                 flat = a.flatten(2) if a.ndim > 2 else a.unsqueeze(2)
                 v, p = flat.max(dim=2)  # (B, U)
@@ -328,8 +329,8 @@ def add_patches(
         maps = None
         if rule is not None:
             maps = project_activations(
-                model, x, top.layer, top.units[chunk[:, 0]], None if pos.shape[1] == 0 else pos, rule=rule, device=device
-            ).maps
+                model, x, top.layer, top.units[chunk[:, 0]], None if pos.shape[1] == 0 else pos, rule=cast(Rule, rule), device=device
+            ).maps  # project_activations checks the rule (ParameterError)
         for i, (ui, ki) in enumerate(chunk):
             box = rf.box(None if pos.shape[1] == 0 else pos[i])
             if patch_arr is not None:

@@ -33,7 +33,7 @@ patches, values, sample_ids)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import typer
 
@@ -263,7 +263,8 @@ def occlude(
         from ..attribution.deconvnet import UnsupportedModelError, project_activations
 
         try:
-            proj = project_activations(net, x, layer, [r.unit for r in results], rule="deconvnet").maps
+            # with a layer, occlusion() picks (or checks) a unit per image, so no unit is None here
+            proj = project_activations(net, x, layer, cast(list[int], [r.unit for r in results]), rule="deconvnet").maps
         except UnsupportedModelError as err:
             console.print(f"[yellow]panel (c) left out[/]: {err}")
     norm = display_normalization(ds, net)
@@ -273,7 +274,8 @@ def occlude(
                    projections=None if proj is None else list(proj))
     _save_npz(out / "occlusion.npz", sample_ids=np.asarray(ids), inputs=disp,
               probability=np.stack([r.probability for r in results]), label=np.stack([r.label for r in results]),
-              activation=np.stack([r.activation for r in results]) if layer else None, projection=proj)
+              activation=np.stack(cast(list[np.ndarray], [r.activation for r in results])) if layer else None,
+              projection=proj)
     per_image = [{"sample_id": i, "true_label": t, **r.to_dict()} for i, t, r in zip(ids, y, results)]
     write_result(
         out, "occlusion", model=model_description(net), data=data or getattr(ds, "name", None),
@@ -411,7 +413,7 @@ def evolution(
     last = load_run_model(run_dir)
     ds = load_data_cli(data, last)
     try:
-        ep = [int(e) for e in parse_list(epochs)] if epochs else None
+        ep = [int(e) for e in parse_list(epochs) or []] if epochs else None
     except ValueError as err:
         raise ParameterError(f"--epochs takes comma-separated integers; got {epochs!r}.") from err
     with progress_bar(progress) as bar:

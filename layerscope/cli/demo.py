@@ -15,7 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import typer
 
@@ -148,13 +148,13 @@ def _train(run_dir: Path, arch: str, limit: int, epochs: int, checkpoints: list[
     checkpoint would cost more than the training itself on a small CPU)."""
     import torch
 
-    from ..data import load_dataset, stratified_indices
+    from ..data import ArrayDataset, load_dataset, stratified_indices
     from ..models import build_model
     from ..training import train
 
-    train_set = load_dataset("mnist")
+    train_set = cast(ArrayDataset, load_dataset("mnist"))  # MNIST loads as arrays, never as recordings
     train_set = train_set.subset(stratified_indices(train_set.y.numpy(), limit, 0))
-    test_set = load_dataset("mnist:test")
+    test_set = cast(ArrayDataset, load_dataset("mnist:test"))
     val_set = test_set.subset(stratified_indices(test_set.y.numpy(), 2000, 1))
     torch.manual_seed(0)
     net = build_model(arch, train_set.input_shape, len(train_set.classes))
@@ -173,17 +173,19 @@ def _train(run_dir: Path, arch: str, limit: int, epochs: int, checkpoints: list[
 def _capture_summary(run_dir: Path, out_dir: Path, progress: bool, n: int = 1000) -> None:
     """Layers table and a capture of the hidden layers on ``n`` test digits, as a ``capture`` result."""
     from ..capture import collect_activations
-    from ..data import load_dataset, stratified_indices
+    from ..data import ArrayDataset, load_dataset, stratified_indices
     from ..layers import list_layers
     from ..loading import load_model
     from ..results import model_description, write_result
 
     model = load_model(str(run_dir))
-    test_set = load_dataset("mnist:test")
+    test_set = cast(ArrayDataset, load_dataset("mnist:test"))  # MNIST loads as arrays, never as recordings
     rows = list_layers(model, test_set.x[:1])
     idx = stratified_indices(test_set.y.numpy(), n, 0)
+    hidden = cast(list[str], model.hidden_layers)  # layerscope's MNIST models list their hidden layers
     with progress_bar(progress) as bar:
-        acts = collect_activations(model, test_set, model.hidden_layers, indices=idx, predictions=True, reduce="mean", progress=bar)
+        acts = collect_activations(model, test_set, hidden, indices=idx, predictions=True, reduce="mean", progress=bar)
+    assert acts.predictions is not None  # asked for with predictions=True
     acc = float((acts.predictions == acts.labels).mean())
     write_result(
         out_dir, "capture", model=model_description(model), data="mnist:test",

@@ -8,7 +8,7 @@ in :mod:`layerscope.featurevis.render`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional, cast
 
 import typer
 
@@ -96,11 +96,15 @@ def maximize(
             raise ParameterError(f"--position must be comma-separated integers; got {position!r}.") from None
     keep = [int(t) for t in parse_list(thresholds) or []] if thresholds else []
     normalization = getattr(ds, "normalization", None) or getattr(net, "normalization", None)
+    # maximize() checks method and optimizer against its Literal values (ParameterError), so the
+    # CLI strings are passed through unchanged.
+    method_lit = cast(Literal["erhan", "lucid"], method)
+    optimizer_lit = cast(Optional[Literal["adam", "sgd"]], optimizer)
     with progress_bar(progress) as bar:
         res = maximize_fn(
-            net, layer, unit_list, kind=objective, method=method, steps=steps, restarts=restarts, rho=rho, lr=lr,
+            net, layer, unit_list, kind=objective, method=method_lit, steps=steps, restarts=restarts, rho=rho, lr=lr,
             position=pos, data=ds, normalization=normalization, param=param,
-            transforms=None if transforms else [], optimizer=optimizer, l2=l2, tv=tv, blur_every=blur_every,
+            transforms=None if transforms else [], optimizer=optimizer_lit, l2=l2, tv=tv, blur_every=blur_every,
             blur_sigma=blur_sigma, diversity_weight=diversity, thresholds=keep, batch_size=batch_size, data_max=data is not None,
             random_state=seed, progress=bar,
         )

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import typer
 
@@ -95,10 +95,11 @@ def project(
     if method == "tsne":
         kw["perplexity"] = perplexity
     with progress_bar(progress) as bar:
+        extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         study = project_model(models, ds, parse_list(layers) or "all", n=n, method=method,  # type: ignore[arg-type]
                               random_state=seed, aligned=aligned, align_over=align_over,  # type: ignore[arg-type]
                               reduce=reduce, batch_size=batch_size,  # type: ignore[arg-type]
-                              **({"progress": bar} if bar is not None else {}), **kw)
+                              **extra, **kw)
     images = display_images(ds, study.indices) if thumbnails > 0 and study.indices is not None else None
     save_study(study, out, model=first, data=data, classes=_classes(ds, first), images=images, n_thumbnails=thumbnails)
     rows = [[("-" if r["checkpoint"] is None else r["checkpoint"]), r["layer"], r["nh"], r["nh_original"], r["ac"]]
@@ -141,7 +142,7 @@ def neurons(
     idx = select_observations(ds, n, seed)
     chosen = None if cls == "all" else [int(c) for c in parse_list(cls) or []]
     with progress_bar(progress) as bar:
-        extra = {"progress": bar} if bar is not None else {}
+        extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         acts = collect_activations(net, ds, [layer], batch_size=batch_size, indices=idx, reduce="mean", **extra)
         res = neuron_projection(acts.arrays[layer], acts.labels, classes=chosen, class_names=classes, method=method,  # type: ignore[arg-type]
                                 n_estimators=n_estimators, random_state=seed, layer=layer, **extra)
@@ -209,7 +210,7 @@ def probe(
                 groups = acts.extra_labels[group_by]
             results["model" if cp is None else f"epoch {cp}"] = probe_layers(
                 acts.arrays, acts.labels, test_size=test_size, random_state=seed, groups=groups, C=c, **extra)
-    series = {key: [r.accuracy for r in rs] for key, rs in results.items()}
+    series: dict[str, Sequence[float]] = {key: [r.accuracy for r in rs] for key, rs in results.items()}
     chance = next(iter(results.values()))[0].chance
     plots.save_figure(plots.plot_probes(names, series, chance), out / "probes.png")
     write_result(

@@ -523,11 +523,11 @@ class ActMaxResult:
                 arrays[k] = getattr(self, k)
         with atomic_path(d / "arrays.npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs match **arrays against allow_pickle: bool
         if self.intermediate:
             with atomic_path(d / "intermediate.npz") as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, **{f"step_{k}": v for k, v in self.intermediate.items()})
+                    np.savez(fh, **{f"step_{k}": v for k, v in self.intermediate.items()})  # type: ignore[arg-type]  # numpy stubs match **arrays against allow_pickle: bool
         doc = self.to_dict()
         units = doc.pop("units")
         if "units" in extra:
@@ -775,6 +775,7 @@ def maximize(
             obj = obj + diversity_weight * diversity(layer, group_size=R)
         seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         if method == "erhan":
+            assert rho is not None  # set above for method='erhan' (from the data or the input size)
             g = torch.Generator()
             g.manual_seed(seed)
             init = torch.randn((b, *shape), generator=g) * init_std
@@ -783,6 +784,7 @@ def maximize(
             p_arg: str | ImageParam = _erhan_param(b, shape, init, dev, per_image_lr)
             step_lr = 1.0 if use_lr is None else float(use_lr)
         else:
+            assert use_lr is not None  # method='lucid' defaults lr to 0.05 above
             p_arg, step_lr = param_kind, float(use_lr)
         rend = render(
             model, obj, batch=b, input_shape=shape, param=p_arg, decorrelate=deco, color_matrix=cmat,

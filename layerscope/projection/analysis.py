@@ -172,8 +172,8 @@ class ProjectionStudy:
         def key(cp: int | None) -> str:
             return "model" if cp is None else str(cp)
 
-        nh: dict[str, dict[str, float]] = {}
-        nho: dict[str, dict[str, float]] = {}
+        nh: dict[str, dict[str, float | None]] = {}
+        nho: dict[str, dict[str, float | None]] = {}
         ac: dict[str, float | None] = {}
         for p in self.projections:
             nh.setdefault(key(p.checkpoint), {})[str(p.layer)] = p.metrics.get("nh")
@@ -246,7 +246,7 @@ def project_model(
     """
     from ..capture import collect_activations
 
-    models: dict[int | None, nn.Module] = dict(model) if isinstance(model, Mapping) else {None: model}
+    models: dict[int | None, nn.Module] = {cp: m for cp, m in model.items()} if isinstance(model, Mapping) else {None: model}
     if not models:
         raise ParameterError("no model to project.")
     first = next(iter(models.values()))

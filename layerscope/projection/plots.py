@@ -196,7 +196,7 @@ def plot_trails(
     for t in range(len(embs) - 1):
         segs = np.stack([embs[t][sel], embs[t + 1][sel]], axis=1)
         alpha = 0.1 + 0.4 * (t + 1) / max(len(embs) - 1, 1)
-        ax.add_collection(LineCollection(segs, colors=[cmap(c % cmap.N) for c in y[sel]], linewidths=0.6,
+        ax.add_collection(LineCollection(segs, colors=[cmap(c % cmap.N) for c in y[sel]], linewidths=0.6,  # type: ignore[arg-type]  # stubs: Sequence; (N, 2, 2) array works
                                          alpha=alpha))
     plot_projection(replace_embedding(last, embs[-1]), ax, classes=classes, point_size=5,
                     title=f"{title_of(last)}\ntrails over {len(frames)} frames: "

@@ -134,7 +134,7 @@ class Projection:
             arrays["sample_ids"] = np.asarray(self.sample_ids)
         with atomic_path(d / "projection.npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs match **arrays against allow_pickle: bool
         doc = {"analysis": "projection", "version": 1, **self.to_dict(points=False)}
         write_json(d / "projection.json", doc)
         return d

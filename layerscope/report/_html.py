@@ -11,7 +11,7 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeGuard
 
 MIME = {
     ".png": "image/png",
@@ -190,7 +190,7 @@ def kv_table(d: Mapping[str, Any], key_name: str = "name", value_name: str = "va
     return table(rows, [key_name, value_name])
 
 
-def is_records(v: Any) -> bool:
+def is_records(v: Any) -> TypeGuard[list[dict[str, Any]]]:
     return isinstance(v, list) and len(v) > 0 and all(isinstance(r, dict) for r in v)
 
 

@@ -80,7 +80,7 @@ def _load_arrays(folder: Path, name: Any) -> dict[str, Any]:
 def _coords(d: dict[str, Any]) -> tuple[list[float], list[float]] | None:
     for k in COORD_KEYS:
         v = d.get(k)
-        if _pairs(v):
+        if isinstance(v, list) and _pairs(v):
             return [float(p[0]) if p[0] is not None else math.nan for p in v], [float(p[1]) if p[1] is not None else math.nan for p in v]
     x, y = d.get("x"), d.get("y")
     if isinstance(x, list) and isinstance(y, list) and len(x) == len(y) >= 2 and _num_list(x, len(x)) and _num_list(y, len(y)):
@@ -203,7 +203,8 @@ def point_spec(doc: dict[str, Any], pset: dict[str, Any], title: str) -> dict[st
         series += [(f"importance for {k}", v) for k, v in pset["importances"].items() if _num_list(v, n)]
     values = []
     for name, raw in series:
-        v = pick([float(a) if a is not None else math.nan for a in raw])
+        floats = [float(a) if a is not None else math.nan for a in raw]
+        v = [floats[i] for i in keep]
         fin = [a for a in v if math.isfinite(a)]
         values.append({"name": name, "v": [a if math.isfinite(a) else None for a in v], "range": [min(fin), max(fin)] if fin else [0.0, 1.0]})
     if values:
@@ -244,7 +245,7 @@ def sprite_png(images: np.ndarray, max_tile: int = 32) -> tuple[bytes, tuple[int
         tile = u8[i, 0] if c == 1 else np.moveaxis(u8[i, :3], 0, -1)
         im = Image.fromarray(tile, mode)
         if (tw, th) != (w, h):
-            im = im.resize((tw, th), Image.BILINEAR)
+            im = im.resize((tw, th), Image.BILINEAR)  # type: ignore[attr-defined]  # pillow>=9 allowed; Image.Resampling is 9.1+
         sheet.paste(im, ((i % cols) * tw, (i // cols) * th))
     buf = BytesIO()
     sheet.save(buf, format="PNG", optimize=True)

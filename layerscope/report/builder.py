@@ -228,8 +228,8 @@ def _png_width(path: Path) -> int:
 
 
 def _figures(r: ResultFolder, used: set[str], only: Callable[[dict[str, Any]], bool] | None = None, gallery_after: int = 6) -> str:
-    figs = [f for f in r.doc.get("figures") or [] if isinstance(f, (dict, str))]
-    figs = [f if isinstance(f, dict) else {"path": f} for f in figs]
+    listed = [f for f in r.doc.get("figures") or [] if isinstance(f, (dict, str))]
+    figs: list[dict[str, Any]] = [f if isinstance(f, dict) else {"path": f} for f in listed]
     figs = [f for f in figs if f.get("path") not in used and (only is None or only(f))]
     if not figs:
         return ""
@@ -246,7 +246,8 @@ def _params(r: ResultFolder) -> str:
     model = r.doc.get("model")
     rows: dict[str, Any] = {}
     if isinstance(model, dict):
-        src = model.get("source") if isinstance(model.get("source"), dict) else {}
+        source = model.get("source")
+        src: dict[str, Any] = source if isinstance(source, dict) else {}
         rows["model"] = src.get("spec") or src.get("name") or model.get("class")
     elif model is not None:
         rows["model"] = model
@@ -261,7 +262,8 @@ def _params(r: ResultFolder) -> str:
 
 def _extras(r: ResultFolder, consumed: set[str]) -> str:
     """Analysis-specific fields not rendered by a richer renderer: tables and values."""
-    metrics = r.doc.get("metrics") if isinstance(r.doc.get("metrics"), dict) else {}
+    doc_metrics = r.doc.get("metrics")
+    metrics: dict[str, Any] = doc_metrics if isinstance(doc_metrics, dict) else {}
     rest = {k: v for k, v in r.doc.items() if k not in COMMON_KEYS and k not in consumed and not (k in metrics and metrics[k] == v)}
     parts = []
     for k, v in rest.items():
@@ -343,7 +345,8 @@ def _section_capture(r: ResultFolder, page: _Page) -> str:
     parts = []
     model = doc.get("model")
     if isinstance(model, dict):
-        src = model.get("source") if isinstance(model.get("source"), dict) else {}
+        source = model.get("source")
+        src: dict[str, Any] = source if isinstance(source, dict) else {}
         info = {
             "class": model.get("class"),
             "parameters": model.get("parameters"),
@@ -452,7 +455,7 @@ def _section_probe(r: ResultFolder, page: _Page) -> str:
 
 def _section_training(runs: list[ResultFolder]) -> str:
     rows = []
-    charts = []
+    charts: list[str] = []
     for run in runs:
         cps = [c for c in run.doc.get("checkpoints") or [] if isinstance(c, dict)]
         last = cps[-1] if cps else {}

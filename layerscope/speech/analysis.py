@@ -155,7 +155,7 @@ class LayerAnalysis:
         }
 
     def table(self) -> list[dict[str, Any]]:
-        extra = {k: self.info[k] for k in ("features", "depth") if k in self.info}
+        extra: dict[str, Any] = {k: self.info[k] for k in ("features", "depth") if k in self.info}
         return [{"model": self.name, **extra, **r} for r in self.rows]
 
 

@@ -97,14 +97,15 @@ def speech_topk(
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(len(chosen), k, figsize=(2.2 * k, 1.9 * len(chosen)), squeeze=False)
-    units_doc, figures = [], []
+    units_doc: list[dict[str, Any]] = []
+    figures: list[dict[str, Any]] = []
     from .features import FeatureConfig, frame_features
 
     show_cfg = FeatureConfig(kind="fbank", n_mels=cfg.n_mels, win_ms=cfg.win_ms, hop_ms=cfg.hop_ms, fmin=cfg.fmin,
                              fmax=cfg.fmax)
     for i, unit in enumerate(chosen):
         rows = top_frames(a[:, unit], utt, k)
-        top = []
+        top: list[dict[str, Any]] = []
         for r_i, row in enumerate(rows):
             u, t = int(utt[row]), int(frm[row])
             name = aud.filenames[u]

@@ -143,7 +143,7 @@ def build_result(store: TransferStore) -> TransferResult:
             else:
                 row[key] = None
         effects.append(row)
-    splits = {}
+    splits: dict[str, Any] = {}
     for r in records:
         splits.setdefault(str(r["seed"]), r.get("split"))
     metrics: dict[str, Any] = {"cells_done": len(table), "cells_total": len(plan)}
