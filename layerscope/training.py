@@ -12,9 +12,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -194,7 +193,6 @@ def train(
         write_json(out / RUN_FILE, info)
 
     n = len(train_set)
-    steps = (n + batch_size - 1) // batch_size
     if 0 in cps:
         checkpoint(0, None, None)
     for epoch in track(range(1, epochs + 1), epochs, "train"):

@@ -78,7 +78,7 @@ def test_report_in_chromium(browser, tmp_path: Path):
     # the plots: one per point set; hovering a point shows its label, prediction and id
     assert page.evaluate("window.layerscopePlots.length") == 4
     text = hover_point(page, 0, 0)
-    assert "sample 0" in text and f"true class: zero" in text and f"predicted: {EVIL}" in text
+    assert "sample 0" in text and "true class: zero" in text and f"predicted: {EVIL}" in text
     text = hover_point(page, 2, 11)  # neurons: index and importances
     assert "neuron 11" in text and "importance for zero: 1" in text
     text = hover_point(page, 3, 1)  # the speech plot: digit and speaker

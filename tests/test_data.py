@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from layerscope.data import (
     load_fsdd,
     load_imagefolder,
     load_mnist,
-    load_npz,
     parse_data_spec,
     read_idx,
     stratified_indices,

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import pickle
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from torch import nn
 
 import layerscope as ls
 from layerscope.exceptions import ModelSpecError, ParameterError, UnsafeFileError, WeightsError

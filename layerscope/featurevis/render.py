@@ -62,7 +62,6 @@ from .param import (
     ImageParam,
     color_matrix_from_data,
     make_param,
-    spatial_dims,
     value_range_from_normalization,
 )
 from .transforms import Transform, compose, standard_transforms

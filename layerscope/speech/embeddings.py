@@ -24,7 +24,6 @@ are then grouped by agglomerative clustering. Here:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -33,7 +32,6 @@ from torch import nn
 
 from .._progress import Tracker, no_progress
 from ..capture import collect_activations
-from ..data.audio import AudioDataset
 from ..data.base import ArrayDataset
 from ..exceptions import DataError, ParameterError
 
