@@ -122,7 +122,7 @@ def _snapshot(model: nn.Module) -> dict:
     }
 
 
-def _assert_unchanged(model: nn.Module, snap: dict) -> None:
+def assert_model_unchanged(model: nn.Module, snap: dict) -> None:
     for k, v in model.state_dict().items():
         assert torch.equal(v, snap["state"][k]), k
     assert [m.training for m in model.modules()] == snap["training"]
@@ -208,7 +208,7 @@ def test_each_objective_increases(name: str, param: str) -> None:
     start = r.trace[0]
     assert np.all(np.isfinite(r.images)) and r.images.shape == (3, 1, 4, 4)
     assert r.values.sum() > start.sum() + 1e-4, (name, start, r.values)
-    _assert_unchanged(model, snap)
+    assert_model_unchanged(model, snap)
 
 
 # ------------------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_erhan_linear_unit_matches_closed_form() -> None:
     np.testing.assert_allclose(res.consistency, 1.0, atol=1e-6)  # every restart finds the same point
     assert res.trace.shape == (150, 2) and res.trace[-1, 1] > res.trace[0, 1]
     assert res.kind == "neuron" and list(res.units) == [0, 1]
-    _assert_unchanged(model, snap)
+    assert_model_unchanged(model, snap)
 
 
 def test_output_layer_defaults_to_logit_and_reports_probability() -> None:
@@ -438,7 +438,7 @@ def test_errors_are_clear_and_leave_model_unchanged() -> None:
 
     with pytest.raises(RuntimeError, match="objective failed"):
         render(model, Objective(raising, ["relu"], "raising"), steps=3)
-    _assert_unchanged(model, snap)
+    assert_model_unchanged(model, snap)
 
     broken = _prepared(nn.Sequential(nn.Linear(4, 3), Boom(), nn.Linear(3, 2)))
     broken.input_shape = (4,)  # type: ignore[assignment]
@@ -447,7 +447,7 @@ def test_errors_are_clear_and_leave_model_unchanged() -> None:
         render(broken, neuron("2", 0), steps=2)
     with pytest.raises(RuntimeError, match="boom"):
         maximize(broken, "2", "all", steps=2)
-    _assert_unchanged(broken, bsnap)
+    assert_model_unchanged(broken, bsnap)
 
     no_shape = nn.Sequential(nn.Linear(4, 2))
     with pytest.raises(InputShapeError, match="Pass input_shape"):
@@ -465,7 +465,7 @@ def test_success_leaves_no_hooks_and_model_unchanged() -> None:
     maximize(model, "fc", "all", kind="prob", method="erhan", steps=3, data=ds, batch_size=2)
     render(model, channel("relu", 0) + diversity("relu"), batch=2, steps=3, l2=0.1, tv=0.1, blur_every=1)
     unit_data_max(model, ds, "conv", [0, 1])
-    _assert_unchanged(model, snap)
+    assert_model_unchanged(model, snap)
 
 
 def test_chunks_of_whole_units_and_progress() -> None:
