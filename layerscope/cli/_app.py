@@ -92,6 +92,26 @@ DATA_HELP = (
 )
 
 
+def model_option() -> Any:
+    """``--model/-m``: what to analyse (see MODEL_HELP)."""
+    return typer.Option(..., "--model", "-m", help=MODEL_HELP)
+
+
+def data_option() -> Any:
+    """``--data``: a data spec; default: the data the model was trained on or is meant for."""
+    return typer.Option(None, help=DATA_HELP)
+
+
+def out_option() -> Any:
+    """``--out/-o``: the result folder of an analysis command."""
+    return typer.Option(..., "--out", "-o", help="Output folder (result.json, figures, arrays).")
+
+
+def batch_size_option() -> Any:
+    """``--batch-size``: samples per forward pass."""
+    return typer.Option(256, help="Samples per forward pass.")
+
+
 def weights_option() -> Any:
     """``--weights``: the weight file of a ``package.module:factory`` model."""
     return typer.Option(None, help="Weights for a package.module:factory model (.safetensors or a torch.save'd state_dict).")

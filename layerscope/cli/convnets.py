@@ -39,12 +39,15 @@ import typer
 
 from ._app import (
     DATA_HELP,
-    MODEL_HELP,
     allow_pickle_option,
     app,
+    batch_size_option,
     console,
+    data_option,
     load_data_cli,
     load_model_cli,
+    model_option,
+    out_option,
     parse_list,
     progress_bar,
     progress_option,
@@ -86,15 +89,15 @@ def _save_npz(path: Path, **arrays: Any) -> None:
 
 @app.command()
 def topk(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     layer: str = typer.Option(..., "--layer", "-l", help="Layer whose units are ranked (dotted name)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    out: Path = out_option(),
+    data: Optional[str] = data_option(),
     units: Optional[str] = typer.Option(None, help="Comma-separated channels (default: all)."),
     k: int = typer.Option(9, help="Activations kept per unit (each from a different sample)."),
     rule: str = typer.Option("deconvnet", help="Projection shown next to each patch: deconvnet, guided, gradient or none."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N samples."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     max_units: int = typer.Option(16, help="Units shown in the figure."),
     patches: bool = typer.Option(True, help="Crop receptive-field patches (needs a model torch.fx can trace); "
                                  "--no-patches only ranks."),
@@ -131,16 +134,16 @@ def topk(
 
 @app.command()
 def deconv(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     layer: str = typer.Option(..., "--layer", "-l", help="Layer whose activations are projected."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    out: Path = out_option(),
+    data: Optional[str] = data_option(),
     units: Optional[str] = typer.Option(None, help="Comma-separated channels (default: the first 8)."),
     rules: str = typer.Option("gradient,deconvnet,guided", help="Projection rules to compare."),
     indices: Optional[str] = typer.Option(None, help="Dataset rows to project from (one per unit); default: "
                                           "the sample with each unit's strongest activation."),
     limit: Optional[int] = typer.Option(None, help="Search the strongest activation among the first N samples."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
     progress: bool = progress_option(),
@@ -211,9 +214,9 @@ def deconv(
 
 @app.command()
 def occlude(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    model: str = model_option(),
+    out: Path = out_option(),
+    data: Optional[str] = data_option(),
     indices: str = typer.Option("0,1,2,3", help="Dataset rows to occlude."),
     size: int = typer.Option(7, help="Side of the grey square in pixels."),
     stride: int = typer.Option(2, help="Step of the square in pixels."),
@@ -311,9 +314,9 @@ def _pick(ds: Any, limit: Optional[int], indices: Optional[str], label: Optional
 
 @app.command()
 def invariance(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    model: str = model_option(),
+    out: Path = out_option(),
+    data: Optional[str] = data_option(),
     layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Comma-separated layers (default: the model's hidden layers)."),
     limit: Optional[int] = typer.Option(5, help="Number of images (the first N; the paper uses 5)."),
     indices: Optional[str] = typer.Option(None, help="Dataset rows instead of --limit."),
@@ -322,7 +325,7 @@ def invariance(
     fill: str = typer.Option("min", help="Value of pixels warped in from outside: 'min' (the data's background), "
                              "'mean', or a number (normalised space)."),
     plot_layers: Optional[str] = typer.Option(None, help="Layers drawn in the figure (default: the lowest and the highest)."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
     progress: bool = progress_option(),
@@ -389,13 +392,13 @@ def invariance(
 def evolution(
     model: str = typer.Option(..., "--model", "-m", help="A run folder from `layerscope train` (with checkpoints)."),
     layer: str = typer.Option(..., "--layer", "-l", help="Layer whose units are followed."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    out: Path = out_option(),
     data: Optional[str] = typer.Option(None, help=DATA_HELP + " The paper uses the training set."),
     units: Optional[str] = typer.Option(None, help="Comma-separated channels (default: the first 8)."),
     epochs: Optional[str] = typer.Option(None, help="Comma-separated checkpoint epochs (default: all saved)."),
     rule: str = typer.Option("deconvnet", help="Projection rule: deconvnet, guided or gradient."),
     limit: Optional[int] = typer.Option(None, help="Search the strongest activations among the first N samples."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Strongest activation of chosen units, projected, at each checkpoint (Z&F Fig. 4)."""
@@ -444,10 +447,10 @@ def evolution(
 
 @app.command()
 def correspondence(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     layers: str = typer.Option(..., "--layers", "-l", help="Comma-separated layers."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    out: Path = out_option(),
+    data: Optional[str] = data_option(),
     label: Optional[int] = typer.Option(None, help="Use images of this class (default: the class of the first image)."),
     limit: int = typer.Option(5, help="Number of images (the paper: 5)."),
     indices: Optional[str] = typer.Option(None, help="Dataset rows instead of --label/--limit."),

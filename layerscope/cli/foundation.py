@@ -12,12 +12,14 @@ from rich.table import Table
 
 from ._app import (
     DATA_HELP,
-    MODEL_HELP,
     allow_pickle_option,
     app,
+    batch_size_option,
     console,
+    data_option,
     load_data_cli,
     load_model_cli,
+    model_option,
     parse_list,
     progress_bar,
     progress_option,
@@ -27,7 +29,7 @@ from ._app import (
 
 @app.command()
 def layers(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     weights: Optional[Path] = weights_option(),
     data: Optional[str] = typer.Option(None, help=DATA_HELP + " One sample gives the output shapes."),
     allow_pickle: bool = allow_pickle_option(),
@@ -64,17 +66,17 @@ def layers(
 
 @app.command()
 def capture(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     layers: str = typer.Option(..., "--layers", "-l", help="Comma-separated layer names, or 'all' for every leaf layer."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: one .npy per layer, labels.npz, activations.json."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    data: Optional[str] = data_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
     reduce: Optional[str] = typer.Option(None, help="Spatial reduction of conv maps inside the hook: mean or max."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N samples (or a stratified N with --stratify)."),
     stratify: bool = typer.Option(False, help="With --limit: a seeded stratified subset instead of the first N."),
     seed: int = typer.Option(0, help="Seed for --stratify."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     memory_budget_mb: Optional[float] = typer.Option(None, help="Stream to disk when the arrays exceed this many MB."),
     progress: bool = progress_option(),
 ) -> None:

@@ -14,12 +14,13 @@ import typer
 
 from ._app import (
     DATA_HELP,
-    MODEL_HELP,
     allow_pickle_option,
     app,
     console,
     load_data_cli,
     load_model_cli,
+    model_option,
+    out_option,
     parse_list,
     progress_bar,
     progress_option,
@@ -29,10 +30,10 @@ from ._app import (
 
 @app.command()
 def maximize(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     layer: str = typer.Option(..., "--layer", "-l", help="Layer whose units to maximise (dotted name, see `layerscope layers`)."),
     units: str = typer.Option("all", "--units", "-u", help="'all' or comma-separated unit / channel / class indices."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    out: Path = out_option(),
     method: str = typer.Option("erhan", help="erhan: gradient ascent on the sphere ||x|| = rho; lucid: FFT, transforms, Adam."),
     objective: str = typer.Option(
         "auto", help="auto, neuron, channel, logit or prob. auto: channel for conv maps, logit for the output layer, else neuron."

@@ -10,13 +10,15 @@ from typing import Any, Optional, Sequence
 import typer
 
 from ._app import (
-    DATA_HELP,
-    MODEL_HELP,
     allow_pickle_option,
     app,
+    batch_size_option,
     console,
+    data_option,
     load_data_cli,
     load_model_cli,
+    model_option,
+    out_option,
     parse_list,
     progress_bar,
     progress_option,
@@ -66,9 +68,9 @@ def _print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 
 @app.command()
 def project(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, figures)."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    model: str = model_option(),
+    out: Path = out_option(),
+    data: Optional[str] = data_option(),
     layers: str = typer.Option("all", "--layers", "-l", help=LAYERS_HELP),
     checkpoints: Optional[str] = typer.Option(None, help=CHECKPOINTS_HELP),
     method: str = typer.Option("tsne", help="tsne (openTSNE), umap (umap-learn) or pca."),
@@ -80,7 +82,7 @@ def project(
     reduce: Optional[str] = typer.Option(None, help="Spatially pool conv maps: mean or max (default: flatten)."),
     thumbnails: int = typer.Option(12, help="Image thumbnails of outliers in the single-layer figures (0: none)."),
     seed: int = typer.Option(0, help="Seed of the subset and of the projections."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
     progress: bool = progress_option(),
@@ -111,16 +113,16 @@ def project(
 
 @app.command()
 def neurons(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     layer: str = typer.Option(..., "--layer", "-l", help="The layer whose neurons to project."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, figures)."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    out: Path = out_option(),
+    data: Optional[str] = data_option(),
     cls: str = typer.Option("all", "--class", help="Class(es) to colour by: 'all' or comma-separated class indices."),
     n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
     method: str = typer.Option("tsne", help="Neuron layout: tsne (on 1 - |Pearson r|) or mds."),
     n_estimators: int = typer.Option(100, help="Trees of each class-vs-rest ExtraTrees classifier."),
     seed: int = typer.Option(0),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
     progress: bool = progress_option(),
@@ -167,9 +169,9 @@ def neurons(
 
 @app.command()
 def probe(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, figure)."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    data: Optional[str] = data_option(),
     layers: str = typer.Option("all", "--layers", "-l", help=LAYERS_HELP),
     checkpoints: Optional[str] = typer.Option(None, help=CHECKPOINTS_HELP),
     n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
@@ -178,7 +180,7 @@ def probe(
     group_by: Optional[str] = typer.Option(None, help="Hold out whole groups: the name of a per-sample label (e.g. speaker)."),
     reduce: Optional[str] = typer.Option("mean", help="Spatial pooling of conv maps: mean, max or none."),
     seed: int = typer.Option(0),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
     progress: bool = progress_option(),
@@ -230,9 +232,9 @@ def probe(
 
 @app.command()
 def cka(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: str = model_option(),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, figure)."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    data: Optional[str] = data_option(),
     layers: str = typer.Option("all", "--layers", "-l", help=LAYERS_HELP),
     model_b: Optional[str] = typer.Option(None, "--model-b", help="A second model: CKA between its layers and --model's."),
     layers_b: Optional[str] = typer.Option(None, help="Layers of --model-b (default: as --layers)."),
@@ -240,7 +242,7 @@ def cka(
     n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
     reduce: Optional[str] = typer.Option(None, help="Spatial pooling of conv maps: mean or max (default: flatten)."),
     seed: int = typer.Option(0),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
     progress: bool = progress_option(),

@@ -8,7 +8,15 @@ from typing import Any, List, Optional
 
 import typer
 
-from ._app import app, console, parse_list, progress_bar, progress_option
+from ._app import (
+    app,
+    batch_size_option,
+    console,
+    out_option,
+    parse_list,
+    progress_bar,
+    progress_option,
+)
 
 speech = typer.Typer(no_args_is_help=True, help="Acoustic models on speech frames: train, analyze layers, speaker embeddings.")
 app.add_typer(speech, name="speech")
@@ -34,7 +42,7 @@ def train_cmd(
     test_speakers: Optional[str] = typer.Option(None, help="Comma-separated held-out speakers for --split speaker (default: the last by name)."),
     epochs: int = typer.Option(5),
     checkpoints: Optional[str] = typer.Option(None, help="Comma-separated epochs to save (default 0,1,2,5,... and the last)."),
-    batch_size: int = typer.Option(256),
+    batch_size: int = batch_size_option(),
     lr: float = typer.Option(1e-3),
     optimizer: str = typer.Option("adam", help="adam or sgd."),
     frame_step: int = typer.Option(1, help="Train on every N-th frame of each recording."),
@@ -78,7 +86,7 @@ def train_cmd(
 @speech.command("analyze")
 def analyze_cmd(
     model: List[str] = typer.Option(..., "--model", "-m", help="A speech run folder; repeat to compare runs (e.g. fbank vs mfcc, shallow vs deep)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, figures)."),
+    out: Path = out_option(),
     part: str = typer.Option("test", help="Which recordings of each run: test, train or all."),
     n_frames: int = typer.Option(3000, help="Frames sampled (stratified by digit and speaker)."),
     method: str = typer.Option("tsne", help="Projection: tsne, umap or pca."),
@@ -114,7 +122,7 @@ def analyze_cmd(
 @speech.command("embed")
 def embed_cmd(
     model: str = typer.Option(..., "--model", "-m", help="A speech run folder (a speaker classifier trained with --split speaker, or any speech run)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, figures)."),
+    out: Path = out_option(),
     part: str = typer.Option("test", help="Recordings to cluster: the run's test (held-out speakers), train or all."),
     linkage: str = typer.Option("average", help="Agglomerative linkage: average, complete, single or ward."),
     metric: str = typer.Option("cosine", help="Distance between embeddings (ignored for ward)."),
