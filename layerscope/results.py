@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from ._io import read_json, to_jsonable, write_json
 
-__all__ = ["Result", "write_result", "read_result", "RESULT_FILE", "model_description"]
+__all__ = ["AnalysisResult", "Result", "write_result", "read_result", "RESULT_FILE", "model_description"]
 
 RESULT_FILE = "result.json"
 R = TypeVar("R", bound="Result")
@@ -114,3 +114,87 @@ class Result:
             z = np.load(d / "arrays.npz")
             kwargs.update({k: z[k] for k in z.files})
         return cls(**kwargs)
+
+
+class AnalysisResult:
+    """The contract every analysis result follows (mixin; subclasses are usually dataclasses).
+
+    An analysis is a library call that returns one of these. The object
+
+    * holds its numbers: :attr:`metrics` (JSON-safe dict) and :attr:`parameters` (every knob used);
+    * makes its figures: :meth:`figures` returns ``{file stem: matplotlib.figure.Figure}`` built
+      with ``matplotlib.figure.Figure`` directly (no pyplot state, no backend switch), so they show
+      in a notebook and are saved separately;
+    * writes the folder the CLI writes with :meth:`save` (``result.json``, figures as PNG, arrays)
+      and reads it back with the classmethod ``load(dir)``;
+    * prints a short :func:`repr` and renders ``_repr_html_`` (a compact summary with the key
+      figure) in notebooks.
+
+    Subclasses set :attr:`analysis` and implement :meth:`figures`, :meth:`save` and ``load``;
+    :meth:`save_figures` and :meth:`_repr_html_` are shared.
+    """
+
+    analysis: str = "result"
+    #: stem of the figure shown by ``_repr_html_`` (default: the first one)
+    key_figure: str | None = None
+
+    @property
+    def metrics(self) -> dict[str, Any]:  # pragma: no cover - overridden
+        return {}
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {}
+
+    def figures(self) -> dict[str, Any]:
+        """``{stem: Figure}``; the default has none."""
+        return {}
+
+    def save_figures(self, out_dir: str | os.PathLike[str], dpi: int = 110) -> list[dict[str, str]]:
+        """Save :meth:`figures` as ``OUT/<stem>.png``; return the ``figures`` entries of result.json."""
+        d = Path(out_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for stem, fig in self.figures().items():
+            path = d / f"{stem}.png"
+            fig.savefig(path, dpi=dpi, bbox_inches="tight")
+            title = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else stem
+            entries.append({"path": path.name, "title": title, "caption": ""})
+        return entries
+
+    def _short_metrics(self, limit: int = 6) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for k, v in self.metrics.items():
+            if isinstance(v, float):
+                out.append((k, f"{v:.4g}"))
+            elif isinstance(v, (int, str, bool)) or v is None:
+                out.append((k, str(v)))
+            if len(out) >= limit:
+                break
+        return out
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{k}={v}" for k, v in self._short_metrics(4))
+        return f"{type(self).__name__}({self.analysis}{', ' if parts else ''}{parts})"
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+        import io
+
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in self._short_metrics(12)
+        )
+        img = ""
+        figs = self.figures()
+        if figs:
+            stem = self.key_figure if self.key_figure in figs else next(iter(figs))
+            buf = io.BytesIO()
+            figs[stem].savefig(buf, format="png", dpi=80, bbox_inches="tight")
+            data = base64.b64encode(buf.getvalue()).decode("ascii")
+            img = f"<img style='max-width:640px' src='data:image/png;base64,{data}'/>"
+        return (
+            f"<div class='layerscope-result'><b>{html.escape(type(self).__name__)}</b> "
+            f"<code>{html.escape(self.analysis)}</code><table>{rows}</table>{img}</div>"
+        )
