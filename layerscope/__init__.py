@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from .capture import Activations, capture, collect_activations, model_state_guard
 from .data import load_dataset
-from .layers import LayerInfo, layer_names, list_layers, resolve_layer
+from .capture import list_layers
+from .layers import LayerInfo, layer_names, resolve_layer
 from .loading import load_model
 
 __version__ = "0.1.0"

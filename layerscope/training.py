@@ -38,16 +38,17 @@ def default_checkpoints(epochs: int) -> list[int]:
 
 def evaluate(model: nn.Module, dataset: Any, batch_size: int = 1000, device: torch.device | str | None = None) -> float:
     """Top-1 accuracy of ``model`` on ``dataset`` (eval mode; the model's flags are restored)."""
-    from .capture import _batches
+    from .seam import call_model, iter_batches
 
-    dev = model_device(model, device)
     correct = 0
     n = 0
     with model_state_guard(model), torch.no_grad():
         model.eval()
-        for _, x, y in _batches(dataset, batch_size, None):
-            correct += int((model(x.to(dev)).argmax(1).cpu() == y).sum())
-            n += len(y)
+        for batch in iter_batches(dataset, batch_size, model=model, device=device):
+            if batch.labels is None:
+                raise DataError("Cannot evaluate accuracy on data without labels.")
+            correct += int((call_model(model, batch).argmax(1).cpu() == batch.labels).sum())
+            n += batch.n
     if n == 0:
         raise DataError("Cannot evaluate on an empty dataset.")
     return correct / n
@@ -126,7 +127,7 @@ def train(
         ``classes`` and ``normalization`` (from ``train_set``) are filled in when not given, so
         :func:`layerscope.loading.load_run_model` can rebuild the model.
     """
-    from .capture import _batches
+    from .seam import iter_batches
 
     if epochs < 0:
         raise ParameterError(f"epochs must be >= 0; got {epochs}.")
@@ -199,8 +200,11 @@ def train(
         model.train()
         perm = torch.randperm(n, generator=gen).numpy()
         total, correct, seen = 0.0, 0, 0
-        for _, x, y in _batches(train_set, batch_size, perm):
-            x, y = x.to(dev), y.to(dev)
+        for batch in iter_batches(train_set, batch_size, indices=perm, model=model, device=dev):
+            x, y = batch.args[0], batch.labels
+            if y is None:
+                raise DataError("Training needs labelled data: the batches carry no labels.")
+            y = y.to(dev)
             opt.zero_grad(set_to_none=True)
             logits = model(x)
             loss = loss_fn(logits, y)

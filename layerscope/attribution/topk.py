@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from .._progress import Tracker, no_progress
-from ..capture import _batches, capture, model_device, model_state_guard
+from ..capture import capture, model_device, model_state_guard
+from ..seam import iter_batches
 from ..exceptions import DataError, InputShapeError, ParameterError
 from .deconvnet import RULES, Rule, project_activations
 from .receptive_field import ReceptiveField, crop_patch, receptive_field
@@ -245,8 +246,10 @@ def top_activations(
     with model_state_guard(model), torch.no_grad():
         model.eval()
         with capture(model, [layer], stop_early=True) as cap:
-            for ids, x, _y in track(_batches(dataset, batch_size, indices), n_batches, f"top-{k} {layer}"):
-                cap.run(x.to(dev))
+            batches = iter_batches(dataset, batch_size, indices=indices, model=model, device=device)
+            for batch in track(batches, n_batches, f"top-{k} {layer}"):
+                ids = batch.ids
+                cap.run(batch)
                 if layer not in cap.activations:
                     raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer forward() uses.")
                 a = cap.activations.pop(layer)

@@ -37,7 +37,7 @@ def layers(
 ) -> None:
     """List every layer: dotted name, type, output shape, parameters."""
     from ..data import ArrayDataset
-    from ..layers import list_layers
+    from ..capture import list_layers
 
     net = load_model_cli(model, weights, allow_pickle)
     sample = None
@@ -85,7 +85,7 @@ def capture(
 
     from ..capture import collect_activations
     from ..data import stratified_indices
-    from ..layers import list_layers
+    from ..capture import list_layers
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)

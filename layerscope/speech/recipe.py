@@ -88,7 +88,8 @@ def utterance_accuracy(model: nn.Module, frames: ArrayDataset, batch_size: int =
 
     ``frames.extra_labels["utterance"]`` groups the frames; the recording's label is its frames' label.
     """
-    from ..capture import _batches, model_device, model_state_guard
+    from ..capture import model_device, model_state_guard
+    from ..seam import call_model, iter_batches
 
     if "utterance" not in frames.extra_labels:
         raise DataError("utterance_accuracy needs frames with extra_labels['utterance'] (from FrameExtractor).")
@@ -97,8 +98,8 @@ def utterance_accuracy(model: nn.Module, frames: ArrayDataset, batch_size: int =
     logp = []
     with model_state_guard(model), torch.no_grad():
         model.eval()
-        for _, x, _ in _batches(frames, batch_size, None):
-            logp.append(torch.log_softmax(model(x.to(dev)), 1).cpu().numpy())
+        for batch in iter_batches(frames, batch_size, model=model, device=dev):
+            logp.append(torch.log_softmax(call_model(model, batch), 1).cpu().numpy())
     lp = np.concatenate(logp)
     ids, inv = np.unique(utt, return_inverse=True)
     sums = np.zeros((len(ids), lp.shape[1]))
