@@ -249,6 +249,11 @@ def _pt2_members(path: Path) -> tuple[str, dict[str, bytes]]:
             if info.is_dir():
                 continue
             head, sep, rel = info.filename.partition("/")
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > 200 * info.compress_size + (1 << 20):
+                raise WeightsError(
+                    f"{path}: member {info.filename} claims to inflate {info.compress_size} bytes into "
+                    f"{info.file_size} (a zip bomb?); torch.export.save stores members uncompressed."
+                )
             if not sep or head != root:
                 raise _pt2_refuse(path, f"member {info.filename} lies outside the archive folder {root}/ "
                                   "(the pre-2.8 flat layout, which torch loads by full unpickling)")

@@ -408,3 +408,15 @@ def test_cli_refuses_hostile_pt2_in_one_line(
     assert err.startswith("error: " + ("UnsafeFileError" if kind == "legacy" else "WeightsError"))
     assert " ".join(err.split()).count("error:") == 1
     assert not marker.exists() and _listing(tmp_path) == before
+
+
+def test_pt2_zip_bomb_member_is_refused_before_inflating(tmp_path: Path, good: Path) -> None:
+    m = _members(good)
+    path = tmp_path / "bomb.pt2"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in m.items():
+            zf.writestr(name, data)
+        zf.writestr(f"{_root(m)}/extra/notes.txt", b"\0" * (64 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < (1 << 20)
+    with pytest.raises(WeightsError, match=r"extra/notes\.txt claims to inflate .* zip bomb"):
+        load_model(str(path))
