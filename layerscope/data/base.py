@@ -104,8 +104,20 @@ class Normalization:
         )
 
     def zero_value(self) -> float:
-        """The normalised value of a mid-grey input (0.5 raw): the 'grey square' of occlusion."""
-        return 0.5 if not self.mean else 0.0
+        """The occluder value of Zeiler & Fergus's 'grey square', in normalised (model input) space.
+
+        * Data without mean/std (pixels scaled into ``[0, 1]``): ``0.5``, mid-grey.
+        * Standardised data (``mean``/``std`` set, e.g. CIFAR-10): ``0.0``, i.e. the per-channel
+          mean the data were standardised with (the mean colour), not mid-grey: in standardised
+          space mid-grey would be ``(0.5 - mean) / std``, a different value per channel. Filling
+          with the mean is the usual choice for standardised inputs (it is what an uninformative
+          patch looks like to the model); Zeiler & Fergus (2014) describe a grey square on
+          mean-subtracted ImageNet inputs, where the mean is likewise 0.
+
+        For data used "as stored" (``scale == 1`` without mean/std) ``0.5`` is mid-grey only if
+        the values lie in ``[0, 1]``; pass an explicit value otherwise.
+        """
+        return 0.0 if self.mean else 0.5
 
 
 class ArrayDataset(TensorDataset):
