@@ -124,6 +124,19 @@ def _iter_wavs(path: Path) -> Iterator[tuple[str, bytes]]:
         raise DataError(f"{path}: expected a folder of .wav files or a .tar(.gz) archive of them.")
 
 
+def _data_chunk_shortfall(data: bytes) -> str | None:
+    """Whether the RIFF ``data`` chunk claims more bytes than the file holds (scipy then silently
+    returns the samples present). Walked by hand: scipy does not expose the chunk table."""
+    pos = 12
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if cid == b"data":
+            have = len(data) - pos - 8
+            return f"data chunk of {size} bytes, {have} present" if size > have else None
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def load_audiofolder(path: str | os.PathLike[str], split: Literal["train", "test", "all"] = "all",
                      test_indices: range = range(0, 5)) -> AudioDataset:
     """Wav files named ``<class>_<speaker>_<index>.wav`` (FSDD naming) from a folder or tar archive.
@@ -149,11 +162,19 @@ def load_audiofolder(path: str | os.PathLike[str], split: Literal["train", "test
         if split == "test" and idx not in test_indices or split == "train" and idx in test_indices:
             continue
         try:
-            with warnings.catch_warnings(record=True):  # scipy warns on odd chunks; the checks below decide
+            with warnings.catch_warnings(record=True) as caught:  # scipy warns on odd chunks; decided below
+                warnings.simplefilter("always")
                 sr, wav = wavfile.read(io.BytesIO(data))
-        except Exception as err:  # scipy raises ValueError, EOFError, struct.error, KeyError... on bad headers
+        except Exception as err:  # scipy raises ValueError, EOFError, struct.error, UnboundLocalError... on bad headers
             raise DataError(f"{fname} in {p} is not a readable wav file (corrupt header?): {type(err).__name__}: {err}") from err
-        if not isinstance(wav, np.ndarray) or wav.ndim not in (1, 2) or wav.dtype.kind not in "uif" or int(sr) <= 0:
+        short = [str(w.message) for w in caught if "prematurely" in str(w.message)]
+        promised = _data_chunk_shortfall(data)
+        if promised:
+            short.append(promised)
+        if short:
+            raise DataError(f"{fname} in {p} is truncated: its header promises more samples than it holds ({short[0]}).")
+        if not isinstance(wav, np.ndarray) or wav.ndim not in (1, 2) or wav.dtype.kind not in "uif" or int(sr) <= 0 \
+                or wav.shape[0] == 0:
             raise DataError(
                 f"{fname} in {p} is not a PCM wav recording: got {getattr(wav, 'dtype', '?')} samples of shape "
                 f"{getattr(wav, 'shape', '?')} at {sr} Hz."
