@@ -376,9 +376,19 @@ def _open_npz(p: Path) -> Any:
     if not p.exists():
         raise DataError(f"{p} does not exist.")
     try:
+        with open(p, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as err:
+        raise DataError(f"{p} cannot be read: {err}") from err
+    if magic.startswith(b"\x93NUMPY"):
+        raise DataError(f"{p} holds a single .npy array, not an .npz archive of named arrays (x, y, ...).")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        # np.load would try to unpickle it (and suggest allow_pickle): it is never done here
+        raise DataError(f"{p} is not a readable .npz file (corrupt: not a zip archive of arrays); save it with numpy.savez.")
+    try:
         z = np.load(p, allow_pickle=False)
     except Exception as err:  # np.load raises OSError, ValueError, BadZipFile, EOFError... on bad files
-        raise DataError(f"{p} is not a readable .npz file (corrupt, or it needs pickle, which is refused): {err}") from err
+        raise DataError(f"{p} is not a readable .npz file (corrupt): {err}") from err
     if not hasattr(z, "files"):
         raise DataError(f"{p} holds a single array, not an .npz archive of named arrays (x, y, ...).")
     return z
