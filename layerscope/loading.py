@@ -6,13 +6,16 @@ Specs, tried in this order:
    ``pretrained:`` prefix).
 2. A run folder written by ``layerscope train`` (its last checkpoint), ``RUN@EPOCH`` for a given
    checkpoint, or a checkpoint file inside a run folder.
-3. A ``torch.export`` program file (``.pt2``).
+3. A ``torch.export`` program file (``.pt2``), checked member by member against the layout
+   torch writes and loaded as a module tree (:func:`load_exported`); exported programs fixed
+   their train/eval behaviour at export, so put models in eval mode with :func:`set_eval`.
 4. ``package.module:factory`` — an import path to a callable returning an ``nn.Module``; weights
    from ``weights=`` (``.safetensors``, or a state_dict saved with ``torch.save``).
 
 Weight files are read with ``safetensors`` or ``torch.load(weights_only=True)``. A file that can
 only be read by unpickling arbitrary objects raises :class:`~layerscope.exceptions.UnsafeFileError`
-explaining the risk and the opt-in (``allow_pickle=True``, CLI ``--allow-pickle``).
+explaining the risk and the opt-in (``allow_pickle=True``, CLI ``--allow-pickle``); a file that is
+not a well-formed pickle at all raises :class:`~layerscope.exceptions.WeightsError` ("corrupt").
 """
 
 from __future__ import annotations
