@@ -22,7 +22,7 @@ from ._progress import Tracker, no_progress
 from .capture import model_device, model_state_guard
 from .exceptions import DataError, ParameterError
 
-__all__ = ["train", "default_checkpoints", "evaluate", "TrainRun", "list_checkpoints", "RUN_FILE"]
+__all__ = ["train", "default_checkpoints", "evaluate", "TrainRun", "list_checkpoints", "save_safetensors", "RUN_FILE"]
 
 RUN_FILE = "run.json"
 _SCHEDULE = (0, 1, 2, 5, 10, 20, 30, 40, 50, 64, 80, 100)
@@ -79,12 +79,23 @@ def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     return [(int(c["epoch"]), run.directory / c["file"]) for c in run.checkpoints]
 
 
-def _save_checkpoint(model: nn.Module, path: Path) -> None:
+def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Write ``state`` as a ``.safetensors`` file, atomically, with the permissions ``open()`` gives.
+
+    ``safetensors.torch.save_file`` creates its file ``0600`` whatever the umask; the temporary
+    file of :func:`~layerscope._io.atomic_path` already has ``0666 & ~umask`` (``0644`` under the
+    usual umask 022), so that mode is put back after writing.
+    """
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        mode = tmp.stat().st_mode & 0o777
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+        os.chmod(tmp, mode)
+
+
+def _save_checkpoint(model: nn.Module, path: Path) -> None:
+    save_safetensors(model.state_dict(), path)
 
 
 def train(

@@ -145,7 +145,16 @@ def default_data_spec(model: Any) -> str | None:
             recipe = None
         if recipe is not None and "speech" in str(recipe):
             return f"speech:{src['run']}:test"
-        return src.get("val_data") or src.get("data")
+        if src.get("val_data"):
+            return str(src["val_data"])
+        if src.get("data"):
+            from ..data import eval_spec_for
+
+            try:
+                return eval_spec_for(str(src["data"])) or str(src["data"])
+            except LayerscopeError:  # a spec of a kind no longer registered: give it back as stored
+                return str(src["data"])
+        return None
     if src.get("kind") == "pretrained":
         from ..models import PRETRAINED
 

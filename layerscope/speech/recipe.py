@@ -32,6 +32,7 @@ from .._io import write_json
 from .._progress import Tracker
 from ..data.audio import AudioDataset
 from ..data.base import ArrayDataset
+from ..data.registry import register_data_kind
 from ..exceptions import DataError, ParameterError
 from ..models import build_model, parse_arch_spec
 from ..training import RUN_FILE, TrainRun, train
@@ -241,3 +242,13 @@ def run_frames(run_dir: str | os.PathLike[str], audio: AudioDataset | None = Non
             raise DataError(f"The run's data {run.meta.get('data')!r} is not a set of recordings.")
         audio = loaded
     return run.frames(audio, part, frame_step=frame_step)
+
+
+def _speech_frames(path: str | None, split: str | None) -> ArrayDataset:
+    return run_frames(str(path), part=split or "test")  # type: ignore[arg-type]
+
+
+register_data_kind(
+    "speech", _speech_frames, default_split="test", train_split="train", eval_split="test", needs_path=True,
+    description="the feature frames a `layerscope speech train` run was trained (train) or tested (test) on",
+)
