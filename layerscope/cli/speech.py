@@ -105,16 +105,15 @@ def analyze_cmd(
     if threads:
         torch.set_num_threads(threads)
     with progress_bar(progress) as bar:
-        analyses, _ = analyze_runs(model, out, part=part, n_frames=n_frames, method=method, k=k,  # type: ignore[arg-type]
-                                   probe_test_size=probe_test_size, random_state=seed, progress=bar)
+        result = analyze_runs(model, part=part, n_frames=n_frames, method=method, k=k,  # type: ignore[arg-type]
+                              probe_test_size=probe_test_size, random_state=seed, progress=bar)
+    result.save(out)
     t = Table(title=f"Digit vs speaker per layer ({method}, k={k}; NH counts neighbours from other recordings)")
+    keys = ("nh_digit_xutt", "nh_speaker_xutt", "nh_digit_original_xutt", "nh_speaker_original_xutt", "probe_digit", "probe_speaker")
     for col in ("model", "layer", "NH digit", "NH speaker", "NH digit (act.)", "NH speaker (act.)", "probe digit", "probe speaker"):
         t.add_column(col, justify="left" if col in ("model", "layer") else "right")
-    for a in analyses:
-        for r in a.rows:
-            t.add_row(a.name, r["layer"], _pct(r["nh_digit_xutt"]), _pct(r["nh_speaker_xutt"]),
-                      _pct(r["nh_digit_original_xutt"]), _pct(r["nh_speaker_original_xutt"]),
-                      _pct(r["probe_digit"]), _pct(r["probe_speaker"]))
+    for r in result.metrics["table"]:
+        t.add_row(r["model"], r["layer"], *[_pct(r[key]) for key in keys])
     console.print(t)
     console.print(f"wrote [bold]{out}[/]/result.json and figures")
 
@@ -138,13 +137,15 @@ def embed_cmd(
     from ..speech.runs import embed_run
 
     with progress_bar(progress) as bar:
-        study, _ = embed_run(model, out, part=part, linkage=linkage, metric=metric, n_clusters=n_clusters,  # type: ignore[arg-type]
-                             max_recordings=max_recordings, frame_step=frame_step, random_state=seed, progress=bar)
-    t = Table(title=f"Clustering {study.info['n_recordings']} recordings of {study.info['n_speakers']} speakers "
-                    f"({'unseen' if study.info.get('unseen_speakers') else 'seen'} by the model)")
+        result = embed_run(model, part=part, linkage=linkage, metric=metric, n_clusters=n_clusters,  # type: ignore[arg-type]
+                           max_recordings=max_recordings, frame_step=frame_step, random_state=seed, progress=bar)
+    result.save(out)
+    m = result.metrics
+    t = Table(title=f"Clustering {m['n_recordings']} recordings of {m['n_speakers']} speakers "
+                    f"({'unseen' if m.get('unseen_speakers') else 'seen'} by the model)")
     for col in ("layer", "purity", "ARI", "NMI", "ARI vs digits"):
         t.add_column(col, justify="left" if col == "layer" else "right")
-    for r in study.rows:
+    for r in m["layers"]:
         t.add_row(r["layer"], _pct(r["purity"]), _pct(r["ari"]), _pct(r["nmi"]), _pct(r["ari_digit"]))
     console.print(t)
     console.print(f"wrote [bold]{out}[/]/result.json and figures")
@@ -178,9 +179,10 @@ def topk_cmd(
     from ..speech.listen import speech_topk
 
     with progress_bar(progress) as bar:
-        doc = speech_topk(model, out, layer=layer, units=[int(u) for u in parse_list(units) or []] or None, k=k,
-                          part=part, progress=bar)  # type: ignore[arg-type]
-    m = doc["metrics"]
+        result = speech_topk(model, layer=layer, units=[int(u) for u in parse_list(units) or []] or None, k=k,
+                             part=part, progress=bar)  # type: ignore[arg-type]
+    result.save(out)
+    m = result.metrics
     for u in m["units"]:
         if u["dead"]:
             console.print(f"unit {u['unit']}: dead (0 on every frame)")
