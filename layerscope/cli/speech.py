@@ -100,12 +100,12 @@ def analyze_cmd(
     import torch
     from rich.table import Table
 
-    from ..speech.runs import analyze_runs
+    from ..speech.runs import analyze_speech_runs
 
     if threads:
         torch.set_num_threads(threads)
     with progress_bar(progress) as bar:
-        result = analyze_runs(model, part=part, n_frames=n_frames, method=method, k=k,  # type: ignore[arg-type]
+        result = analyze_speech_runs(model, part=part, n_frames=n_frames, method=method, k=k,  # type: ignore[arg-type]
                               probe_test_size=probe_test_size, random_state=seed, progress=bar)
     result.save(out)
     t = Table(title=f"Digit vs speaker per layer ({method}, k={k}; NH counts neighbours from other recordings)")
@@ -134,10 +134,10 @@ def embed_cmd(
     """Speaker embeddings (Garcia-Romero et al. 2017): mean hidden activations per recording, clustered per layer."""
     from rich.table import Table
 
-    from ..speech.runs import embed_run
+    from ..speech.runs import embed_speech_run
 
     with progress_bar(progress) as bar:
-        result = embed_run(model, part=part, linkage=linkage, metric=metric, n_clusters=n_clusters,  # type: ignore[arg-type]
+        result = embed_speech_run(model, part=part, linkage=linkage, metric=metric, n_clusters=n_clusters,  # type: ignore[arg-type]
                            max_recordings=max_recordings, frame_step=frame_step, random_state=seed, progress=bar)
     result.save(out)
     m = result.metrics

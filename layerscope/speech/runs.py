@@ -1,8 +1,8 @@
 """Analyses of speech run folders, written as result folders (``result.json`` + PNG figures).
 
-* :func:`analyze_runs` — :func:`~.analysis.analyze_layers` for one or more runs (e.g. filterbank vs
+* :func:`analyze_speech_runs` — :func:`~.analysis.analyze_layers` for one or more runs (e.g. filterbank vs
   MFCC, shallow vs deep) into one table; ``analysis = "speech"`` (schema in :mod:`.analysis`).
-* :func:`embed_run` — :func:`~.embeddings.embedding_study` of a run's test recordings;
+* :func:`embed_speech_run` — :func:`~.embeddings.embedding_study` of a run's test recordings;
   ``analysis = "speaker_embeddings"`` (schema in :mod:`.embeddings`).
 * :func:`merge_results` — several ``speech`` result folders into one comparison (nothing recomputed).
 * :func:`export_frames` — a run's frames as ``.npz`` for the general commands (``--data npz:PATH``).
@@ -25,7 +25,7 @@ from .embeddings import embedding_study
 from .recipe import AcousticRun, load_acoustic_run
 from .results import SpeakerEmbeddings, SpeechAnalysis
 
-__all__ = ["analyze_runs", "embed_run", "export_frames", "merge_results", "run_name"]
+__all__ = ["analyze_speech_runs", "embed_speech_run", "export_frames", "merge_results", "run_name"]
 
 
 def _safe(name: str) -> str:
@@ -49,7 +49,7 @@ def _load_audio(run: AcousticRun, audio: AudioDataset | None) -> AudioDataset:
     return loaded
 
 
-def analyze_runs(
+def analyze_speech_runs(
     run_dirs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str] | None = None,
     *,
@@ -137,7 +137,7 @@ def analyze_runs(
     return result
 
 
-def embed_run(
+def embed_speech_run(
     run_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
     *,
