@@ -18,7 +18,6 @@ as the recording's log-mel spectrogram with the frame's context window marked, a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
