@@ -14,6 +14,8 @@ defines it.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -107,6 +109,36 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *EXPORTS})
+
+
+def _shadowing_export(name: str) -> property:
+    """A property for an exported name that is also a submodule's name (``capture``).
+
+    Importing the submodule ``layerscope.capture`` makes the import system set the package
+    attribute ``capture`` to the module, which would hide the function from ``__getattr__``. The
+    property (on the module's class, so it wins over that attribute) always returns the exported
+    object and ignores the import system's assignment, as the eager ``from .capture import
+    capture`` this package used to run did.
+    """
+
+    def get(self: types.ModuleType) -> Any:
+        return getattr(importlib.import_module(EXPORTS[name], __name__), name)
+
+    def set_(self: types.ModuleType, value: Any) -> None:
+        if not isinstance(value, types.ModuleType):
+            raise AttributeError(f"layerscope.{name} is read-only")
+
+    return property(get, set_)
+
+
+class _Package(types.ModuleType):
+    """This package's module type: properties for the exports that share a submodule's name."""
+
+
+for _name, _module in EXPORTS.items():
+    if _module == f".{_name}":
+        setattr(_Package, _name, _shadowing_export(_name))
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only

@@ -196,3 +196,18 @@ def test_unknown_top_level_name_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'not_an_analysis'"):
         getattr(layerscope, "not_an_analysis")
+
+
+def test_an_export_named_like_its_module_stays_the_export() -> None:
+    """``layerscope.capture`` is the context manager even after the submodule of that name is
+    imported (the import system sets the package attribute to the module)."""
+    code = (
+        "import layerscope as ls, inspect\n"
+        "import layerscope.capture\n"
+        "from layerscope.capture import Activations\n"
+        "assert not inspect.ismodule(ls.capture), ls.capture\n"
+        "from layerscope import capture\n"
+        "assert capture is ls.capture and capture.__module__ == 'layerscope.capture'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
