@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ._io import atomic_path, write_json
-from ._progress import Tracker, no_progress
+from ._progress import ProgressArg, resolve_progress
 from .exceptions import DataError, InputShapeError, LayerNotFoundError, LayerscopeError, ParameterError
 from .layers import LayerInfo
 from .seam import (
@@ -599,7 +599,7 @@ def collect_activations(
     dtype: Any = np.float32,
     device: torch.device | str | None = None,
     adapter: Any = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
 ) -> Activations:
     """Run ``dataset`` through ``model`` in eval mode and collect the outputs of ``layers``.
 
@@ -662,7 +662,7 @@ def collect_activations(
     n_known = data_length(dataset) if indices is None else len(indices)
     if n_known == 0:
         raise DataError("The dataset is empty: there is nothing to capture. Check the data spec or the subset.")
-    track = progress or no_progress
+    track = resolve_progress(progress)
     out_path = Path(out_dir) if out_dir is not None else None
     streams: dict[str, _NpyStream] = {}
     arrays: dict[str, np.ndarray] = {}
@@ -688,7 +688,7 @@ def collect_activations(
                 model, layers, reduce=reduce, layouts=layouts, stop_early=not predictions, eval=False, grad=False
             ) as cap:
                 batches = iter_batches(dataset, batch_size, indices=indices, model=model, adapter=adapter, device=device)
-                for batch in track(batches, n_batches, f"capture {', '.join(cap.layers)}"[:60]):
+                for batch in track(batches, total=n_batches, desc=f"capture {', '.join(cap.layers)}"[:60]):
                     out = cap.run(batch)
                     b = batch.n
                     if row == 0:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ._io import atomic_path, read_json, write_json
-from ._progress import Tracker, no_progress
+from ._progress import ProgressArg, resolve_progress
 from .capture import model_device, model_state_guard
 from .exceptions import DataError, ParameterError
 
@@ -113,7 +113,7 @@ def train(
     optimizer: str = "sgd",
     seed: int = 0,
     meta: dict[str, Any] | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
     device: torch.device | str | None = None,
 ) -> TrainRun:
     """Train ``model`` on ``train_set`` with cross-entropy, saving checkpoints into ``out_dir``.
@@ -150,7 +150,7 @@ def train(
     bad = [c for c in cps if c < 0 or c > epochs]
     if bad:
         raise ParameterError(f"checkpoint epochs {bad} are outside 0..{epochs}.")
-    track = progress or no_progress
+    track = resolve_progress(progress)
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     dev = model_device(model, device)
@@ -207,7 +207,7 @@ def train(
     n = len(train_set)
     if 0 in cps:
         checkpoint(0, None, None)
-    for epoch in track(range(1, epochs + 1), epochs, "train"):
+    for epoch in track(range(1, epochs + 1), total=epochs, desc="train epochs"):
         model.train()
         perm = torch.randperm(n, generator=gen).numpy()
         total, correct, seen = 0.0, 0, 0
