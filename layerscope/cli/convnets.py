@@ -47,7 +47,9 @@ from ._app import (
     load_data_cli,
     load_model_cli,
     model_option,
+    check_count,
     out_option,
+    parse_indices,
     parse_list,
     progress_bar,
     progress_option,
@@ -58,7 +60,7 @@ from ._app import (
 def _indices(limit: Optional[int], n: int) -> Any:
     import numpy as np
 
-    return None if limit is None else np.arange(min(int(limit), n))
+    return None if check_count("--limit", limit) is None else np.arange(min(int(limit), n))  # type: ignore[arg-type]
 
 
 def _units(value: Optional[str]) -> Optional[list[int]]:
@@ -160,9 +162,9 @@ def deconv(
     ds = load_data_cli(data, net)
     rule_list = parse_list(rules) or ["deconvnet"]
     unit_list = _units(units)
-    rows = parse_list(indices)
+    rows = parse_indices(indices, len(ds))
     if rows is not None:
-        ids = np.asarray([int(r) for r in rows], dtype=np.int64)
+        ids = rows
         if unit_list is None:
             unit_list = list(range(min(8, len(ids))))
         ids = np.resize(ids, len(unit_list))
@@ -243,7 +245,7 @@ def occlude(
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
-    ids = [int(i) for i in parse_list(indices) or []]
+    ids = [int(i) for i in (parse_indices(indices, len(ds)) if indices is not None else [])]
     if value == "mean":
         grey: Any = dataset_mean(ds)
     elif value == "zero":
@@ -302,9 +304,10 @@ def occlude(
 def _pick(ds: Any, limit: Optional[int], indices: Optional[str], label: Optional[int] = None) -> Any:
     import numpy as np
 
-    rows = parse_list(indices)
+    rows = parse_indices(indices, len(ds))
     if rows is not None:
-        return np.asarray([int(r) for r in rows], dtype=np.int64)
+        return rows
+    check_count("--limit", limit)
     ids = np.arange(len(ds))
     if label is not None:
         y = ds.y.numpy() if hasattr(ds, "y") else np.asarray([int(ds[i][1]) for i in ids])
