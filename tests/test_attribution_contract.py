@@ -93,6 +93,7 @@ def check_result(res: Any, cls: type, folder: Path, tmp_path: Path) -> None:
     assert_same_folder(folder, tmp_path / "again")
 
 
+@pytest.mark.slow
 def test_topk_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) -> None:
     cli("topk", *COMMON, "--layer", "relu2", "--units", "0,3", "--k", "3", "--limit", "40", "--no-progress",
         "--out", str(tmp_path / "cli"))
@@ -104,6 +105,7 @@ def test_topk_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) -> None
     check_result(res, TopK, tmp_path / "api", tmp_path)
 
 
+@pytest.mark.slow
 def test_deconv_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) -> None:
     cli("deconv", *COMMON, "--layer", "relu2", "--units", "1,2", "--rules", "gradient,deconvnet", "--limit", "40",
         "--no-progress", "--out", str(tmp_path / "cli"))
@@ -122,6 +124,7 @@ def test_deconv_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) -> No
     check_result(res, DeconvProjections, tmp_path / "api", tmp_path)
 
 
+@pytest.mark.slow
 def test_occlusion_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) -> None:
     cli("occlude", *COMMON, "--layer", "relu2", "--indices", "0,1", "--size", "7", "--stride", "7", "--no-progress",
         "--out", str(tmp_path / "cli"))
@@ -132,6 +135,7 @@ def test_occlusion_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) ->
     check_result(res, OcclusionMaps, tmp_path / "api", tmp_path)
 
 
+@pytest.mark.slow
 def test_invariance_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) -> None:
     cli("invariance", *COMMON, "--layers", "relu1,relu2", "--limit", "2", "--transforms", "translate,rotate",
         "--no-progress", "--out", str(tmp_path / "cli"))
@@ -147,6 +151,7 @@ def test_invariance_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) -
     check_result(res, InvarianceCurves, tmp_path / "api", tmp_path)
 
 
+@pytest.mark.slow
 def test_correspondence_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Path) -> None:
     cli("correspondence", *COMMON, "--layers", "relu1,relu2", "--limit", "3", "--n-random", "2",
         "--out", str(tmp_path / "cli"))
@@ -158,6 +163,7 @@ def test_correspondence_api_equals_cli(cnn: nn.Module, mnist: Any, tmp_path: Pat
     check_result(res, Correspondence, tmp_path / "api", tmp_path)
 
 
+@pytest.mark.slow
 def test_evolution_api_equals_cli(tmp_path: Path) -> None:
     from layerscope.models import build_model
     from layerscope.training import train

@@ -456,9 +456,10 @@ def occlusion_maps(
     size, stride, anchor, batch_size
         As in :func:`occlusion`.
     value
-        Grey value: ``"mean"`` (:func:`dataset_mean`), ``"zero"`` (the normalised value of a raw
-        0.5, :meth:`~layerscope.data.Normalization.zero_value`; 0 without a normalisation), a
-        number or one per channel (normalised space).
+        Grey value: ``"mean"`` (:func:`dataset_mean`), ``"zero"``
+        (:meth:`~layerscope.data.Normalization.zero_value`: 0 in normalised space — the
+        normalisation's mean, per channel — for standardised data, 0.5 for data left in [0, 1];
+        0 without a normalisation), a number or one per channel (normalised space).
     layer, unit
         Feature map of panel (b) (``unit`` default: the strongest per image); a ``unit`` without a
         ``layer`` is refused.

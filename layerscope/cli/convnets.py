@@ -3,8 +3,8 @@
 Each command parses, calls the library (:mod:`layerscope.attribution`), saves the result with its
 ``save()`` and prints a summary; the folders are described by the result classes
 (:class:`~layerscope.attribution.TopK`, :class:`~layerscope.attribution.DeconvProjections`,
-:class:`~layerscope.attribution.Evolution`). ``occlude``, ``invariance`` and ``correspondence``
-are in :mod:`.occlusion`.
+:class:`~layerscope.attribution.Evolution`). ``occlude`` and ``correspondence`` are in
+:mod:`.occlusion`, ``invariance`` in :mod:`.invariance`.
 """
 
 from __future__ import annotations
@@ -16,19 +16,7 @@ import typer
 
 from ._app import (DATA_HELP, allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli,
                    load_model_cli, model_option, out_option, parse_list, progress_bar, progress_option, weights_option)
-
-
-def parse_ints(value: Optional[str], flag: str, all_ok: bool = False) -> Optional[list[int]]:
-    """Comma-separated integers (``None`` if not given, or ``all`` where ``all_ok``)."""
-    from ..exceptions import ParameterError
-
-    items = parse_list(value)
-    if items is None or (all_ok and items == ["all"]):
-        return None
-    try:
-        return [int(u) for u in items]
-    except ValueError as err:
-        raise ParameterError(f"{flag} takes comma-separated integers{' or all' if all_ok else ''}; got {value!r}.") from err
+from ._zf import parse_ints
 
 
 @app.command()

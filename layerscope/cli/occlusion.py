@@ -1,9 +1,8 @@
-"""``layerscope occlude``, ``invariance`` and ``correspondence`` (Zeiler & Fergus 2014, §4).
+"""``layerscope occlude`` and ``correspondence`` (Zeiler & Fergus 2014, §4.2 and §4.3).
 
 Each command parses, calls the library (:mod:`layerscope.attribution`), saves the result with its
 ``save()`` and prints a summary; the folders are described by
-:class:`~layerscope.attribution.OcclusionMaps`, :class:`~layerscope.attribution.InvarianceCurves`
-and :class:`~layerscope.attribution.Correspondence`.
+:class:`~layerscope.attribution.OcclusionMaps` and :class:`~layerscope.attribution.Correspondence`.
 """
 
 from __future__ import annotations
@@ -13,21 +12,9 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import (allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli, load_model_cli,
+from ._app import (allow_pickle_option, app, console, data_option, load_data_cli, load_model_cli,
                    model_option, out_option, parse_list, progress_bar, progress_option, weights_option)
-from .convnets import parse_ints
-
-
-def _number_or(value: str, words: tuple[str, ...], flag: str) -> Any:
-    """``value`` if it is one of ``words``, else the number it spells."""
-    from ..exceptions import ParameterError
-
-    if value in words:
-        return value
-    try:
-        return float(value)
-    except ValueError as err:
-        raise ParameterError(f"{flag} takes {', '.join(repr(w) for w in words)} or a number; got {value!r}.") from err
+from ._zf import number_or, parse_ints
 
 
 @app.command()
@@ -37,7 +24,8 @@ def occlude(
     size: int = typer.Option(7, help="Side of the grey square in pixels."),
     stride: int = typer.Option(2, help="Step of the square in pixels."),
     value: str = typer.Option("mean", help="Grey value: 'mean' (data set mean in normalised space), 'zero' "
-                              "(mid-grey), or a number."),
+                              "(0 in normalised space, i.e. the normalisation's mean, for standardised data; "
+                              "0.5 raw for data in [0, 1]), or a number (normalised space)."),
     anchor: str = typer.Option("centred", help="centred (map as large as image / stride) or valid (Captum's windows)."),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="Layer for map (b); none: skip (b)."),
     unit: Optional[int] = typer.Option(None, help="Feature map for (b) (needs --layer); default the strongest per image."),
@@ -57,41 +45,12 @@ def occlude(
     ds = load_data_cli(data, net)
     with progress_bar(progress) as bar:
         res = occlusion_maps(net, ds, parse_ints(indices, "--indices") or [], size=size, stride=stride,
-                             value=_number_or(value, ("mean", "zero"), "--value"), anchor=anchor,  # type: ignore[arg-type]
+                             value=number_or(value, ("mean", "zero"), "--value"), anchor=anchor,  # type: ignore[arg-type]
                              layer=layer, unit=unit, project=project, batch_size=batch_size, progress=bar, data_spec=data)
     for note in res.notes:
         console.print(f"[yellow]{note}[/]")
     res.save(out)
     console.print(f"occlusion maps of {len(res.sample_ids)} images written to [bold]{out}[/]")
-
-
-@app.command()
-def invariance(
-    model: str = model_option(), out: Path = out_option(), data: Optional[str] = data_option(),
-    layers: Optional[str] = typer.Option(None, "--layers", "-l", help="Comma-separated layers (default: the model's hidden layers)."),
-    limit: Optional[int] = typer.Option(5, help="Number of images (the first N; the paper uses 5)."),
-    indices: Optional[str] = typer.Option(None, help="Dataset rows instead of --limit."),
-    transforms: str = typer.Option("translate,scale,rotate", help="Which transformations: translate (horizontal), "
-                                   "vtranslate (vertical, the paper's), scale, rotate."),
-    fill: str = typer.Option("min", help="Value of pixels warped in from outside: 'min' (the data's background), "
-                             "'mean', or a number (normalised space)."),
-    plot_layers: Optional[str] = typer.Option(None, help="Layers drawn in the figure (default: the lowest and the highest)."),
-    batch_size: int = batch_size_option(), weights: Optional[Path] = weights_option(),
-    allow_pickle: bool = allow_pickle_option(), progress: bool = progress_option(),
-) -> None:
-    """Feature distance per layer and p(true class) under translation, scaling, rotation (Z&F Fig. 5)."""
-    from ..attribution.invariance import invariance_curves
-
-    net = load_model_cli(model, weights, allow_pickle)
-    ds = load_data_cli(data, net)
-    rows = parse_ints(indices, "--indices")
-    with progress_bar(progress) as bar:
-        curves = invariance_curves(net, ds, layers=parse_list(layers), transforms=parse_list(transforms) or [],
-                                   fill=_number_or(fill, ("min", "mean"), "--fill"), indices=rows,
-                                   limit=None if rows is not None else limit, plot_layers=parse_list(plot_layers),
-                                   batch_size=batch_size, progress=bar, data_spec=data)
-    curves.save(out)
-    console.print(f"invariance curves of {len(curves.labels)} images x {len(curves.layers)} layers written to [bold]{out}[/]")
 
 
 @app.command()
@@ -121,7 +80,7 @@ def correspondence(
         except ValueError as err:
             raise ParameterError(f"--parts takes 'name=row,col,h,w;...'; got {parts!r}.") from err
     rows = parse_ints(indices, "--indices")
-    res = corr(net, ds, parse_list(layers) or [], parts=boxes, value=_number_or(value, ("mean",), "--value"),
+    res = corr(net, ds, parse_list(layers) or [], parts=boxes, value=number_or(value, ("mean",), "--value"),
                n_random=n_random, random_state=seed, label=label, indices=rows, limit=None if rows is not None else limit,
                data_spec=data)
     res.save(out)
