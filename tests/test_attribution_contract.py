@@ -248,3 +248,35 @@ def test_load_refuses_another_analysis(cnn: nn.Module, mnist: Any, tmp_path: Pat
     for load in loaders:
         with pytest.raises(DataError, match="correspondence"):
             load(tmp_path / "c")
+
+
+def test_float64_and_bfloat16_models_run_in_their_dtype() -> None:
+    """invariance, correspondence and projections take the model's dtype (the inputs are float32)."""
+    m32, m64, m16 = _small_cnn(torch.float32), _small_cnn(torch.float64), _small_cnn(torch.bfloat16)
+    x = torch.randn(3, 2, 6, 6)
+    ranges = {"rotate": [0.0, 90.0]}
+    c32, c64 = (invariance_curves(m, x, [0, 1, 2], layers=["1"], ranges=ranges) for m in (m32, m64))
+    np.testing.assert_allclose(c64.probabilities["rotate"], c32.probabilities["rotate"], rtol=1e-5)
+    assert c64.probabilities["rotate"].dtype == np.float64
+    assert np.isfinite(invariance_curves(m16, x, [0, 1, 2], layers=["1"], ranges=ranges).probabilities["rotate"]).all()
+    d32, d64 = (correspondence(m, x, ["1", "3"], parts={"c": (2, 2, 2, 2)}, n_random=2) for m in (m32, m64))
+    assert d64.delta["3"]["c"] == pytest.approx(d32.delta["3"]["c"], abs=1e-6)
+    from layerscope.attribution import project_activations
+
+    p32, p64 = (project_activations(m, x, "1", [0, 1, 2], rule="guided") for m in (m32, m64))
+    np.testing.assert_allclose(p64.maps, p32.maps, rtol=1e-4, atol=1e-6)
+
+
+def test_progress_is_called_with_keywords(cnn: nn.Module, mnist: Any) -> None:
+    """Any tqdm-compatible callable: progress(iterable, total=n, desc=...)."""
+    calls: list[tuple[int | None, str]] = []
+
+    def progress(iterable: Any, *, total: int | None = None, desc: str = "") -> Any:
+        calls.append((total, desc))
+        return iterable
+
+    top_activations(cnn, mnist, "relu2", units=[0], k=2, limit=30, batch_size=10, rule=None, patches=False,
+                    progress=progress)
+    occlusion(cnn, mnist.x[0], size=7, stride=7, layer="relu2", progress=progress)
+    invariance_curves(cnn, mnist.x[:1], [int(mnist.y[0])], layers=["relu1"], ranges={"rotate": [0.0]}, progress=progress)
+    assert calls == [(3, "layer relu2: top-2"), (1, "occlusion, layer relu2"), (1, "invariance, layers relu1")]

@@ -204,6 +204,7 @@ def correspondence(
     Correspondence
     """
     from ..results import model_description
+    from ._dtype import model_dtype, wide as _wide
     from .occlusion import dataset_mean
     from .topk import dataset_inputs
 
@@ -258,8 +259,9 @@ def correspondence(
         part_boxes[name] = boxes  # type: ignore[assignment]
     rng = np.random.default_rng(random_state)
     dev = model_device(model, device)
-    xd = x.detach().float().to(dev)
-    val = torch.as_tensor(mask, dtype=torch.float32, device=dev).flatten()
+    dtype = model_dtype(model)  # run in the model's own dtype
+    xd = x.detach().to(dev, dtype)
+    val = torch.as_tensor(mask, dtype=torch.float64).flatten().to(dev, dtype)
     val = val.expand(c) if val.numel() == 1 else val
     if val.numel() != c:
         raise ParameterError(f"value must be a scalar or {c} values; got {val.numel()}.")
@@ -272,7 +274,7 @@ def correspondence(
 
             def feats(z: torch.Tensor) -> dict[str, torch.Tensor]:
                 cap.run(z)
-                return {layer: cap[layer].flatten(1).float() for layer in layer_list}
+                return {layer: _wide(cap[layer].flatten(1)) for layer in layer_list}
 
             f0 = feats(xd)
             for name, pboxes in part_boxes.items():

@@ -58,6 +58,7 @@ from torch.overrides import TorchFunctionMode
 from ..capture import _StopForward, first_tensor, model_device, model_state_guard, run_model
 from ..exceptions import InputShapeError, ParameterError
 from ..layers import resolve_layer
+from ._dtype import model_dtype
 from ._result import FolderResult, read_folder
 
 __all__ = [
@@ -288,7 +289,8 @@ def project_activations(
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        xin = x.detach().to(dev).clone().requires_grad_(True)
+        xf = x.detach().to(dev, model_dtype(model)) if x.is_floating_point() else x.detach().to(dev)
+        xin = xf.clone().requires_grad_(True)
         with relu_guard(model, rule) as spy:
             handle = module.register_forward_hook(grab)
             try:

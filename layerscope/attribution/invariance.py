@@ -245,6 +245,7 @@ def invariance_curves(
     InvarianceCurves
     """
     from ..results import model_description
+    from ._dtype import model_dtype
     from .occlusion import dataset_mean
     from .topk import dataset_inputs
 
@@ -300,8 +301,10 @@ def invariance_curves(
         if kind not in KINDS:
             raise ParameterError(f"transform must be one of {', '.join(KINDS)}; got {kind!r}.")
     dev = model_device(model, device)
-    xd = x.detach().float().to(dev)
-    fill_t = torch.as_tensor(fill_v, dtype=torch.float32)
+    dtype = model_dtype(model)  # the model runs in its own dtype; warps and distances in float32 or float64
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    xd = x.detach().to(dev, acc)
+    fill_t = torch.as_tensor(fill_v, dtype=acc)
     n = x.shape[0]
     y = torch.as_tensor(labels_np, device=dev)
 
@@ -309,12 +312,12 @@ def invariance_curves(
         out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layer_list}
         probs = []
         for s in range(0, xb.shape[0], batch_size):
-            logits = first_tensor(cap.run(xb[s : s + batch_size]))
+            logits = first_tensor(cap.run(xb[s : s + batch_size].to(dtype)))
             if logits is None or logits.ndim != 2:
                 raise InputShapeError("invariance_curves needs a classifier returning logits (N, classes).")
-            probs.append(torch.softmax(logits.float(), 1))
+            probs.append(torch.softmax(logits.to(acc), 1))
             for layer in layer_list:
-                out[layer].append(cap[layer].flatten(1).float())
+                out[layer].append(cap[layer].flatten(1).to(acc))
         return {k: torch.cat(v) for k, v in out.items()}, torch.cat(probs)
 
     distances: dict[str, dict[str, np.ndarray]] = {}

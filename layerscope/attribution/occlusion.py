@@ -43,9 +43,10 @@ from torch import nn
 
 from ..capture import capture, first_tensor, model_device, model_state_guard, run_model
 from ..exceptions import InputShapeError, ParameterError
+from ._dtype import model_dtype, wide as _wide
 from ._result import FolderResult, read_folder, track
 
-__all__ = ["Occlusion", "OcclusionMaps", "occlusion", "occlusion_maps", "window_grid", "dataset_mean", "model_dtype"]
+__all__ = ["Occlusion", "OcclusionMaps", "occlusion", "occlusion_maps", "window_grid", "dataset_mean"]
 
 Anchor = Literal["centred", "valid"]
 
@@ -65,19 +66,6 @@ def window_grid(n: int, size: int, stride: int, anchor: Anchor = "centred") -> n
     count = -(-span // stride) + 1
     lo = np.arange(count) * stride - pad_before
     return np.stack([np.clip(lo, 0, n), np.clip(lo + size, 0, n)], axis=1)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's first floating parameter or buffer (float32 if none)."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.is_floating_point():
-            return t.dtype
-    return torch.float32
-
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in float64 if it is float64, else float32 (bfloat16/float16 cannot go to NumPy)."""
-    return t.double() if t.dtype == torch.float64 else t.float()
 
 
 def dataset_mean(dataset: Any) -> torch.Tensor:
