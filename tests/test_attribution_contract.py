@@ -280,3 +280,19 @@ def test_progress_is_called_with_keywords(cnn: nn.Module, mnist: Any) -> None:
     occlusion(cnn, mnist.x[0], size=7, stride=7, layer="relu2", progress=progress)
     invariance_curves(cnn, mnist.x[:1], [int(mnist.y[0])], layers=["relu1"], ranges={"rotate": [0.0]}, progress=progress)
     assert calls == [(3, "layer relu2: top-2"), (1, "occlusion, layer relu2"), (1, "invariance, layers relu1")]
+
+
+def test_bad_rows_and_sizes_are_one_line_errors(cnn: nn.Module, mnist: Any) -> None:
+    """Issue 11: rows past the end or negative, empty selections and zero sizes are refused."""
+    with pytest.raises(ParameterError, match="indices must be rows"):
+        occlusion_maps(cnn, mnist, [-1])
+    with pytest.raises(ParameterError, match="indices must be rows"):
+        deconv_projections(cnn, mnist, "relu2", indices=[len(mnist)])
+    with pytest.raises(ParameterError, match="limit must be >= 1"):
+        invariance_curves(cnn, mnist, layers=["relu1"], limit=0)
+    with pytest.raises(ParameterError, match="batch_size must be >= 1"):
+        invariance_curves(cnn, mnist, layers=["relu1"], limit=2, batch_size=0)
+    with pytest.raises(ParameterError, match="at least 2 images"):
+        correspondence(cnn, mnist, ["relu1"], limit=1)
+    with pytest.raises(ParameterError, match="limit must be >= 1"):
+        top_activations(cnn, mnist, "relu2", limit=0)

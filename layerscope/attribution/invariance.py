@@ -249,6 +249,8 @@ def invariance_curves(
     from .occlusion import dataset_mean
     from .topk import dataset_inputs
 
+    if batch_size < 1:
+        raise ParameterError(f"batch_size must be >= 1; got {batch_size}.")
     data_name = None
     if isinstance(x, torch.Tensor):
         if labels is None:
