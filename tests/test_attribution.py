@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from layerscope.attribution import (
+from layerscope.convnets import (
     UnsupportedModelError,
     correspondence,
     crop_patch,
@@ -28,7 +28,7 @@ from layerscope.attribution import (
     transform_images,
     window_grid,
 )
-from layerscope.attribution.receptive_field import ReceptiveFieldError
+from layerscope.convnets.receptive_field import ReceptiveFieldError
 from layerscope.exceptions import LayerNotFoundError, ParameterError
 
 
@@ -530,7 +530,7 @@ def test_no_hooks_left_after_a_raising_model(call) -> None:  # type: ignore[no-u
 
 def test_occlusion_equals_captum_on_resnet20_cifar(cifar10_npz) -> None:  # type: ignore[no-untyped-def]
     captum = pytest.importorskip("captum.attr")
-    from layerscope.attribution import dataset_mean
+    from layerscope.convnets import dataset_mean
     from layerscope.data import load_dataset
     from layerscope.loading import load_model
 

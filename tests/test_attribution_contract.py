@@ -24,7 +24,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import layerscope as ls
-from layerscope.attribution import (
+from layerscope.convnets import (
     Correspondence,
     DeconvProjections,
     Evolution,
@@ -232,7 +232,7 @@ def test_unit_without_layer_is_refused(cnn: nn.Module, mnist: Any, tmp_path: Pat
 
 
 def test_importing_the_plots_switches_no_backend() -> None:
-    code = ("import matplotlib; matplotlib.use('svg'); import layerscope.attribution.plots, layerscope.cli; "
+    code = ("import matplotlib; matplotlib.use('svg'); import layerscope.convnets.plots, layerscope.cli; "
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -261,7 +261,7 @@ def test_float64_and_bfloat16_models_run_in_their_dtype() -> None:
     assert np.isfinite(invariance_curves(m16, x, [0, 1, 2], layers=["1"], ranges=ranges).probabilities["rotate"]).all()
     d32, d64 = (correspondence(m, x, ["1", "3"], parts={"c": (2, 2, 2, 2)}, n_random=2) for m in (m32, m64))
     assert d64.delta["3"]["c"] == pytest.approx(d32.delta["3"]["c"], abs=1e-6)
-    from layerscope.attribution import project_activations
+    from layerscope.convnets import project_activations
 
     p32, p64 = (project_activations(m, x, "1", [0, 1, 2], rule="guided") for m in (m32, m64))
     np.testing.assert_allclose(p64.maps, p32.maps, rtol=1e-4, atol=1e-6)

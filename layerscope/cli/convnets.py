@@ -1,9 +1,9 @@
 """``layerscope topk``, ``deconv`` and ``evolution`` (Zeiler & Fergus 2014, arXiv 1311.2901).
 
-Each command parses, calls the library (:mod:`layerscope.attribution`), saves the result with its
+Each command parses, calls the library (:mod:`layerscope.convnets`), saves the result with its
 ``save()`` and prints a summary; the folders are described by the result classes
-(:class:`~layerscope.attribution.TopK`, :class:`~layerscope.attribution.DeconvProjections`,
-:class:`~layerscope.attribution.Evolution`). ``occlude`` and ``correspondence`` are in
+(:class:`~layerscope.convnets.TopK`, :class:`~layerscope.convnets.DeconvProjections`,
+:class:`~layerscope.convnets.Evolution`). ``occlude`` and ``correspondence`` are in
 :mod:`.occlusion`, ``invariance`` in :mod:`.invariance`.
 """
 
@@ -34,7 +34,7 @@ def topk(
     progress: bool = progress_option(),
 ) -> None:
     """Top-k activations of many units over a data set, with receptive-field patches (Z&F Fig. 2)."""
-    from ..attribution.topk import top_activations
+    from ..convnets.topk import top_activations
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
@@ -61,7 +61,7 @@ def deconv(
     allow_pickle: bool = allow_pickle_option(), progress: bool = progress_option(),
 ) -> None:
     """Project single activations back to pixels with gradient / deconvnet / guided backprop."""
-    from ..attribution.deconvnet import deconv_projections
+    from ..convnets.deconvnet import deconv_projections
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
@@ -87,7 +87,7 @@ def evolution(
     """Strongest activation of chosen units, projected, at each checkpoint (Z&F Fig. 4)."""
     import re
 
-    from ..attribution.evolution import feature_evolution
+    from ..convnets.evolution import feature_evolution
     from ..exceptions import ParameterError
     from ..loading import load_run_model
     from ..results import model_description

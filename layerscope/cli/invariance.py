@@ -1,7 +1,7 @@
 """``layerscope invariance`` (Zeiler & Fergus 2014, §4.1, Fig. 5).
 
-Parses, calls :func:`~layerscope.attribution.invariance_curves`, saves the
-:class:`~layerscope.attribution.InvarianceCurves` with its ``save()`` and prints a summary.
+Parses, calls :func:`~layerscope.convnets.invariance_curves`, saves the
+:class:`~layerscope.convnets.InvarianceCurves` with its ``save()`` and prints a summary.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def invariance(
     allow_pickle: bool = allow_pickle_option(), progress: bool = progress_option(),
 ) -> None:
     """Feature distance per layer and p(true class) under translation, scaling, rotation (Z&F Fig. 5)."""
-    from ..attribution.invariance import invariance_curves
+    from ..convnets.invariance import invariance_curves
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)

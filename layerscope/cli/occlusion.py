@@ -1,8 +1,8 @@
 """``layerscope occlude`` and ``correspondence`` (Zeiler & Fergus 2014, §4.2 and §4.3).
 
-Each command parses, calls the library (:mod:`layerscope.attribution`), saves the result with its
+Each command parses, calls the library (:mod:`layerscope.convnets`), saves the result with its
 ``save()`` and prints a summary; the folders are described by
-:class:`~layerscope.attribution.OcclusionMaps` and :class:`~layerscope.attribution.Correspondence`.
+:class:`~layerscope.convnets.OcclusionMaps` and :class:`~layerscope.convnets.Correspondence`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def occlude(
     progress: bool = progress_option(),
 ) -> None:
     """Occlusion maps: feature map (b), p(true class) (d), most probable label (e) (Z&F Fig. 7)."""
-    from ..attribution.occlusion import occlusion_maps
+    from ..convnets.occlusion import occlusion_maps
     from ..exceptions import ParameterError
 
     if unit is not None and layer is None:
@@ -67,7 +67,7 @@ def correspondence(
     weights: Optional[Path] = weights_option(), allow_pickle: bool = allow_pickle_option(),
 ) -> None:
     """Correspondence Δ per layer: the same part masked in several images vs random masks (Z&F Table 1)."""
-    from ..attribution.correspondence import correspondence as corr
+    from ..convnets.correspondence import correspondence as corr
     from ..exceptions import ParameterError
 
     net = load_model_cli(model, weights, allow_pickle)

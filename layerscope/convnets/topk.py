@@ -8,8 +8,8 @@ maximum over positions (one activation per image and unit, as in the paper), and
 ``(k, units)`` table is merged with :func:`torch.topk`. Memory does not grow with the data set.
 
 Patches are cropped by the unit's true receptive field
-(:func:`~layerscope.attribution.receptive_field.receptive_field`) and padded where the field
-leaves the image; projections (:mod:`~layerscope.attribution.deconvnet`) are cropped the same way.
+(:func:`~layerscope.convnets.receptive_field.receptive_field`) and padded where the field
+leaves the image; projections (:mod:`~layerscope.convnets.deconvnet`) are cropped the same way.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class TopK(FolderResult):
         ``(U, k, C, *rf_size)`` float32 projections (``rule``) cropped like the patches, or ``None``.
     rule
         Projection rule used, or ``None``. Projections are seeded with 1 at the activation (see
-        :mod:`~layerscope.attribution.deconvnet`); ``values`` holds the activations.
+        :mod:`~layerscope.convnets.deconvnet`); ``values`` holds the activations.
     limit, max_units
         Only the first ``limit`` samples were searched (``None``: all); units shown in the figure.
     model, data

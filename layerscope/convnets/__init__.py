@@ -15,7 +15,7 @@
 Examples
 --------
 >>> import layerscope as ls
->>> from layerscope.attribution import top_activations, project_activations, occlusion, dataset_mean
+>>> from layerscope.convnets import top_activations, project_activations, occlusion, dataset_mean
 >>> model, data = ls.load_model("mnist-cnn"), ls.load_dataset("mnist:test")
 >>> top = top_activations(model, data, "relu2", k=9)            # all 16 maps, one pass
 >>> top.patches.shape                                           # (16, 9, 1, 10, 10): 10x10 fields
