@@ -10,11 +10,11 @@ from typing import Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 
-Tracker = Callable[[Iterable[T], "int | None", str], Iterable[T]]
+Tracker = Callable[..., Iterable[T]]  # called as tracker(iterable, total=n, desc="...") (tqdm keywords)
 
 __all__ = ["Tracker", "no_progress"]
 
 
-def no_progress(iterable: Iterable[T], total: int | None = None, description: str = "") -> Iterable[T]:
-    """The default tracker: no output."""
+def no_progress(iterable: Iterable[T], total: int | None = None, desc: str = "", **kwargs: object) -> Iterable[T]:
+    """The default tracker: no output (takes tqdm's keywords ``total=`` and ``desc=``)."""
     return iterable

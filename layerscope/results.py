@@ -138,13 +138,23 @@ class AnalysisResult:
     #: stem of the figure shown by ``_repr_html_`` (default: the first one)
     key_figure: str | None = None
 
-    @property
-    def metrics(self) -> dict[str, Any]:  # pragma: no cover - overridden
-        return {}
+    # ``metrics`` and ``parameters`` are properties with a setter that stores into the instance
+    # ``__dict__``, so a (frozen) dataclass subclass may declare them as fields; a subclass that
+    # computes them overrides the property instead.
+    def _get_metrics(self) -> dict[str, Any]:
+        return self.__dict__.get("metrics", {})  # type: ignore[no-any-return]
 
-    @property
-    def parameters(self) -> dict[str, Any]:
-        return {}
+    def _set_metrics(self, value: dict[str, Any]) -> None:
+        self.__dict__["metrics"] = value
+
+    def _get_parameters(self) -> dict[str, Any]:
+        return self.__dict__.get("parameters", {})  # type: ignore[no-any-return]
+
+    def _set_parameters(self, value: dict[str, Any]) -> None:
+        self.__dict__["parameters"] = value
+
+    metrics = property(_get_metrics, _set_metrics)
+    parameters = property(_get_parameters, _set_parameters)
 
     def figures(self) -> dict[str, Any]:
         """``{stem: Figure}``; the default has none."""

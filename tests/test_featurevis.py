@@ -505,8 +505,12 @@ def test_result_json_schema(tmp_path: Path) -> None:
     back = type(res).load(tmp_path)
     assert np.array_equal(back.images, res.images) and back.kind == "logit" and sorted(back.intermediate) == [2, 5]
     assert np.array_equal(back.class_probability, res.class_probability) and back.data_max is None
-    for p in (plot_grid(res, tmp_path / "g.png"), plot_traces(res, tmp_path / "t.png"),
-              *save_unit_images(res, tmp_path / "u")):
+    from matplotlib.figure import Figure
+
+    for name, fig in {"g.png": plot_grid(res), "t.png": plot_traces(res)}.items():
+        assert isinstance(fig, Figure)
+        fig.savefig(tmp_path / name)
+    for p in (tmp_path / "g.png", tmp_path / "t.png", *save_unit_images(res, tmp_path / "u")):
         assert p.exists() and p.stat().st_size > 100
 
 

@@ -50,8 +50,9 @@ class RichTracker:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
 
-    def __call__(self, iterable: Iterable[T], total: int | None = None, description: str = "") -> Iterator[T]:
-        task = self.progress.add_task(description or "working", total=total)
+    def __call__(self, iterable: Iterable[T], total: int | None = None, description: str = "",
+                 desc: str | None = None) -> Iterator[T]:
+        task = self.progress.add_task(desc or description or "working", total=total)
         try:
             for item in iterable:
                 yield item
