@@ -291,7 +291,7 @@ def probe_layers(
 
 
 def _models_of(model: nn.Module | Mapping[int, nn.Module]) -> dict[int | None, nn.Module]:
-    models: dict[int | None, nn.Module] = dict(model) if isinstance(model, Mapping) else {None: model}
+    models: dict[int | None, nn.Module] = {k: v for k, v in model.items()} if isinstance(model, Mapping) else {None: model}
     if not models:
         raise ParameterError("no model given: pass an nn.Module or a non-empty mapping epoch -> nn.Module.")
     return models
