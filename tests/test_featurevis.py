@@ -471,13 +471,16 @@ def test_success_leaves_no_hooks_and_model_unchanged() -> None:
 def test_chunks_of_whole_units_and_progress() -> None:
     model = Tiny()
     seen: list[int] = []
+    descs: list[str] = []
 
-    def tracker(it, total=None, description=""):  # type: ignore[no-untyped-def]
+    def tracker(it, desc=None, total=None):  # type: ignore[no-untyped-def]  # tqdm's order: called by keyword
         seen.append(total)
+        descs.append(desc)
         yield from it
 
     res = maximize(model, "fc", "all", kind="logit", steps=4, restarts=2, batch_size=2, progress=tracker)
     assert seen == [4 * 3]  # 3 batches of one unit x 2 restarts, one bar over all steps
+    assert descs == ["maximize layer fc"]
     assert res.restart_images.shape == (3, 2, 1, 4, 4) and res.trace.shape == (4, 3)
 
 

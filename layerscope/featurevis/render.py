@@ -292,7 +292,7 @@ def render(
                     )
                 return vals
 
-            for step in track(range(steps), steps, "maximize"):
+            for step in track(range(steps), total=steps, desc="render steps"):
                 x = p()
                 xt = tf(x, gen) if tf is not None else x
                 vals = evaluate(xt)
@@ -810,9 +810,9 @@ def maximize(
     chunks = [unit_list[i : i + per_batch] for i in range(0, len(unit_list), per_batch)]
     total_steps = steps * len(chunks)
     track = progress or no_progress
-    step_iter = iter(track(range(total_steps), total_steps, f"maximize {layer}"))
+    step_iter = iter(track(range(total_steps), total=total_steps, desc=f"maximize layer {layer}"))
 
-    def chunk_tracker(it: Iterable[Any], total: int | None = None, description: str = "") -> Iterable[Any]:
+    def chunk_tracker(it: Iterable[Any], total: int | None = None, desc: str = "", **kwargs: Any) -> Iterable[Any]:
         for item in it:
             next(step_iter, None)
             yield item
