@@ -23,7 +23,7 @@ import numpy as np
 from ._progress import Tracker, no_progress
 from .capture import Activations, Reduce
 from .exceptions import DataError, ParameterError
-from .results import AnalysisResult
+from .results import AnalysisResult, short_list
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,8 +31,12 @@ if TYPE_CHECKING:
 
 __all__ = ["CaptureResult", "capture_dataset"]
 
-#: rows of each layer drawn in ``activations.png``
+#: ``activations.png`` draws each layer's values over its first samples: at most this many samples...
 HISTOGRAM_ROWS = 1000
+#: ... and at most this many values per layer (fewer samples for wide layers; at least one sample)
+HISTOGRAM_VALUES = 200_000
+#: ... for at most this many layers (the first ones)
+HISTOGRAM_LAYERS = 32
 
 
 def _labels_of(dataset: Any) -> np.ndarray:
@@ -104,33 +108,37 @@ class CaptureResult(AnalysisResult):
     def __repr__(self) -> str:
         m = self.metrics
         acc = f", accuracy={m['accuracy']:.4f}" if "accuracy" in m else ""
-        return f"CaptureResult(n={m['n_samples']}, layers={list(self.activations.arrays)}{acc})"
+        return f"CaptureResult(n={m['n_samples']}, layers={short_list(self.activations.arrays)}{acc})"
 
     def _figure_specs(self) -> list[tuple[str, Figure, str, str]]:
         from matplotlib.figure import Figure
 
         arrays = self.activations.arrays
-        names = list(arrays)
+        names = list(arrays)[:HISTOGRAM_LAYERS]
         cols = min(4, max(1, len(names)))
         rows = (len(names) + cols - 1) // cols
         fig = Figure(figsize=(3.2 * cols, 2.4 * rows))
         axes = fig.subplots(rows, cols, squeeze=False)
-        rows_used = min(len(self.activations), HISTOGRAM_ROWS)
         for k, ax in enumerate(axes.flat):
             if k >= len(names):
                 ax.set_axis_off()
                 continue
-            v = np.asarray(arrays[names[k]][:rows_used], dtype=np.float64).ravel()
+            arr = arrays[names[k]]
+            per_sample = max(1, int(np.prod(arr.shape[1:])))
+            used = min(len(arr), HISTOGRAM_ROWS, max(1, HISTOGRAM_VALUES // per_sample))
+            v = np.asarray(arr[:used], dtype=np.float64).ravel()
             v = v[np.isfinite(v)]
             if v.size:
                 ax.hist(v, bins=50, color="#4c72b0")
-            ax.set_title(f"{names[k]} {tuple(arrays[names[k]].shape[1:])}", fontsize=8)
+            ax.set_title(f"{names[k]} {tuple(arr.shape[1:])}, {used} samples", fontsize=8)
             ax.tick_params(labelsize=6)
         fig.suptitle("Activation values per layer", fontsize=9)
         fig.tight_layout()
         return [("activations", fig, "Activation values per layer",
-                 f"Histogram of every value of each captured layer over the first {rows_used} of the "
-                 f"{len(self.activations)} samples.")]
+                 f"Histogram of each captured layer's values over its first samples (of {len(self.activations)}): "
+                 f"at most {HISTOGRAM_ROWS} samples and {HISTOGRAM_VALUES:,} values per layer; each title gives "
+                 "the number of samples used."
+                 + (f" The first {len(names)} of the {len(arrays)} layers." if len(arrays) > len(names) else ""))]
 
     def figures(self) -> dict[str, Figure]:
         """``{"activations": Figure}``: a histogram of each layer's values."""

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from ._io import read_json, to_jsonable, write_json
 
-__all__ = ["AnalysisResult", "Result", "write_result", "read_result", "RESULT_FILE", "model_description"]
+__all__ = ["AnalysisResult", "Result", "write_result", "read_result", "RESULT_FILE", "model_description", "short_list"]
 
 RESULT_FILE = "result.json"
 R = TypeVar("R", bound="Result")
@@ -44,6 +44,13 @@ def model_description(model: Any) -> dict[str, Any]:
         "source": src,
         "input_shape": list(getattr(model, "input_shape", []) or []),
     }
+
+
+def short_list(items: Any, limit: int = 4) -> str:
+    """``[a, b, c, d, ... (12)]``: a list for a short ``repr``, the first ``limit`` items and the count."""
+    xs = [str(x) for x in items]
+    more = f", ... ({len(xs)})" if len(xs) > limit else ""
+    return "[" + ", ".join(xs[:limit]) + more + "]"
 
 
 def write_result(out_dir: str | os.PathLike[str], analysis: str, **fields_: Any) -> Path:

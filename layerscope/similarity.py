@@ -41,7 +41,7 @@ import numpy as np
 
 from ._progress import Tracker, no_progress
 from .exceptions import DataError, ParameterError
-from .results import AnalysisResult
+from .results import AnalysisResult, short_list
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -357,9 +357,10 @@ class ProbeStudy(AnalysisResult):
         return out
 
     def __repr__(self) -> str:
-        best = {key: max(rs, key=lambda r: r.accuracy) for key, rs in self.results.items()}
+        best = {key: max(rs, key=lambda r: r.accuracy) for key, rs in list(self.results.items())[:3]}
         parts = ", ".join(f"{k}: best {b.layer} {b.accuracy:.3f}" for k, b in best.items())
-        return f"ProbeStudy(layers={len(self.layers)}, chance={self.chance:.3f}, {parts})"
+        more = f", ... ({len(self.results)} models)" if len(self.results) > 3 else ""
+        return f"ProbeStudy(layers={short_list(self.layers)}, chance={self.chance:.3f}, {parts}{more})"
 
     def _figure_specs(self) -> list[tuple[str, Figure, str, str]]:
         from .similarity_plots import plot_probes
@@ -531,7 +532,7 @@ class CKAResult(AnalysisResult):
         return out[:limit]
 
     def __repr__(self) -> str:
-        return f"CKAResult({self.mode}, rows={self.rows}, cols={self.cols})"
+        return f"CKAResult({self.mode}, rows={short_list(self.rows)}, cols={short_list(self.cols)})"
 
     def _figure_specs(self) -> list[tuple[str, Figure, str, str]]:
         from .similarity_plots import plot_cka

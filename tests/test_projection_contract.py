@@ -342,3 +342,24 @@ def test_cli_modules_are_thin() -> None:
         assert n <= 125, (name, n)
     src = (REPO / "layerscope" / "cli" / "foundation.py").read_text()
     assert "write_result" not in src and ".mean()" not in src  # no result.json or metric built in the CLI
+
+
+def test_reprs_stay_short_with_many_layers(tmp_path: Path) -> None:
+    from torch.utils.data import TensorDataset
+
+    from layerscope.capture_result import CaptureResult, capture_dataset
+    from layerscope.similarity import CKAResult
+
+    model = nn.Sequential(*[nn.Linear(4, 4) for _ in range(40)])
+    ds = TensorDataset(torch.randn(20, 4), torch.randint(0, 4, (20,)))
+    res = capture_dataset(model, ds, "all", predictions=False)
+    assert len(res.activations.arrays) == 40 and "accuracy" not in res.metrics
+    assert repr(res) == "CaptureResult(n=20, layers=[0, 1, 2, 3, ... (40)])"
+    assert "<img" in res._repr_html_()
+    (fig,) = res.figures().values()
+    assert len(fig.axes) == 32  # the first 32 layers, as the caption says
+    back = CaptureResult.load(res.save(tmp_path / "c"))
+    assert np.array_equal(back.activations["39"], res.activations["39"])
+    names = [f"l{i}" for i in range(30)]
+    cka = CKAResult(matrix=np.eye(30), rows=names, cols=names)
+    assert len(repr(cka)) < 120 and "... (30)" in repr(cka)

@@ -33,7 +33,7 @@ from torch import nn
 
 from .._progress import Tracker, no_progress
 from ..exceptions import DataError, ParameterError
-from ..results import AnalysisResult
+from ..results import AnalysisResult, short_list
 from .projectors import Method, Projection
 from .sequence import ProjectionSequence, project_sequence
 
@@ -225,8 +225,8 @@ class ProjectionStudy(AnalysisResult):
         return out
 
     def __repr__(self) -> str:
-        return (f"ProjectionStudy({self.parameters.get('method', '?')}, layers={self.layers}, "
-                f"checkpoints={self.checkpoints}, n={len(self.projections[0].labels) if self.projections else 0})")
+        return (f"ProjectionStudy({self.parameters.get('method', '?')}, layers={short_list(self.layers)}, "
+                f"checkpoints={short_list(self.checkpoints)}, n={len(self.projections[0].labels) if self.projections else 0})")
 
     def to_dict(self, points: bool = True) -> dict[str, Any]:
         index = {id(p): i for i, p in enumerate(self.projections)}

@@ -28,7 +28,7 @@ import numpy as np
 
 from .._progress import Tracker, no_progress
 from ..exceptions import DataError, ParameterError
-from ..results import AnalysisResult
+from ..results import AnalysisResult, short_list
 from .metrics import check_finite
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class NeuronProjection(AnalysisResult):
 
     def __repr__(self) -> str:
         return (f"NeuronProjection(layer={self.layer!r}, neurons={len(self.neuron_index)}, dead={len(self.dead)}, "
-                f"classes={[self.class_name(c) for c in self.importances]})")
+                f"classes={short_list(self.class_name(c) for c in self.importances)})")
 
     def to_dict(self) -> dict[str, Any]:
         names = self.classes or [str(c) for c in sorted(self.importances)]
