@@ -7,13 +7,16 @@ power to discriminate one class from the rest: the feature importances of a one-
 randomized-trees classifier (scikit-learn ``ExtraTreesClassifier``) trained on the layer's
 activations. Conv layers are described by their spatially pooled channels (mean over H x W).
 
-``result.json`` written by ``layerscope neurons`` (``analysis = "neurons"``)::
+``result.json`` written by :meth:`NeuronProjection.save` / ``layerscope neurons``
+(``analysis = "neurons"``), next to one figure ``neurons_class<c>.png`` per class::
 
-    parameters: {layer, checkpoint, n, method, perplexity, n_estimators, random_state, pooled}
-    metrics: {n_neurons, n_dead, kl_or_stress, top_neurons: {class: [neuron indices by importance]}}
+    parameters: {perplexity (tsne), method, n, n_estimators, random_state, pooled, layer}
+    metrics: {n_neurons, n_dead, kl_divergence (tsne) | stress (mds),
+              top_neurons: {class index: [neuron indices by importance]}}
     neurons: {x: [...], y: [...], index: [neuron index per point], dead: [indices left out],
-              importances: {class name: [one value per point]}}
-    classes: [class names]
+              importances: {class name: [one value per point]}}   # same order as top_neurons
+    classes: [class names]     # the class indices as text when the data names no classes
+    layer: str
 """
 
 from __future__ import annotations
