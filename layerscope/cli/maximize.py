@@ -95,7 +95,6 @@ def maximize(
         except ValueError:
             raise ParameterError(f"--position must be comma-separated integers; got {position!r}.") from None
     keep = [int(t) for t in parse_list(thresholds) or []] if thresholds else []
-    normalization = getattr(ds, "normalization", None) or getattr(net, "normalization", None)
     # maximize() checks method and optimizer against its Literal values (ParameterError), so the
     # CLI strings are passed through unchanged.
     method_lit = cast(Literal["erhan", "lucid"], method)
@@ -103,7 +102,7 @@ def maximize(
     with progress_bar(progress) as bar:
         res = maximize_fn(
             net, layer, unit_list, kind=objective, method=method_lit, steps=steps, restarts=restarts, rho=rho, lr=lr,
-            position=pos, data=ds, normalization=normalization, param=param,
+            position=pos, data=ds, param=param,  # normalization: the data's, else the model's (maximize's default)
             transforms=None if transforms else [], optimizer=optimizer_lit, l2=l2, tv=tv, blur_every=blur_every,
             blur_sigma=blur_sigma, diversity_weight=diversity, thresholds=keep, batch_size=batch_size, data_max=data is not None,
             random_state=seed, model_info={**model_description(net), "spec": model}, data_spec=data, progress=bar,
