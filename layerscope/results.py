@@ -138,7 +138,10 @@ class AnalysisResult:
       figure) in notebooks.
 
     Subclasses set :attr:`analysis` and implement :meth:`figures`, :meth:`save` and ``load``;
-    :meth:`save_figures` and :meth:`_repr_html_` are shared.
+    :meth:`save_figures` and :meth:`_repr_html_` are shared. A dataclass subclass is declared
+    ``@dataclass(frozen=True, repr=False)`` (else the dataclass ``repr``, arrays and all, replaces
+    the short one) and sets ``analysis = "..."`` without an annotation (a class attribute, not a field);
+    it may declare ``metrics`` / ``parameters`` as fields.
     """
 
     analysis: str = "result"
