@@ -12,6 +12,8 @@ Data specs (``--data``):
 ``npz:PATH[:SPLIT]``       arrays x/y (or x_train/y_train/x_test/y_test)
 ``speech:RUN[:SPLIT]``     the feature frames a ``layerscope speech train`` run was trained
                            (``train``) or tested (``test``, default) on, rebuilt from its run.json
+``wordnet[:OPTS][:SPLIT]`` bundled WordNet noun glosses by lexname (``classes=animal,plant``; see
+                           :mod:`layerscope.data.text`); ``text:FILE.tsv|jsonl`` labelled texts
 =========================  =====================================================================
 
 Normalisation: MNIST and image folders give pixels / 255 in [0, 1]; CIFAR-10 gives pixels / 255
@@ -28,6 +30,7 @@ from ..exceptions import DataError
 from .audio import AudioDataset, load_audiofolder, load_fsdd
 from .base import ArrayDataset, Normalization, stratified_indices
 from .images import CIFAR10_CLASSES, load_cifar10, load_imagefolder, load_mnist, load_npz, read_idx
+from .text import TextDataset
 
 __all__ = [
     "ArrayDataset",
@@ -46,9 +49,9 @@ __all__ = [
     "CIFAR10_CLASSES",
 ]
 
-Dataset = Union[ArrayDataset, AudioDataset]
+Dataset = Union[ArrayDataset, AudioDataset, TextDataset]
 SPLITS = ("train", "test", "all")
-KINDS = ("mnist", "fsdd", "cifar10", "imagefolder", "npz", "speech")
+KINDS = ("mnist", "fsdd", "cifar10", "imagefolder", "npz", "speech", "wordnet", "text")
 
 
 def parse_data_spec(spec: str) -> tuple[str, str | None, str | None]:
@@ -75,6 +78,11 @@ def parse_data_spec(spec: str) -> tuple[str, str | None, str | None]:
 
 def load_dataset(spec: str) -> Dataset:
     """Load the dataset a spec string names (see the module docstring)."""
+    if spec.partition(":")[0].strip().lower() in ("wordnet", "text"):  # text kinds parse their own options
+        from .text import load_text_spec
+
+        head, _, rest = spec.partition(":")
+        return load_text_spec(head.strip().lower(), rest or None, spec)
     kind, path, split = parse_data_spec(spec)
     if kind == "mnist":
         return load_mnist(path, split=split or "train")  # type: ignore[arg-type]
