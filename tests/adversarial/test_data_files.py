@@ -122,6 +122,14 @@ def test_idx_header_that_lies_is_refused_without_allocating(tmp_path: Path) -> N
         read_idx(p)
 
 
+def test_gzip_bomb_behind_a_small_idx_header_is_not_inflated(tmp_path: Path) -> None:
+    p = tmp_path / "bomb.gz"
+    p.write_bytes(gzip.compress(_idx(np.zeros(10, np.uint8)) + b"\0" * (32 << 20), compresslevel=1))
+    assert p.stat().st_size < (1 << 20)
+    with pytest.raises(DataError, match=r"header says \(10,\) = 10 values, file holds more"):
+        read_idx(p)
+
+
 def test_mnist_label_outside_ten_classes_is_refused(tmp_path: Path) -> None:
     root = _mnist_folder(tmp_path / "m", labels=np.array([0, 1, 2, 200]))
     with pytest.raises(DataError, match=r"labels-idx1-ubyte: label 200 .* outside \[0, 10\)"):
