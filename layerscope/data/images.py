@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import warnings
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,8 @@ UNIT16_NORMALIZATION = Normalization(
 
 MAX_IDX_BYTES = 2**30
 """The largest IDX payload read, 1 GiB (MNIST's largest file is 47 MB)."""
+MAX_NPZ_BYTES = 2**32
+"""The most bytes the arrays of one ``.npz`` may inflate to (4 GiB), checked before any is read."""
 MAX_IMAGE_PIXELS = 2**26
 """The most pixels one image may have (8192 x 8192), checked from the header before decoding.
 
@@ -394,6 +397,16 @@ def _open_npz(p: Path) -> Any:
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         # np.load would try to unpickle it (and suggest allow_pickle): it is never done here
         raise DataError(f"{p} is not a readable .npz file (corrupt: not a zip archive of arrays); save it with numpy.savez.")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise DataError(f"{p} is not a readable .npz file (corrupt): {err}") from err
+    if total > MAX_NPZ_BYTES:
+        raise DataError(
+            f"{p} inflates to {total} bytes, more than the {MAX_NPZ_BYTES} read here (a zip bomb, or data "
+            "too large to hold in memory); split it or pass a subset."
+        )
     try:
         z = np.load(p, allow_pickle=False)
     except Exception as err:  # np.load raises OSError, ValueError, BadZipFile, EOFError... on bad files

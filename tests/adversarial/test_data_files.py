@@ -261,6 +261,17 @@ def test_corrupt_npz_is_a_data_error(tmp_path: Path, content: bytes) -> None:
     assert "allow_pickle" not in str(info.value)
 
 
+def test_npz_zip_bomb_is_refused_before_inflating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from layerscope.data import images
+
+    monkeypatch.setattr(images, "MAX_NPZ_BYTES", 1 << 20)  # the real cap is 4 GiB; same check, smaller file
+    p = tmp_path / "bomb.npz"
+    np.savez_compressed(p, x=np.zeros((1 << 18, 4), np.float32), y=np.zeros(1 << 18, np.int64))
+    assert p.stat().st_size < (1 << 16)
+    with pytest.raises(DataError, match=r"bomb\.npz inflates to \d+ bytes, more than the 1048576"):
+        load_npz(p)
+
+
 def test_npz_of_plain_xy_has_no_test_split(tmp_path: Path) -> None:
     p = tmp_path / "xy.npz"
     np.savez(p, x=np.zeros((2, 2), np.float32), y=np.array([0, 1]))
