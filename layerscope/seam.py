@@ -83,6 +83,7 @@ __all__ = [
     "model_device",
     "run_model",
     "set_eval",
+    "is_exported",
     "data_length",
     "parse_layer_spec",
     "select_output",
@@ -119,19 +120,28 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def set_eval(model: nn.Module) -> None:
-    """Put ``model`` in eval mode; modules that refuse it (``torch.export`` programs) are left as they are.
+def is_exported(model: nn.Module) -> bool:
+    """Whether ``model`` is a ``torch.export`` program (unflattened or ``program.module()``)."""
+    if getattr(model, "layerscope_exported", False):
+        return True
+    from torch.export.unflatten import UnflattenedModule
 
-    Callers restore the previous flags with :func:`layerscope.capture.model_state_guard`.
+    if isinstance(model, UnflattenedModule):
+        return True
+    # program.module(): a GraphModule subclass whose eval()/train() raise NotImplementedError
+    return any(c.__name__ == "_StatefulGraphModule" for c in type(model).__mro__)
+
+
+def set_eval(model: nn.Module) -> nn.Module:
+    """Put ``model`` in eval mode, leaving exported programs (which fixed their mode at export) alone.
+
+    ``program.module()`` refuses ``eval()``/``train()`` (``NotImplementedError``), and an
+    unflattened program computes what it was exported with whatever its flags say, so for those
+    this does nothing. Returns ``model``. Restore flags with ``layerscope.capture.model_state_guard``.
     """
-    try:
-        model.eval()
-    except NotImplementedError:  # exported programs have no train/eval switch; they run as exported
-        for m in model.modules():
-            try:
-                m.training = False
-            except (AttributeError, NotImplementedError):  # pragma: no cover - defensive
-                pass
+    if is_exported(model):
+        return model
+    return model.eval()
 
 
 def model_device(model: nn.Module, device: torch.device | str | None = None) -> torch.device:
