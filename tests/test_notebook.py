@@ -81,7 +81,7 @@ def pngs(cell: "nbformat.NotebookNode") -> list[bytes]:
 
 
 @pytest.mark.slow
-def test_notebook_runs_the_analyses_and_keeps_user_plots(tmp_path: Path) -> None:
+def test_notebook_runs_the_analyses_and_keeps_user_plots(tmp_path: Path, shared_data: Path) -> None:
     nb = build_notebook(tmp_path / "runs")
     client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
