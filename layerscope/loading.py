@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .models.source import ModelSource
 from .seam import is_exported, set_eval
 from .exceptions import ModelSpecError, UnsafeFileError, UnsupportedFileError, WeightsError
 from .models import PRETRAINED, build_model, load_pretrained
@@ -48,10 +49,6 @@ _PICKLE_RISK = (
     "default. If you trust where {path} came from, pass --allow-pickle (Python: allow_pickle=True); "
     "better, re-save it as a state_dict with safetensors."
 )
-
-
-class ModelSource(dict):  # type: ignore[type-arg]
-    """Where a loaded model came from (kept on ``model.layerscope_source``)."""
 
 
 def _pickle_stream(path: Path) -> bytes | None:
