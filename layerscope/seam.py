@@ -491,7 +491,7 @@ def iter_batches(
         if not (isinstance(out, tuple) and len(out) == 3):
             raise ParameterError("adapter must return a tuple (args, kwargs, labels).")
         args, kwargs, labels = tuple(out[0]), dict(out[1]), out[2]
-        if len(args) == 1 and isinstance(args[0], list) and args[0] and isinstance(args[0][0], str) and not kwargs:
+        if len(args) == 1 and isinstance(args[0], (list, tuple)) and args[0] and isinstance(args[0][0], str) and not kwargs:
             if tokenize is None:
                 raise DataError(
                     "The data holds texts but the model has no tokenizer; load the model with an 'hf:' spec "
