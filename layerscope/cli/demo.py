@@ -174,7 +174,7 @@ def _capture_summary(run_dir: Path, out_dir: Path, progress: bool, n: int = 1000
     """Layers table and a capture of the hidden layers on ``n`` test digits, as a ``capture`` result."""
     from ..capture import collect_activations
     from ..data import ArrayDataset, load_dataset, stratified_indices
-    from ..layers import list_layers
+    from ..capture import list_layers
     from ..loading import load_model
     from ..results import model_description, write_result
 

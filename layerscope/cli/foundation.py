@@ -37,7 +37,7 @@ def layers(
 ) -> None:
     """List every layer: dotted name, type, output shape, parameters."""
     from ..data import ArrayDataset
-    from ..layers import list_layers
+    from ..capture import list_layers
 
     net = load_model_cli(model, weights, allow_pickle)
     sample = None
@@ -85,7 +85,7 @@ def capture(
 
     from ..capture import collect_activations
     from ..data import stratified_indices
-    from ..layers import list_layers
+    from ..capture import list_layers
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
@@ -127,22 +127,21 @@ def train(
     progress: bool = progress_option(),
 ) -> None:
     """Train a reference model on DATA, saving checkpoints and run.json into OUT."""
-    from ..data import ArrayDataset, load_dataset, parse_data_spec, stratified_indices
+    from ..data import ArrayDataset, eval_spec_for, load_dataset, stratified_indices, train_spec_for
     from ..exceptions import DataError
     from ..models import build_model
     from ..training import train as train_fn
 
     if threads:
         torch.set_num_threads(threads)
+    data = train_spec_for(data)  # the kind's training split, stated in layerscope.data.registry
     ds = load_dataset(data)
     if not isinstance(ds, ArrayDataset):
         raise DataError(
             f"{data} holds raw recordings, not fixed-size inputs; speech models train with `layerscope speech train`."
         )
     if val_data is None:
-        kind, path, split = parse_data_spec(data)
-        if split in (None, "train") and kind in ("mnist", "cifar10", "npz"):
-            val_data = f"{kind}:{path}:test" if path else f"{kind}:test"
+        val_data = eval_spec_for(data)
     val = load_dataset(val_data) if val_data else None
     if limit is not None:
         ds = ds.subset(stratified_indices(ds.y.numpy(), limit, seed))

@@ -17,6 +17,7 @@ from typing import Any, Iterable, TypeVar
 import numpy as np
 
 from .._io import atomic_path
+from .._progress import ProgressArg
 from ..results import AnalysisResult, read_result, write_result
 
 __all__ = ["FolderResult", "track", "read_folder"]
@@ -24,15 +25,13 @@ __all__ = ["FolderResult", "track", "read_folder"]
 T = TypeVar("T")
 
 
-def track(progress: Any, iterable: Iterable[T], total: int | None, desc: str) -> Iterable[T]:
-    """Wrap ``iterable`` in ``progress`` (any tqdm-compatible callable, called with the keywords
-    ``total=`` and ``desc=``), or return it unchanged when ``progress`` is ``None``."""
-    if progress is None:
-        return iterable
-    try:
-        return progress(iterable, total=total, desc=desc)  # type: ignore[no-any-return]
-    except TypeError:  # transitional: a tracker of the older positional protocol (iterable, total, description)
-        return progress(iterable, total, desc)  # type: ignore[no-any-return]
+def track(progress: ProgressArg, iterable: Iterable[T], total: int | None, desc: str) -> Iterable[T]:
+    """Wrap ``iterable`` in the tracker of ``progress`` (``None``/``False``: none, ``True``:
+    tqdm.auto, or any tqdm-compatible callable), called with the keywords ``total=`` and
+    ``desc=`` (:mod:`layerscope._progress`)."""
+    from .._progress import resolve_progress
+
+    return resolve_progress(progress)(iterable, total=total, desc=desc)
 
 
 def read_folder(out_dir: str | os.PathLike[str], analysis: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

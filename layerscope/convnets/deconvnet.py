@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .._progress import ProgressArg
 from ..capture import _StopForward, first_tensor, model_device, model_state_guard, run_model
 from ..exceptions import InputShapeError, ParameterError
 from ..layers import resolve_layer
@@ -469,7 +470,7 @@ def deconv_projections(
     limit: int | None = None,
     batch_size: int = 256,
     device: torch.device | str | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
 ) -> DeconvProjections:
@@ -493,7 +494,7 @@ def deconv_projections(
         activation (:func:`~.topk.top_activations` with ``k=1``) among the first ``limit``
         samples.
     progress
-        Any tqdm-compatible callable (keywords ``total=``, ``desc=``) for the search pass.
+        ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable (keywords ``total=``, ``desc=``) for the search pass.
     model_info, data_spec
         Stored on the result (default: the model's description and the data set's ``name``).
 

@@ -22,7 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..capture import _batches, capture, model_device, model_state_guard
+from .._progress import ProgressArg
+from ..capture import capture, model_device, model_state_guard
+from ..seam import iter_batches
 from ..exceptions import DataError, InputShapeError, ParameterError
 from ._result import FolderResult, read_folder, track
 from .deconvnet import RULES, Rule, project_activations
@@ -204,7 +206,7 @@ def top_activations(
     limit: int | None = None,
     max_units: int = 16,
     device: torch.device | str | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
 ) -> TopK:
@@ -237,7 +239,8 @@ def top_activations(
     max_units
         Units shown in the figure.
     progress
-        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc=...)``.
+        ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable, called as
+        ``progress(iterable, total=n, desc=...)``.
     model_info, data_spec
         Stored on the result (default :func:`~layerscope.results.model_description` of ``model``
         and the data set's ``name``).
@@ -274,9 +277,10 @@ def top_activations(
     with model_state_guard(model), torch.no_grad():
         model.eval()
         with capture(model, [layer], stop_early=True) as cap:
-            batches = _batches(dataset, batch_size, indices)
-            for ids, x, _y in track(progress, batches, n_batches, f"layer {layer}: top-{k}"):
-                cap.run(x.to(dev))
+            batches = iter_batches(dataset, batch_size, indices=indices, model=model, device=device)
+            for batch in track(progress, batches, n_batches, f"layer {layer}: top-{k}"):
+                ids = batch.ids
+                cap.run(batch)
                 if layer not in cap.activations:
                     raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer forward() uses.")
                 a = cap.activations.pop(layer)

@@ -376,7 +376,7 @@ def unit_data_max(
 
     The forward pass stops after ``layer``.
     """
-    from ..capture import _batches
+    from ..seam import iter_batches
 
     dev = model_device(model, device)
     u = torch.as_tensor(list(units), dtype=torch.long)
@@ -386,8 +386,8 @@ def unit_data_max(
     with model_state_guard(model), torch.no_grad():
         model.eval()
         with capture(model, [layer], stop_early=True) as cap:
-            for _, x, _ in track(_batches(dataset, batch_size, None), n_batches, "data max"):
-                cap.run(x.to(dev))
+            for batch in track(iter_batches(dataset, batch_size, model=model, device=dev), n_batches, "data max"):
+                cap.run(batch)
                 vals = unit_values(cap[layer], kind, None, position).cpu()  # (B, C)
                 best = torch.maximum(best, vals[:, u].amax(dim=0))
     return best.numpy().astype(np.float64)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from .analysis import TransferResult, write_outputs
 from .executors import LocalExecutor
 from .grid import Cell, GridConfig, _load, count_layers, iter_tasks, plan_cells, run_cell
@@ -49,7 +49,7 @@ def run_grid(
     config: GridConfig,
     out_dir: str | os.PathLike[str],
     executor: Any | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
     meta: dict[str, Any] | None = None,
 ) -> TransferResult:
     """Run (or continue) the grid ``config`` in ``out_dir``; return the result.
@@ -73,16 +73,16 @@ def run_grid(
     return _run(store, executor, progress)
 
 
-def resume_grid(directory: str | os.PathLike[str], executor: Any | None = None, progress: Tracker | None = None) -> TransferResult:
+def resume_grid(directory: str | os.PathLike[str], executor: Any | None = None, progress: ProgressArg = None) -> TransferResult:
     """Finish the grid stored in ``directory`` (its own config); return the result."""
     return _run(TransferStore(directory), executor, progress)
 
 
-def _run(store: TransferStore, executor: Any | None, progress: Tracker | None) -> TransferResult:
-    track = progress or no_progress
+def _run(store: TransferStore, executor: Any | None, progress: ProgressArg) -> TransferResult:
+    track = resolve_progress(progress)
     ex = executor or LocalExecutor()
     todo = len(pending_cells(store))
     log.info("transfer grid %s: %d cells to run", store.directory, todo)
-    for _ in track(_execute(store, ex), todo, "cells"):
+    for _ in track(_execute(store, ex), total=todo, desc="transfer cells"):
         pass
     return write_outputs(store, Path(store.directory))
