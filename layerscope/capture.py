@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import atomic_path, write_json
+from ._io import atomic_path, read_json, result_folder, write_json
 from ._progress import ProgressArg, resolve_progress
 from .exceptions import DataError, InputShapeError, LayerNotFoundError, LayerscopeError, ParameterError
 from .layers import LayerInfo
@@ -478,55 +478,143 @@ class Activations:
         }
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write one ``.npy`` per layer plus ``labels.npz`` and ``activations.json``."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        files = {}
-        for i, (name, arr) in enumerate(self.arrays.items()):
-            fname = f"layer{i:03d}_{_safe(name)}.npy"
-            target = d / fname
-            if self.directory is None or Path(getattr(arr, "filename", "") or "") != target:
-                with atomic_path(target) as tmp:
-                    with open(tmp, "wb") as fh:
+        """Write one ``.npy`` per layer plus ``labels.npz`` and ``activations.json``.
+
+        The folder is written through :func:`layerscope._io.result_folder`: one writer at a time
+        (a second gets a one-line error), and ``directory`` is the old folder or the new one,
+        never a mix, also when the process is killed. Arrays memory-mapped from whole ``.npy``
+        files are hard-linked (or copied) instead of being rewritten; files already in the
+        staging folder stay where they are.
+        """
+        if len(self.sample_ids) != len(self) or any(len(a) != len(self) for a in self.arrays.values()):
+            raise DataError(
+                f"Activations rows disagree: labels {len(self)}, sample_ids {len(self.sample_ids)}, "
+                + ", ".join(f"{k} {len(a)}" for k, a in self.arrays.items())
+                + "; every array needs one row per sample."
+            )
+        with result_folder(directory) as d:
+            files = {}
+            for i, (name, arr) in enumerate(self.arrays.items()):
+                fname = f"layer{i:03d}_{_safe(name)}.npy"
+                target = d / fname
+                src = _whole_npy_file(arr)
+                if src is not None and src == target.resolve():
+                    pass  # streamed into the staging folder already
+                elif src is not None:
+                    try:
+                        os.link(src, target)
+                    except OSError:
+                        shutil.copyfile(src, target)
+                else:
+                    with open(target, "wb") as fh:
                         np.save(fh, np.asarray(arr))
-            files[name] = fname
-        with atomic_path(d / "labels.npz") as tmp:
-            with open(tmp, "wb") as fh:
+                files[name] = fname
+            with open(d / "labels.npz", "wb") as fh:
                 arrays: dict[str, Any] = {"labels": self.labels, "sample_ids": self.sample_ids}
                 arrays.update({f"extra_{k}": v for k, v in self.extra_labels.items()})
                 if self.predictions is not None:
                     arrays["predictions"] = self.predictions
                 np.savez(fh, **arrays)
-        write_json(d / "activations.json", {**self.to_dict(), "files": files})
-        return d
+            write_json(d / "activations.json", {**self.to_dict(), "files": files})
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], mmap: bool = True) -> "Activations":
+        """Read a folder written by :meth:`save` (or ``layerscope capture``).
+
+        Every file is checked against ``activations.json`` before anything is returned: the
+        files it lists exist, each array has ``n`` rows and the per-sample shape listed there,
+        and labels, sample ids, predictions and extra labels have ``n`` entries. A folder that
+        fails a check (e.g. 40,000 rows of activations beside 2,000 labels: two runs mixed) is a
+        :class:`~layerscope.exceptions.DataError` naming the files.
+        """
+        import zipfile
+
         d = Path(directory)
         meta_path = d / "activations.json"
-        if not meta_path.exists():
+        if not meta_path.is_file():
             raise DataError(
                 f"{d} holds no activations.json; expected a folder written by "
                 "`layerscope capture` or Activations.save()."
             )
-        with open(meta_path) as fh:
-            info = json.load(fh)
-        arrays = {
-            name: np.load(d / fname, mmap_mode="r" if mmap else None)
-            for name, fname in info["files"].items()
-        }
-        z = np.load(d / "labels.npz")
-        extra = {k[len("extra_") :]: z[k] for k in z.files if k.startswith("extra_")}
+        info = read_json(meta_path)
+        files = info.get("files") if isinstance(info, dict) else None
+        n = info.get("n") if isinstance(info, dict) else None
+        shapes = info.get("layers") if isinstance(info, dict) else None
+        if not isinstance(files, dict) or not isinstance(n, int) or not isinstance(shapes, dict):
+            raise DataError(
+                f"{meta_path} lacks 'files', 'n' or 'layers' (or they have the wrong type); it was not written "
+                "by layerscope. Re-run `layerscope capture`."
+            )
+        arrays = {}
+        for name, fname in files.items():
+            path = d / str(fname)
+            if Path(str(fname)).name != str(fname) or not path.is_file():
+                raise DataError(f"{meta_path} lists {fname!r} for layer {name!r}, but {path} does not exist.")
+            try:
+                arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as err:
+                raise DataError(f"{path} is not a readable .npy file ({err}); it is truncated or corrupt.") from None
+            want = [n, *shapes.get(name, [])] if name in shapes else None
+            if want is None or list(arr.shape) != want:
+                raise DataError(
+                    f"{path} has shape {tuple(arr.shape)}, but {meta_path} says layer {name!r} has "
+                    f"{'no entry' if want is None else tuple(want)}; the folder mixes two runs. Re-run the capture "
+                    "into a new --out."
+                )
+            arrays[name] = arr
+        lab_path = d / "labels.npz"
+        if not lab_path.is_file():
+            raise DataError(f"{d} has no labels.npz next to {meta_path}; the folder is incomplete.")
+        try:
+            with np.load(lab_path, allow_pickle=False) as z:
+                lab = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"{lab_path} is not a readable .npz file ({err}); it is truncated or corrupt.") from None
+        if "labels" not in lab or "sample_ids" not in lab:
+            raise DataError(f"{lab_path} lacks 'labels' or 'sample_ids'; it was not written by layerscope.")
+        wrong = {k: len(v) for k, v in lab.items() if v.ndim != 1 or len(v) != n}
+        if wrong:
+            raise DataError(
+                f"{lab_path} has {', '.join(f'{k}: {v} rows' for k, v in wrong.items())}, but {meta_path} and the "
+                f"arrays have n = {n}; the folder mixes two runs. Re-run the capture into a new --out."
+            )
+        extra = {k[len("extra_") :]: v for k, v in lab.items() if k.startswith("extra_")}
         return cls(
             arrays=arrays,
-            labels=z["labels"],
-            sample_ids=z["sample_ids"],
-            predictions=z["predictions"] if "predictions" in z.files else None,
+            labels=lab["labels"],
+            sample_ids=lab["sample_ids"],
+            predictions=lab.get("predictions"),
             extra_labels=extra,
             reduce=info.get("reduce"),
             directory=d,
             meta=info.get("meta", {}),
         )
+
+
+def _whole_npy_file(arr: Any) -> Path | None:
+    """The ``.npy`` file ``arr`` maps in whole (not a view of part of it), else None."""
+    import mmap as _mmap
+
+    if not isinstance(arr, np.memmap) or getattr(arr, "filename", None) is None:
+        return None
+    try:
+        path = Path(str(arr.filename)).resolve()
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            header_end = fh.tell()
+        base = np.frombuffer(arr._mmap, dtype=np.uint8).ctypes.data  # type: ignore[attr-defined]
+        start = base + header_end % _mmap.ALLOCATIONGRANULARITY
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    if (
+        tuple(arr.shape) == tuple(shape) and arr.dtype == dtype and not fortran
+        and arr.flags.c_contiguous and arr.ctypes.data == start
+    ):
+        return path
+    return None
 
 
 def _safe(name: str) -> str:
@@ -651,6 +739,43 @@ def collect_activations(
         ``meta`` records each layer's layout, the layers recorded as copies (changed in place by the
         model), the calls of reused modules and whether predictions were made.
     """
+    if out_dir is None:
+        return _collect(
+            model, dataset, layers, batch_size=batch_size, reduce=reduce, layouts=layouts, indices=indices,
+            predictions=predictions, memory_budget=memory_budget, out_dir=None, dtype=dtype, device=device,
+            adapter=adapter, progress=progress,
+        )
+    # the folder is the old result or the new one, never a mix: stream and save into a staging
+    # folder that is swapped in at the end (one writer at a time; see layerscope._io.result_folder)
+    with result_folder(out_dir) as staging:
+        acts = _collect(
+            model, dataset, layers, batch_size=batch_size, reduce=reduce, layouts=layouts, indices=indices,
+            predictions=predictions, memory_budget=memory_budget, out_dir=staging, dtype=dtype, device=device,
+            adapter=adapter, progress=progress,
+        )
+    if acts.directory is not None:  # streamed arrays: map them from their final place
+        return Activations.load(out_dir)
+    acts.directory = Path(out_dir)
+    return acts
+
+
+def _collect(
+    model: nn.Module,
+    dataset: Any,
+    layers: Sequence[str] | str,
+    *,
+    batch_size: int = 256,
+    reduce: Any = None,
+    layouts: Mapping[str, str] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
+    predictions: bool = False,
+    memory_budget: int | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    dtype: Any = np.float32,
+    device: torch.device | str | None = None,
+    adapter: Any = None,
+    progress: ProgressArg = None,
+) -> Activations:
     from .seam import classifier_logits, data_length, iter_batches, set_eval
 
     if isinstance(layers, str):
@@ -678,7 +803,7 @@ def collect_activations(
     static = getattr(model, "layerscope_static_batch", None)
     eff_batch = int(static) if static else int(batch_size)
     n_batches = None if n_known is None else (n_known + eff_batch - 1) // eff_batch
-    tag = f"{os.getpid()}-{os.urandom(4).hex()}"
+    tag = f"{os.getpid()}-{os.urandom(4).hex()}"  # unique per process and call
     success = False
     cap: capture | None = None
     try:

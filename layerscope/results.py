@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._io import read_json, to_jsonable, write_json
+from ._io import read_json, result_folder, to_jsonable, write_json
+from .exceptions import DataError
 
 __all__ = ["AnalysisResult", "Result", "write_result", "read_result", "RESULT_FILE", "model_description"]
 
@@ -47,7 +48,16 @@ def model_description(model: Any) -> dict[str, Any]:
 
 
 def write_result(out_dir: str | os.PathLike[str], analysis: str, **fields_: Any) -> Path:
-    """Write ``OUT/result.json`` atomically with the common keys filled in."""
+    """Write ``OUT/result.json`` atomically with the common keys filled in.
+
+    This writes one file into ``out_dir`` as it is. To make the whole folder old-or-new (figures,
+    arrays and result.json swapped in together), write them all inside
+    :func:`layerscope._io.result_folder` and pass its staging folder here::
+
+        with result_folder(out) as d:
+            fig.savefig(d / "grid.png")
+            write_result(d, "maximize", figures=[{"path": "grid.png", ...}])
+    """
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -63,12 +73,51 @@ def write_result(out_dir: str | os.PathLike[str], analysis: str, **fields_: Any)
     return d / RESULT_FILE
 
 
+def _listed_files(doc: dict[str, Any]) -> list[str]:
+    """Relative file names a result.json says are in its folder (``arrays`` and ``figures``)."""
+    names: list[str] = []
+    arrays = doc.get("arrays")
+    if isinstance(arrays, str):
+        names.append(arrays)
+    elif isinstance(arrays, (list, tuple)):
+        names += [a for a in arrays if isinstance(a, str)]
+    elif isinstance(arrays, dict):
+        names += [a for a in arrays.values() if isinstance(a, str)]
+    for fig in doc.get("figures") or []:
+        if isinstance(fig, dict) and isinstance(fig.get("path"), str):
+            names.append(fig["path"])
+    return names
+
+
 def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``result.json`` from a folder or a file path."""
+    """Read ``result.json`` from a folder or a file path, checking it against its folder.
+
+    Raises
+    ------
+    DataError
+        No result.json; a truncated / corrupt one; one that is not a result (no ``"analysis"``);
+        or one that lists arrays or figures (relative paths) that are not in the folder -- a
+        folder that mixes two runs or lost files is refused, naming the missing files.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / RESULT_FILE
-    return dict(read_json(p))
+    if not p.is_file():
+        raise DataError(f"{p} does not exist; expected a folder written by a layerscope analysis command.")
+    doc = read_json(p)
+    if not isinstance(doc, dict) or not isinstance(doc.get("analysis"), str):
+        raise DataError(f"{p} is not a layerscope result.json (no \"analysis\" key); it may be from another tool.")
+    folder = p.parent
+    missing = [
+        n for n in _listed_files(doc)
+        if not os.path.isabs(n) and ".." not in Path(n).parts and not (folder / n).is_file()
+    ]
+    if missing:
+        raise DataError(
+            f"{p} lists files that are not in {folder}: {', '.join(missing)}; the folder is incomplete or mixes "
+            "two runs. Re-run the command into a new --out."
+        )
+    return dict(doc)
 
 
 @dataclass(frozen=True)
@@ -87,32 +136,60 @@ class Result:
         return {k: to_jsonable(v) for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write ``result.json`` (and ``arrays.npz``) as a new folder swapped in whole.
+
+        Goes through :func:`layerscope._io.result_folder`: one writer at a time, and ``out_dir``
+        is the old folder or the new one, never a mix (also when called inside a command's own
+        ``result_folder`` block, whose staging folder it then writes into).
+        """
         import numpy as np
 
-        from ._io import atomic_path
-
-        d = Path(out_dir)
-        d.mkdir(parents=True, exist_ok=True)
         arrays = {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), np.ndarray)}
-        if arrays:
-            with atomic_path(d / "arrays.npz") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, **arrays)
         doc = self.to_dict()
         doc.setdefault("version", 1)
-        write_json(d / RESULT_FILE, doc)
-        return d
+        if arrays:
+            doc["arrays"] = "arrays.npz"
+            doc["array_shapes"] = {k: list(v.shape) for k, v in arrays.items()}
+        with result_folder(out_dir) as d:
+            if arrays:
+                with open(d / "arrays.npz", "wb") as fh:
+                    np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs match **arrays against allow_pickle: bool
+            write_json(d / RESULT_FILE, doc)
+        return Path(out_dir)
 
     @classmethod
     def load(cls: type[R], out_dir: str | os.PathLike[str]) -> R:
+        """Read a folder written by :meth:`save`; arrays must match the shapes result.json lists."""
+        import zipfile
+
         import numpy as np
 
         d = Path(out_dir)
-        doc = read_json(d / RESULT_FILE)
+        doc = read_result(d)
         kwargs = {f.name: doc.get(f.name) for f in fields(cls) if f.init and f.name in doc}
+        shapes = doc.get("array_shapes") or {}
         if (d / "arrays.npz").exists():
-            z = np.load(d / "arrays.npz")
-            kwargs.update({k: z[k] for k in z.files})
+            try:
+                with np.load(d / "arrays.npz", allow_pickle=False) as z:
+                    loaded = {k: z[k] for k in z.files}
+            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+                raise DataError(f"{d / 'arrays.npz'} is corrupt or truncated ({err}); re-run the analysis.") from None
+            bad = {k: (shapes.get(k), list(v.shape)) for k, v in loaded.items() if k in shapes and shapes[k] != list(v.shape)}
+            extra = sorted(set(loaded) - set(shapes)) if shapes else []
+            lost = sorted(set(shapes) - set(loaded))
+            if bad or extra or lost:
+                raise DataError(
+                    f"{d / 'arrays.npz'} does not match {d / RESULT_FILE}: "
+                    + "; ".join(
+                        [f"{k}: result.json says shape {a}, arrays.npz has {b}" for k, (a, b) in bad.items()]
+                        + ([f"arrays not listed in result.json: {extra}"] if extra else [])
+                        + ([f"arrays missing: {lost}"] if lost else [])
+                    )
+                    + ". The folder mixes two runs; re-run the analysis into a new --out."
+                )
+            kwargs.update(loaded)
+        elif shapes:
+            raise DataError(f"{d} has no arrays.npz, but {d / RESULT_FILE} lists arrays {sorted(shapes)}.")
         return cls(**kwargs)
 
 

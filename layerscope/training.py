@@ -8,6 +8,8 @@ exactly the checkpoints that exist.
 
 from __future__ import annotations
 
+import math
+
 import os
 import time
 from dataclasses import dataclass, field
@@ -144,8 +146,8 @@ def train(
         raise ParameterError(f"epochs must be >= 0; got {epochs}.")
     if len(train_set) == 0:
         raise DataError("The training set is empty.")
-    if lr <= 0:
-        raise ParameterError(f"lr must be > 0; got {lr}.")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ParameterError(f"lr must be a finite number > 0; got {lr}.")
     cps = sorted(set(default_checkpoints(epochs) if checkpoints is None else checkpoints))
     bad = [c for c in cps if c < 0 or c > epochs]
     if bad:

@@ -171,7 +171,9 @@ def test_failed_stream_leaves_nothing(tmp_path: Path) -> None:
     ds = TensorDataset(torch.randn(40, 4), torch.zeros(40, dtype=torch.long))
     with pytest.raises(RuntimeError, match="third batch"):
         collect_activations(m, ds, ["flat"], batch_size=10, predictions=True, memory_budget=1, out_dir=tmp_path / "o")
-    assert list((tmp_path / "o").iterdir()) == []
+    # the result folder is staged and swapped in only on success: no folder, no partial files
+    assert not (tmp_path / "o").exists()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_empty_dataset() -> None:

@@ -115,7 +115,7 @@ def out_option() -> Any:
 
 def batch_size_option() -> Any:
     """``--batch-size``: samples per forward pass."""
-    return typer.Option(256, help="Samples per forward pass.")
+    return typer.Option(256, min=1, help="Samples per forward pass.")
 
 
 def weights_option() -> Any:
@@ -184,3 +184,39 @@ def parse_list(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+# -- small shared validators of CLI values (the library checks its own parameters too) ------------
+
+
+def check_count(option: str, value: int | None) -> int | None:
+    """``value`` if it is None or >= 1; else a ParameterError naming ``option`` (e.g. ``--limit``)."""
+    from ..exceptions import ParameterError
+
+    if value is not None and int(value) < 1:
+        raise ParameterError(f"{option} must be >= 1; got {value}. Leave it out to use every sample.")
+    return value
+
+
+def parse_indices(value: str | None, n: int, option: str = "--indices") -> Any:
+    """Comma-separated dataset rows -> int64 array, each in ``[0, n)``; None if ``value`` is None.
+
+    Negative rows are refused (Python's from-the-end meaning would be recorded as sample -1).
+    """
+    import numpy as np
+
+    from ..exceptions import ParameterError
+
+    items = parse_list(value)
+    if items is None:
+        return None
+    if not items:
+        raise ParameterError(f"{option} is empty; give comma-separated dataset rows, e.g. {option} 0,5,7.")
+    try:
+        rows = [int(v) for v in items]
+    except ValueError:
+        raise ParameterError(f"{option} takes comma-separated whole numbers (dataset rows); got {value!r}.") from None
+    bad = [r for r in rows if not 0 <= r < n]
+    if bad:
+        raise ParameterError(f"{option} {bad} out of range: the data has {n} samples, rows 0..{n - 1}.")
+    return np.asarray(rows, dtype=np.int64)

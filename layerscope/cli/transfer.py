@@ -37,8 +37,36 @@ def _print_result(result: Any, out: Path) -> None:
         console.print(f"figure {out / 'transfer.png'}, table {out / 'transfer.csv'}, result {out / 'result.json'}")
 
 
+#: CLI option -> GridConfig key, for the options that define a grid (checked against --resume)
+_GRID_OPTIONS = {
+    "arch": "arch", "data": "data", "val_data": "val_data", "split": "split", "seeds": "seeds", "epochs": "epochs",
+    "lr": "lr", "momentum": "momentum", "weight_decay": "weight_decay", "batch_size": "batch_size", "k": "k_best",
+    "limit": "limit", "val_limit": "val_limit", "conditions": "conditions", "layers": "layers",
+    "cache": "cache_features", "init": "init",
+}
+
+
+def _given_settings(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """GridConfig settings of the grid options given on the command line (not left at defaults)."""
+    given: dict[str, Any] = {}
+    for opt, key in _GRID_OPTIONS.items():
+        src = ctx.get_parameter_source(opt)
+        if src is None or getattr(src, "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        v = values[opt]
+        if opt == "seeds":
+            v = list(range(int(v)))
+        elif opt == "conditions":
+            v = parse_list(v)
+        elif opt == "layers":
+            v = sorted({int(x) for x in parse_list(v) or []})
+        given[key] = v
+    return given
+
+
 @app.command()
 def transfer(
+    ctx: typer.Context,
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture with numbered layers, e.g. convnet8 or convnet8:width=16,fc_width=128."),
     data: Optional[str] = typer.Option(None, help="Training data spec, e.g. mnist or cifar10:PATH:train."),
     val_data: Optional[str] = typer.Option(None, help="Validation data spec (default: the test split of --data)."),
@@ -68,13 +96,20 @@ def transfer(
     from ..exceptions import ParameterError
     from ..transfer import GridConfig, TransferStore, make_executor, resume_grid, run_grid, write_outputs
 
+    from .._io import folder_lock
+
     modes = [m for m in (resume, report) if m is not None]
     if len(modes) > 1:
         raise ParameterError("Give only one of --resume DIR and --report DIR.")
     if report is not None:
-        result = write_outputs(TransferStore(report))
+        store = TransferStore(report)
+        with folder_lock(report):
+            result = write_outputs(store)
         _print_result(result, report)
         return
+    given = _given_settings(ctx, dict(locals()))
+    if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
+        raise ParameterError("--resume DIR continues the grid in DIR; leave out --out (or give the same folder).")
     if resume is None and (arch is None or data is None or out is None):
         raise ParameterError("A new grid needs --arch, --data and --out (or --resume DIR / --report DIR).")
     if address is not None and executor != "ray":
@@ -83,7 +118,7 @@ def transfer(
     try:
         with progress_bar(progress) as bar:
             if resume is not None:
-                result = resume_grid(resume, executor=ex, progress=bar)
+                result = resume_grid(resume, executor=ex, progress=bar, settings=given)
                 folder = resume
             else:
                 cfg = GridConfig(

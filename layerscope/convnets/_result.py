@@ -16,7 +16,7 @@ from typing import Any, Iterable, TypeVar
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import atomic_path, result_folder
 from .._progress import ProgressArg
 from ..results import AnalysisResult, read_result, write_result
 
@@ -77,11 +77,14 @@ class FolderResult(AnalysisResult):
         return {}
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write the folder ``layerscope <command>`` writes (figures, arrays, result.json)."""
-        d = Path(out_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        self._write(d)
-        return d
+        """Write the folder ``layerscope <command>`` writes (figures, arrays, result.json).
+
+        The folder is staged and swapped in at the end (:func:`layerscope._io.result_folder`):
+        ``out_dir`` is the old result or the new one, never a mix.
+        """
+        with result_folder(out_dir) as staging:
+            self._write(staging)
+        return Path(out_dir)
 
     def _write(self, d: Path) -> None:
         info = self.figure_info()

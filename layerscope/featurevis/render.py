@@ -711,6 +711,8 @@ def maximize(
     if x_data is None and data is not None and getattr(data, "tensors", None):
         x_data = data.tensors[0]
 
+    if steps is not None and steps < 0:
+        raise ParameterError(f"steps must be >= 0; got {steps}.")
     # --- per-method settings -------------------------------------------------------------
     if method == "erhan":
         if rho is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import torch
 from torch import nn
 
 from ..exceptions import ModelSpecError
@@ -88,10 +89,30 @@ def parse_arch_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
+#: Largest model build_model makes (parameters); larger specs are refused before allocating.
+MAX_PARAMETERS = 1_000_000_000
+
+
+def _check_size(spec: str, factory: Any, input_shape: tuple[int, ...], n_classes: int, kwargs: dict[str, Any]) -> None:
+    """Refuse a spec whose model would exceed MAX_PARAMETERS, counted on the meta device (no memory)."""
+    try:
+        with torch.device("meta"):
+            probe = factory(input_shape, n_classes, **kwargs)
+        n = sum(p.numel() for p in probe.parameters())
+    except Exception:  # noqa: BLE001 - a factory that cannot run on meta is built (and checked) for real
+        return
+    if n > MAX_PARAMETERS:
+        raise ModelSpecError(
+            f"{spec!r} would have {n:,} parameters ({n * 4 / 2**30:.1f} GiB as float32), more than the "
+            f"{MAX_PARAMETERS:,} layerscope builds; choose smaller widths or depth."
+        )
+
+
 def build_model(spec: str, input_shape: Sequence[int], n_classes: int) -> nn.Module:
     """Build an untrained reference model from an architecture spec."""
     name, kwargs = parse_arch_spec(spec)
     factory = ARCHITECTURES[name][0]
+    _check_size(spec, factory, tuple(input_shape), int(n_classes), kwargs)
     model = factory(tuple(input_shape), int(n_classes), **kwargs)
     model.arch_spec = spec  # type: ignore[assignment]
     return model

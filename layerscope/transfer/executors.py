@@ -12,16 +12,28 @@ the same numbers on every executor.
   Workers load the data from its spec, so on a cluster the data path must exist on every node.
   A cluster with Ray's token authentication needs the token set up in this process as Ray's
   documentation says (a cluster started with ``RAY_AUTH_MODE=disabled`` needs nothing).
+
+Workers end when their parent dies: pool workers run a watchdog thread
+(:func:`watch_parent`) that ends the worker with ``os._exit`` within half a second once its
+parent process is gone (killed with ``kill -9`` included), so a killed ``layerscope transfer``
+leaves no workers holding memory (tested with a real ``kill -9``). Ray: a local Ray started by
+:class:`RayExecutor` runs its processes fate-shared with the driver (Ray's own mechanism), and on
+a cluster Ray ends the tasks of a driver whose job died; neither is tested here (starting Ray is
+too slow for the test suite), so after killing a driver of a long-lived cluster check
+``ray list tasks``. A cell killed in flight is never recorded, so a resume recomputes it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from ..exceptions import ParameterError
 
-__all__ = ["Executor", "LocalExecutor", "PoolExecutor", "RayExecutor", "make_executor", "EXECUTORS"]
+__all__ = ["Executor", "LocalExecutor", "PoolExecutor", "RayExecutor", "make_executor", "EXECUTORS", "watch_parent"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,10 +67,31 @@ class LocalExecutor:
         self.close()
 
 
-def _worker_init() -> None:
+def watch_parent(parent_pid: int, interval: float = 0.5) -> threading.Thread:
+    """Start a daemon thread that ends this process once ``parent_pid`` is no longer its parent.
+
+    Polls ``os.getppid()`` (the parent changes to an init / subreaper process when the parent
+    dies, also after ``kill -9``), so it works on Linux and macOS and does not depend on which
+    parent thread started the worker (``PR_SET_PDEATHSIG`` fires when that *thread* exits).
+    """
+
+    def run() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(interval)
+
+    t = threading.Thread(target=run, name="layerscope-parent-watchdog", daemon=True)
+    t.start()
+    return t
+
+
+def _worker_init(parent_pid: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    if parent_pid is not None:
+        watch_parent(parent_pid)
 
 
 class PoolExecutor:
@@ -67,11 +100,9 @@ class PoolExecutor:
     name = "pool"
 
     def __init__(self, workers: int | None = None) -> None:
-        import os
-
+        if workers is not None and workers < 1:
+            raise ParameterError(f"workers must be >= 1 (or None for all cores); got {workers}.")
         self.workers = int(workers or os.cpu_count() or 1)
-        if self.workers < 1:
-            raise ParameterError(f"workers must be >= 1; got {workers}.")
         self._pool: Any = None
 
     def _ensure(self) -> Any:
@@ -79,7 +110,9 @@ class PoolExecutor:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(os.getpid(),)
+            )
         return self._pool
 
     def map_unordered(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:

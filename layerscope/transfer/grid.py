@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
@@ -148,8 +149,16 @@ class GridConfig:
             raise ParameterError(f"epochs must be >= 1; got {self.epochs}.")
         if self.k_best < 1:
             raise ParameterError(f"k_best must be >= 1; got {self.k_best}.")
-        if self.lr <= 0:
-            raise ParameterError(f"lr must be > 0; got {self.lr}.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ParameterError(f"lr must be a finite number > 0; got {self.lr}.")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ParameterError(f"momentum must be in [0, 1); got {self.momentum}.")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ParameterError(f"weight_decay must be a finite number >= 0; got {self.weight_decay}.")
+        for name in ("limit", "val_limit"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ParameterError(f"{name} must be >= 1 (samples per task) or None for all; got {v}.")
         if self.batch_size < 1:
             raise ParameterError(f"batch_size must be >= 1; got {self.batch_size}.")
         if self.threads < 1:

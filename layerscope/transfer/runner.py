@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from .._io import folder_lock
 from .._progress import ProgressArg, resolve_progress
 from .analysis import TransferResult, write_outputs
 from .executors import LocalExecutor
@@ -69,17 +70,34 @@ def run_grid(
     """
     train = _load(config.data)
     n_layers = count_layers(config.arch, tuple(train.input_shape))
-    store = TransferStore.create(out_dir, config, n_layers, meta)
-    return _run(store, executor, progress)
+    with folder_lock(out_dir):  # one process per grid folder (a second gets a one-line error)
+        store = TransferStore.create(out_dir, config, n_layers, meta)
+        return _run(store, executor, progress)
 
 
-def resume_grid(directory: str | os.PathLike[str], executor: Any | None = None, progress: ProgressArg = None) -> TransferResult:
-    """Finish the grid stored in ``directory`` (its own config); return the result."""
-    return _run(TransferStore(directory), executor, progress)
+def resume_grid(
+    directory: str | os.PathLike[str],
+    executor: Any | None = None,
+    progress: ProgressArg = None,
+    settings: dict[str, Any] | None = None,
+) -> TransferResult:
+    """Finish the grid stored in ``directory`` (its own config); return the result.
+
+    ``settings`` (GridConfig keys, e.g. ``{"epochs": 5}``) must equal the stored ones; any that
+    differ raise ``ParameterError`` listing them (the stored grid is never silently changed).
+    """
+    with folder_lock(directory):
+        store = TransferStore(directory)
+        if settings:
+            store.check_matches(settings)
+        return _run(store, executor, progress)
 
 
 def _run(store: TransferStore, executor: Any | None, progress: ProgressArg) -> TransferResult:
     track = resolve_progress(progress)
+    redo = store.repair()  # unreadable cells / bases are recomputed (logged as warnings)
+    if redo:
+        log.warning("transfer grid %s: recomputing %d unreadable cell(s): %s", store.directory, len(redo), ", ".join(redo))
     ex = executor or LocalExecutor()
     todo = len(pending_cells(store))
     log.info("transfer grid %s: %d cells to run", store.directory, todo)
