@@ -62,7 +62,7 @@ def deconv(
     allow_pickle: bool = allow_pickle_option(), progress: bool = progress_option(),
 ) -> None:
     """Project single activations back to pixels with gradient / deconvnet / guided backprop."""
-    from ..convnets.deconvnet import deconv_projections
+    from ..convnets.deconv import deconv_projections
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
