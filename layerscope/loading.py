@@ -9,7 +9,9 @@ Specs, tried in this order:
 3. A ``torch.export`` program file (``.pt2``), checked member by member against the layout
    torch writes and loaded as a module tree (:func:`load_exported`); exported programs fixed
    their train/eval behaviour at export, so put models in eval mode with :func:`set_eval`.
-4. ``package.module:factory`` — an import path to a callable returning an ``nn.Module``; weights
+4. ``hf:FOLDER_OR_INSTALLED_NAME`` — a Hugging Face model and tokenizer from local files only
+   (see :mod:`layerscope.models.hf`; needs the ``[text]`` extra).
+5. ``package.module:factory`` — an import path to a callable returning an ``nn.Module``; weights
    from ``weights=`` (``.safetensors``, or a state_dict saved with ``torch.save``).
 
 Weight files are read with ``safetensors`` or ``torch.load(weights_only=True)``. A file that can
@@ -403,6 +405,10 @@ def load_model(spec: str, *, weights: str | os.PathLike[str] | None = None, allo
     """Load a model from a spec (see the module docstring). The result is in ``eval()`` mode."""
     if not spec:
         raise ModelSpecError("Empty model spec.")
+    if spec.startswith("hf:"):  # a Hugging Face model from local files (layerscope.models.hf)
+        from .models.hf import load_hf_model
+
+        return load_hf_model(spec, allow_pickle=allow_pickle)
     name = spec.removeprefix("pretrained:")
     if name in PRETRAINED:
         model = load_pretrained(name)

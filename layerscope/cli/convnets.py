@@ -41,8 +41,8 @@ def topk(
     ds = load_data_cli(data, net)
     with progress_bar(progress) as bar:
         top = top_activations(net, ds, layer, units=parse_ints(units, "--units", True), k=k, batch_size=batch_size,
-                              limit=check_count("--limit", limit), rule=None if rule == "none" or not patches else rule, patches=patches,
-                              max_units=max_units, progress=bar, data_spec=data)
+                              limit=check_count("--limit", limit), rule=None if rule == "none" or not patches else rule,
+                              patches=patches, max_units=max_units, progress=bar, data_spec=data)
     top.save(out)
     rf = top.receptive_field
     console.print(f"top-{k} of {len(top.units)} units of {layer} written to [bold]{out}[/]"
@@ -69,7 +69,8 @@ def deconv(
     with progress_bar(progress) as bar:
         res = deconv_projections(net, ds, layer, units=parse_ints(units, "--units", True),
                                  rules=parse_list(rules) or ["deconvnet"], indices=parse_indices(indices, len(ds)),
-                                 limit=check_count("--limit", limit), batch_size=batch_size, progress=bar, data_spec=data)
+                                 limit=check_count("--limit", limit), batch_size=batch_size, progress=bar,
+                                 data_spec=data)
     res.save(out)
     console.print(f"{len(res.sample_ids)} projections x {len(res.rules)} rules of {layer} written to [bold]{out}[/]")
 
@@ -100,8 +101,8 @@ def evolution(
     ds = load_data_cli(data, last)
     with progress_bar(progress) as bar:
         evo = feature_evolution(run_dir, ds, layer, units=parse_ints(units, "--units", True), rule=rule,
-                                epochs=parse_ints(epochs, "--epochs"), limit=check_count("--limit", limit), batch_size=batch_size,
-                                progress=bar, model_info=model_description(last), data_spec=data)
+                                epochs=parse_ints(epochs, "--epochs"), limit=check_count("--limit", limit),
+                                batch_size=batch_size, progress=bar, model_info=model_description(last), data_spec=data)
     evo.save(out)
     console.print(f"feature evolution of {len(evo.units)} units over epochs {evo.epochs.tolist()} written to [bold]{out}[/]")
 

@@ -12,6 +12,8 @@ Data specs (``--data``):
 ``npz:PATH[:SPLIT]``       arrays x/y (or x_train/y_train/x_test/y_test)
 ``speech:RUN[:SPLIT]``     the feature frames a ``layerscope speech train`` run was trained
                            (``train``) or tested (``test``, default) on, rebuilt from its run.json
+``wordnet[:OPTS][:SPLIT]`` bundled WordNet noun glosses by lexname (``classes=animal,plant``; see
+                           :mod:`layerscope.data.text`); ``text:FILE.tsv|jsonl`` labelled texts
 =========================  =====================================================================
 
 Default splits: every kind states which split it loads, trains on and evaluates on in one table,
@@ -58,6 +60,7 @@ from .registry import (
     register_data_plugin,
     train_spec_for,
 )
+from .text import TextDataset
 
 __all__ = [
     "ArrayDataset",
@@ -87,7 +90,14 @@ __all__ = [
     "SPLITS",
 ]
 
-Dataset = Union[ArrayDataset, AudioDataset]
+Dataset = Union[ArrayDataset, AudioDataset, TextDataset]
+
+
+def _text(kind: str, rest: str | None, split: str | None) -> TextDataset:
+    from .text import load_text_spec
+
+    rest = ":".join(p for p in (rest, split) if p) or None
+    return load_text_spec(kind, rest, ":".join(p for p in (kind, rest) if p))
 
 
 def _imagefolder(path: str | None, split: str | None) -> ArrayDataset:
@@ -130,5 +140,17 @@ register_data_kind(
 register_data_kind(
     "imagefolder", _imagefolder, default_split=None, needs_path=True,
     description="one sub-folder of images per class; @HxW resizes",
+)
+register_data_kind(
+    "wordnet",
+    lambda opts, split: _text("wordnet", opts, split),
+    default_split="all", train_split="train", eval_split="test",
+    description="bundled WordNet 3.0 noun glosses labelled by lexicographer file (classes=..., per_class=N)",
+)
+register_data_kind(
+    "text",
+    lambda path, split: _text("text", path, split),
+    default_split="all", train_split="train", eval_split="test", needs_path=True,
+    description="a .tsv or .jsonl file of labelled texts (text=COL, label=COL)",
 )
 register_data_plugin("speech", "layerscope.speech.recipe")

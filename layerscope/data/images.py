@@ -7,6 +7,7 @@ import math
 import os
 import pickle
 import warnings
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Any, Literal
@@ -41,8 +42,10 @@ UNIT16_NORMALIZATION = Normalization(
     scale=1.0 / 65535.0, description="pixels / 65535 (16-bit depth; 8-bit images scaled by 257 first), in [0, 1]"
 )
 
-MAX_IDX_BYTES = 2**31
-"""The largest IDX payload read (MNIST's largest file is 47 MB)."""
+MAX_IDX_BYTES = 2**30
+"""The largest IDX payload read, 1 GiB (MNIST's largest file is 47 MB)."""
+MAX_NPZ_BYTES = 2**32
+"""The most bytes the arrays of one ``.npz`` may inflate to (4 GiB), checked before any is read."""
 MAX_IMAGE_PIXELS = 2**26
 """The most pixels one image may have (8192 x 8192), checked from the header before decoding.
 
@@ -60,8 +63,9 @@ def _check_split(split: str) -> None:
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into a NumPy array.
 
-    Raises :class:`DataError` for a missing, truncated, malformed or corrupt file, a header whose
-    dimensions disagree with the payload, or a payload larger than :data:`MAX_IDX_BYTES`.
+    The header is read first and the payload only up to the size it announces (at most
+    :data:`MAX_IDX_BYTES`), so neither a lying header nor a gzip bomb is inflated into memory.
+    Raises :class:`DataError` for a missing, truncated, padded, malformed or corrupt file.
     """
     p = Path(path)
     if not p.exists():
@@ -71,26 +75,34 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             head = fh.read(2)
         opener = gzip.open if head == b"\x1f\x8b" else open
         with opener(p, "rb") as fh:
-            raw = fh.read(MAX_IDX_BYTES + 1)
+            magic = fh.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08:
+                raise DataError(
+                    f"{p} is not an unsigned-byte IDX file: expected a magic number 0x0000 08 ND, "
+                    f"got {magic.hex() or 'nothing'}."
+                )
+            nd = magic[3]
+            header = fh.read(4 * nd)
+            if nd == 0 or len(header) < 4 * nd:
+                raise DataError(f"{p}: the IDX header announces {nd} dimensions but the file ends inside the header.")
+            dims = tuple(int(d) for d in np.frombuffer(header, ">u4"))
+            want = math.prod(dims)  # a Python int: no overflow for lying headers
+            if want > MAX_IDX_BYTES:
+                raise DataError(
+                    f"{p} is truncated or padded: header says {dims} = {want} values, more than the "
+                    f"{MAX_IDX_BYTES} bytes an IDX file may hold here."
+                )
+            raw = fh.read(want + 1)
+    except DataError:
+        raise
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{p} is not a readable IDX file (corrupt or truncated gzip): {err}") from err
-    if len(raw) > MAX_IDX_BYTES:
-        raise DataError(f"{p} holds more than {MAX_IDX_BYTES} bytes; that is not an MNIST-sized IDX file.")
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+    if len(raw) != want:
         raise DataError(
-            f"{p} is not an unsigned-byte IDX file: expected a magic number 0x0000 08 ND, got {raw[:4].hex() or 'nothing'}."
+            f"{p} is truncated or padded: header says {dims} = {want} values, file holds "
+            f"{'more' if len(raw) > want else len(raw)}."
         )
-    nd = raw[3]
-    if nd == 0 or len(raw) < 4 + 4 * nd:
-        raise DataError(f"{p}: the IDX header announces {nd} dimensions but the file ends inside the header.")
-    dims = tuple(int(d) for d in np.frombuffer(raw[4 : 4 + 4 * nd], ">u4"))
-    want = math.prod(dims)  # a Python int: no overflow for lying headers
-    data = np.frombuffer(raw[4 + 4 * nd :], np.uint8)
-    if data.size != want:
-        raise DataError(
-            f"{p} is truncated or padded: header says {dims} = {want} values, file holds {data.size}."
-        )
-    return data.reshape(dims)
+    return np.frombuffer(raw, np.uint8).reshape(dims)
 
 
 def _find_idx(root: Path, stem: str) -> Path:
@@ -385,6 +397,16 @@ def _open_npz(p: Path) -> Any:
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         # np.load would try to unpickle it (and suggest allow_pickle): it is never done here
         raise DataError(f"{p} is not a readable .npz file (corrupt: not a zip archive of arrays); save it with numpy.savez.")
+    try:
+        with zipfile.ZipFile(p) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise DataError(f"{p} is not a readable .npz file (corrupt): {err}") from err
+    if total > MAX_NPZ_BYTES:
+        raise DataError(
+            f"{p} inflates to {total} bytes, more than the {MAX_NPZ_BYTES} read here (a zip bomb, or data "
+            "too large to hold in memory); split it or pass a subset."
+        )
     try:
         z = np.load(p, allow_pickle=False)
     except Exception as err:  # np.load raises OSError, ValueError, BadZipFile, EOFError... on bad files

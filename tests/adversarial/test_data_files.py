@@ -122,6 +122,14 @@ def test_idx_header_that_lies_is_refused_without_allocating(tmp_path: Path) -> N
         read_idx(p)
 
 
+def test_gzip_bomb_behind_a_small_idx_header_is_not_inflated(tmp_path: Path) -> None:
+    p = tmp_path / "bomb.gz"
+    p.write_bytes(gzip.compress(_idx(np.zeros(10, np.uint8)) + b"\0" * (32 << 20), compresslevel=1))
+    assert p.stat().st_size < (1 << 20)
+    with pytest.raises(DataError, match=r"header says \(10,\) = 10 values, file holds more"):
+        read_idx(p)
+
+
 def test_mnist_label_outside_ten_classes_is_refused(tmp_path: Path) -> None:
     root = _mnist_folder(tmp_path / "m", labels=np.array([0, 1, 2, 200]))
     with pytest.raises(DataError, match=r"labels-idx1-ubyte: label 200 .* outside \[0, 10\)"):
@@ -251,6 +259,17 @@ def test_corrupt_npz_is_a_data_error(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(DataError, match=r"bad\.npz (is not a readable \.npz file \(corrupt|holds a single \.npy array)") as info:
         load_npz(p)
     assert "allow_pickle" not in str(info.value)
+
+
+def test_npz_zip_bomb_is_refused_before_inflating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from layerscope.data import images
+
+    monkeypatch.setattr(images, "MAX_NPZ_BYTES", 1 << 20)  # the real cap is 4 GiB; same check, smaller file
+    p = tmp_path / "bomb.npz"
+    np.savez_compressed(p, x=np.zeros((1 << 18, 4), np.float32), y=np.zeros(1 << 18, np.int64))
+    assert p.stat().st_size < (1 << 16)
+    with pytest.raises(DataError, match=r"bomb\.npz inflates to \d+ bytes, more than the 1048576"):
+        load_npz(p)
 
 
 def test_npz_of_plain_xy_has_no_test_split(tmp_path: Path) -> None:

@@ -421,3 +421,18 @@ def test_pt2_zip_bomb_member_is_refused_before_inflating(tmp_path: Path, good: P
     assert path.stat().st_size < (1 << 20)
     with pytest.raises(WeightsError, match=r"extra/notes\.txt claims to inflate .* zip bomb"):
         load_model(str(path))
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_collect_activations_on_loaded_program_equals_the_module(tmp_path: Path, dynamic: bool) -> None:
+    """Through the seam: a static-batch program (batch 4) gives the module's activations for 7 samples."""
+    from layerscope.capture import collect_activations
+
+    model = load_model(str(_export(tmp_path / "c.pt2", dynamic=dynamic)))
+    data = torch.utils.data.TensorDataset(torch.randn(7, 1, 7, 7), torch.arange(7) % 4)
+    got = collect_activations(model, data, ["features.1", "head"], batch_size=3)
+    want = collect_activations(_model(), data, ["features.1", "head"], batch_size=3)
+    for name in ("features.1", "head"):
+        a, b = torch.as_tensor(got[name]), torch.as_tensor(want[name])
+        assert a.shape == b.shape and a.shape[0] == 7
+        assert torch.allclose(a, b, atol=1e-5), name
