@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._progress import ProgressArg
 from ..capture import capture, model_device, model_state_guard
 from ..seam import iter_batches
 from ..exceptions import DataError, InputShapeError, ParameterError
@@ -205,7 +206,7 @@ def top_activations(
     limit: int | None = None,
     max_units: int = 16,
     device: torch.device | str | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
 ) -> TopK:
@@ -238,7 +239,8 @@ def top_activations(
     max_units
         Units shown in the figure.
     progress
-        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc=...)``.
+        ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable, called as
+        ``progress(iterable, total=n, desc=...)``.
     model_info, data_spec
         Stored on the result (default :func:`~layerscope.results.model_description` of ``model``
         and the data set's ``name``).
