@@ -171,23 +171,23 @@ def display_normalization(dataset: Any = None, model: Any = None) -> Any:
 
 
 def dataset_inputs(dataset: Any, ids: Sequence[int] | np.ndarray) -> torch.Tensor:
-    """Stack the inputs of dataset rows ``ids`` into one tensor."""
-    ids = np.asarray(ids, dtype=np.int64)
-    tensors = getattr(dataset, "tensors", None)
-    if tensors is not None:
-        return tensors[0][torch.as_tensor(ids)]
-    return torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in ids])
+    """The input tensor of dataset rows ``ids`` (read through :func:`layerscope.seam.gather`)."""
+    from ..seam import gather, single_input
+
+    return single_input(gather(dataset, ids), "Top-k patches and projections")
 
 
 def _labels(dataset: Any, ids: np.ndarray) -> np.ndarray:
-    tensors = getattr(dataset, "tensors", None)
+    """Labels of dataset rows ``ids`` (any shape; ``-1`` entries and label-free data give ``-1``)."""
+    from ..seam import gather
+
     flat = ids.reshape(-1)
     out = np.full(flat.shape, -1, dtype=np.int64)
     ok = flat >= 0
-    if tensors is not None and len(tensors) > 1:
-        out[ok] = tensors[1][torch.as_tensor(flat[ok])].numpy()
-    else:
-        out[ok] = [int(dataset[int(i)][1]) for i in flat[ok]]
+    if ok.any():
+        labels = gather(dataset, flat[ok]).labels
+        if labels is not None:
+            out[ok] = labels.numpy()
     return out.reshape(ids.shape)
 
 
