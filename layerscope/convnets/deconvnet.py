@@ -135,6 +135,16 @@ def relu_guard(model: nn.Module, rule: str) -> Iterator[_RectifierSpy | None]:
     """
     if rule not in RULES:
         raise ParameterError(f"rule must be one of {', '.join(RULES)}; got {rule!r}.")
+    from ..seam import is_exported
+
+    if rule != "gradient" and is_exported(model):
+        # its rectifiers are ATen ops inside the program, not nn.ReLU modules: the rule could not be
+        # installed, and the plain gradient would come back under the rule's name
+        raise UnsupportedModelError(
+            f"The {rule} rule replaces the backward pass of the model's ReLU modules, but an exported program "
+            "(.pt2) runs ATen ops, not modules, so layerscope cannot apply it. Use rule 'gradient' (--rule "
+            "gradient), or load the module the program was exported from."
+        )
     handles: list[Any] = []
     inplace: list[tuple[nn.ReLU, bool]] = []
     spy = _RectifierSpy() if rule != "gradient" else None
