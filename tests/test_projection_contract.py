@@ -489,3 +489,31 @@ def test_layer_specs_with_selectors_are_accepted() -> None:
         resolve_projection_layers(Pair(), ["rn"])
     with pytest.raises(LayerNotFoundError, match="No layer names"):
         resolve_projection_layers(Pair(), [])
+
+
+def test_subset_of_data_whose_items_carry_the_labels() -> None:
+    """Without .y/.labels the stratified subset reads the labels the items carry (seam rule)."""
+    from layerscope.exceptions import DataError
+    from layerscope.projection.analysis import dataset_labels, select_observations
+
+    class NoAttr(_Tokens):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden = self.labels
+            del self.labels
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            return {"input_ids": self.ids[i], "attention_mask": self.mask[i], "labels": int(self.hidden[i])}
+
+    ds = NoAttr()
+    assert np.array_equal(dataset_labels(ds), ds.hidden)
+    idx = select_observations(ds, 30, 0)
+    assert len(idx) == 30 and len(set(idx.tolist())) == 30
+    from layerscope.data import stratified_indices
+
+    assert np.array_equal(idx, stratified_indices(ds.hidden, 30, 0))  # the same subset as from the labels themselves
+    assert np.bincount(ds.hidden[idx], minlength=3).tolist() == [8, 11, 11]  # 30 x (22, 28, 30) / 80, rounded
+    x = torch.randn(10, 3)
+    assert np.array_equal(select_observations(x, None), np.arange(10))  # all rows: no labels needed
+    with pytest.raises(DataError, match="yields no class labels"):
+        select_observations(x, 5)

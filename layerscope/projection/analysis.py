@@ -54,23 +54,39 @@ log = logging.getLogger(__name__)
 
 
 def dataset_labels(dataset: Any) -> np.ndarray:
-    """Class labels of a layerscope dataset as an int array."""
+    """Class labels of a dataset as an int array: its ``y`` / ``labels``, else the labels its items
+    carry by the input rule of :mod:`layerscope.seam` (``(x, y)`` tuples, a ``"labels"`` key)."""
     if hasattr(dataset, "y"):
         return np.asarray(dataset.y).astype(np.int64)
     if hasattr(dataset, "labels"):
         return np.asarray(dataset.labels).astype(np.int64)
-    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+    from ..seam import iter_batches
+
+    parts = []
+    for b in iter_batches(dataset, 512):
+        if b.labels is None:
+            raise DataError(
+                f"{type(dataset).__name__} yields no class labels, and a stratified subset needs them; "
+                "pass n=None (CLI: --n larger than the data) to use every sample, or give the data labels."
+            )
+        parts.append(np.asarray(b.labels.cpu())[: b.n])
+    return np.concatenate(parts).astype(np.int64)
 
 
 def select_observations(dataset: Any, n: int | None, random_state: int | None = 0) -> np.ndarray:
-    """A seeded, stratified subset of ``n`` dataset rows (all rows if ``n`` is None or too big)."""
+    """A seeded, stratified subset of ``n`` dataset rows (all rows, in order, if ``n`` is None or
+    not smaller than the data; the labels are then not needed)."""
     from ..data import stratified_indices
+    from ..seam import data_length
 
+    if n is not None and n < 2:
+        raise ParameterError(f"n must be at least 2 observations, got {n}.")
+    length = data_length(dataset)
+    if length is not None and (n is None or n >= length):
+        return np.arange(length)
     y = dataset_labels(dataset)
     if n is None or n >= len(y):
         return np.arange(len(y))
-    if n < 2:
-        raise ParameterError(f"n must be at least 2 observations, got {n}.")
     return np.asarray(stratified_indices(y, n, random_state))
 
 
