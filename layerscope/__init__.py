@@ -32,6 +32,8 @@ EXPORTS: dict[str, str] = {
     "capture": ".capture",
     "collect_activations": ".capture",
     "model_state_guard": ".capture",
+    "capture_dataset": ".capture_result",
+    "CaptureResult": ".capture_result",
     "iter_batches": ".seam",
     "Batch": ".seam",
     "load_dataset": ".data",
@@ -45,21 +47,25 @@ EXPORTS: dict[str, str] = {
     "Rendering": ".featurevis",
     "unit_data_max": ".featurevis",
     # visualizing convnets (Zeiler & Fergus 2014)
-    "top_activations": ".attribution",
-    "TopK": ".attribution",
-    "project_activations": ".attribution",
-    "project_activation": ".attribution",
-    "Projections": ".attribution",
-    "occlusion": ".attribution",
-    "Occlusion": ".attribution",
-    "invariance_curves": ".attribution",
-    "InvarianceCurves": ".attribution",
-    "feature_evolution": ".attribution",
-    "Evolution": ".attribution",
-    "correspondence": ".attribution",
-    "Correspondence": ".attribution",
-    "receptive_field": ".attribution",
-    "ReceptiveField": ".attribution",
+    "top_activations": ".convnets",
+    "TopK": ".convnets",
+    "project_activations": ".convnets",
+    "project_activation": ".convnets",
+    "ActivationProjections": ".convnets",
+    "deconv_projections": ".convnets",
+    "DeconvProjections": ".convnets",
+    "occlusion": ".convnets",
+    "Occlusion": ".convnets",
+    "occlusion_maps": ".convnets",
+    "OcclusionMaps": ".convnets",
+    "invariance_curves": ".convnets",
+    "InvarianceCurves": ".convnets",
+    "feature_evolution": ".convnets",
+    "Evolution": ".convnets",
+    "correspondence": ".convnets",
+    "Correspondence": ".convnets",
+    "receptive_field": ".convnets",
+    "ReceptiveField": ".convnets",
     # hidden-activity projections (Rauber et al. 2017)
     "project": ".projection",
     "Projection": ".projection",
@@ -76,6 +82,10 @@ EXPORTS: dict[str, str] = {
     "ProbeResult": ".similarity",
     "linear_cka": ".similarity",
     "cka_matrix": ".similarity",
+    "probe_model": ".similarity",
+    "ProbeStudy": ".similarity",
+    "cka_model": ".similarity",
+    "CKAResult": ".similarity",
     # acoustic models (Mohamed, Hinton & Penn 2012; Garcia-Romero et al. 2017)
     "analyze_layers": ".speech",
     "LayerAnalysis": ".speech",
@@ -144,18 +154,23 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .attribution import (
+    from .capture_result import CaptureResult, capture_dataset
+    from .convnets import (
+        ActivationProjections,
         Correspondence,
+        DeconvProjections,
         Evolution,
         InvarianceCurves,
         Occlusion,
-        Projections,
+        OcclusionMaps,
         ReceptiveField,
         TopK,
         correspondence,
+        deconv_projections,
         feature_evolution,
         invariance_curves,
         occlusion,
+        occlusion_maps,
         project_activation,
         project_activations,
         receptive_field,
@@ -181,7 +196,17 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .report import build_report
     from .results import AnalysisResult, read_result
-    from .similarity import ProbeResult, cka_matrix, linear_cka, linear_probe, probe_layers
+    from .similarity import (
+        CKAResult,
+        ProbeResult,
+        ProbeStudy,
+        cka_matrix,
+        cka_model,
+        linear_cka,
+        linear_probe,
+        probe_layers,
+        probe_model,
+    )
     from .speech import (
         EmbeddingStudy,
         LayerAnalysis,

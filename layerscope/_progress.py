@@ -36,18 +36,31 @@ def no_progress(iterable: Iterable[T], total: int | None = None, desc: str | Non
 
 
 def resolve_progress(progress: ProgressArg) -> Tracker:
-    """The tracker for an analysis' ``progress=`` argument (see the module docstring)."""
+    """The tracker for an analysis' ``progress=`` argument (see the module docstring).
+
+    The returned tracker also accepts ``(iterable, total, desc)`` positionally and always calls
+    the user's tracker with keywords, so it can be passed on to code that still calls trackers
+    positionally.
+    """
     if progress is None or progress is False:
         return no_progress
     if progress is True:
         from tqdm.auto import tqdm
 
-        return tqdm
-    if not callable(progress):
+        tracker: Tracker = tqdm
+    elif not callable(progress):
         from .exceptions import ParameterError
 
         raise ParameterError(
             f"progress must be None, True/False or a tqdm-like callable; got {type(progress).__name__}. "
             "Pass e.g. progress=True (tqdm.auto) or progress=tqdm.tqdm."
         )
-    return progress
+    else:
+        tracker = progress
+
+    def track(iterable: Iterable[T], total: int | None = None, desc: str | None = None, **kwargs: Any) -> Iterable[T]:
+        # positional (iterable, total, desc) from callers of the older protocol reach the tracker
+        # as keywords, the only form tqdm reads correctly
+        return tracker(iterable, total=total, desc=desc, **kwargs)
+
+    return track

@@ -969,6 +969,16 @@ def list_layers(model: nn.Module, sample_input: Any = None, *, adapter: Any = No
             batch = Batch(args=sample_input, kwargs={}, labels=None, ids=np.zeros(0, np.int64), n=0)
         else:
             batch = next(iter(iter_batches(sample_input, 2, model=model, adapter=adapter)))
+        static = getattr(model, "layerscope_static_batch", None)
+        if static and batch.args and isinstance(batch.args[0], torch.Tensor) and batch.args[0].shape[0] != static:
+            from .seam import _pad_rows
+
+            # an exported program with a static batch size runs only on batches of that size
+            batch = Batch(
+                args=_pad_rows(tuple(a[:static] for a in batch.args), static),
+                kwargs=_pad_rows({k: v[:static] for k, v in batch.kwargs.items()}, static),
+                labels=None, ids=np.arange(static), n=static,
+            )
         modules = dict(model.named_modules())
 
         def make(name: str) -> Callable[[nn.Module, Any, Any], None]:

@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .models.source import ModelSource
+from .seam import is_exported, set_eval
 from .exceptions import ModelSpecError, UnsafeFileError, UnsupportedFileError, WeightsError
 from .models import PRETRAINED, build_model, load_pretrained
 from .training import RUN_FILE, TrainRun
@@ -47,10 +49,6 @@ _PICKLE_RISK = (
     "default. If you trust where {path} came from, pass --allow-pickle (Python: allow_pickle=True); "
     "better, re-save it as a state_dict with safetensors."
 )
-
-
-class ModelSource(dict):  # type: ignore[type-arg]
-    """Where a loaded model came from (kept on ``model.layerscope_source``)."""
 
 
 def _pickle_stream(path: Path) -> bytes | None:
@@ -375,30 +373,6 @@ def load_exported(path: str | os.PathLike[str], *, allow_pickle: bool = False) -
     model.layerscope_static_batch = _static_batch(program)  # type: ignore[assignment]
     model.layerscope_source = ModelSource(kind="export", path=str(p))  # type: ignore[assignment]
     return model
-
-
-def is_exported(model: nn.Module) -> bool:
-    """Whether ``model`` is a ``torch.export`` program (unflattened or ``program.module()``)."""
-    if getattr(model, "layerscope_exported", False):
-        return True
-    from torch.export.unflatten import UnflattenedModule
-
-    if isinstance(model, UnflattenedModule):
-        return True
-    # program.module(): a GraphModule subclass whose eval()/train() raise NotImplementedError
-    return any(c.__name__ == "_StatefulGraphModule" for c in type(model).__mro__)
-
-
-def set_eval(model: nn.Module) -> nn.Module:
-    """Put ``model`` in eval mode, leaving exported programs (which fixed their mode at export) alone.
-
-    ``program.module()`` refuses ``eval()``/``train()`` (``NotImplementedError``), and an
-    unflattened program computes what it was exported with whatever its flags say, so for those
-    this does nothing. Returns ``model``. Restore flags with ``layerscope.capture.model_state_guard``.
-    """
-    if is_exported(model):
-        return model
-    return model.eval()
 
 
 def load_model(spec: str, *, weights: str | os.PathLike[str] | None = None, allow_pickle: bool = False) -> nn.Module:

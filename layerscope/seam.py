@@ -78,11 +78,14 @@ __all__ = [
     "ReusedLayerError",
     "default_adapter",
     "iter_batches",
+    "gather",
+    "single_input",
     "call_model",
     "model_dtype",
     "model_device",
     "run_model",
     "set_eval",
+    "is_exported",
     "data_length",
     "parse_layer_spec",
     "select_output",
@@ -119,19 +122,28 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def set_eval(model: nn.Module) -> None:
-    """Put ``model`` in eval mode; modules that refuse it (``torch.export`` programs) are left as they are.
+def is_exported(model: nn.Module) -> bool:
+    """Whether ``model`` is a ``torch.export`` program (unflattened or ``program.module()``)."""
+    if getattr(model, "layerscope_exported", False):
+        return True
+    from torch.export.unflatten import UnflattenedModule
 
-    Callers restore the previous flags with :func:`layerscope.capture.model_state_guard`.
+    if isinstance(model, UnflattenedModule):
+        return True
+    # program.module(): a GraphModule subclass whose eval()/train() raise NotImplementedError
+    return any(c.__name__ == "_StatefulGraphModule" for c in type(model).__mro__)
+
+
+def set_eval(model: nn.Module) -> nn.Module:
+    """Put ``model`` in eval mode, leaving exported programs (which fixed their mode at export) alone.
+
+    ``program.module()`` refuses ``eval()``/``train()`` (``NotImplementedError``), and an
+    unflattened program computes what it was exported with whatever its flags say, so for those
+    this does nothing. Returns ``model``. Restore flags with ``layerscope.capture.model_state_guard``.
     """
-    try:
-        model.eval()
-    except NotImplementedError:  # exported programs have no train/eval switch; they run as exported
-        for m in model.modules():
-            try:
-                m.training = False
-            except (AttributeError, NotImplementedError):  # pragma: no cover - defensive
-                pass
+    if is_exported(model):
+        return model
+    return model.eval()
 
 
 def model_device(model: nn.Module, device: torch.device | str | None = None) -> torch.device:
@@ -481,7 +493,7 @@ def iter_batches(
         if not (isinstance(out, tuple) and len(out) == 3):
             raise ParameterError("adapter must return a tuple (args, kwargs, labels).")
         args, kwargs, labels = tuple(out[0]), dict(out[1]), out[2]
-        if len(args) == 1 and isinstance(args[0], list) and args[0] and isinstance(args[0][0], str) and not kwargs:
+        if len(args) == 1 and isinstance(args[0], (list, tuple)) and args[0] and isinstance(args[0][0], str) and not kwargs:
             if tokenize is None:
                 raise DataError(
                     "The data holds texts but the model has no tokenizer; load the model with an 'hf:' spec "
@@ -503,6 +515,47 @@ def iter_batches(
             args = tuple(_cast(a, dev, dt) for a in args)
             kwargs = {k: _cast(v, dev, dt) for k, v in kwargs.items()}
         yield Batch(args=args, kwargs=kwargs, labels=labels, ids=ids, n=n_real, size=size)
+
+
+def gather(
+    data: Any,
+    ids: Sequence[int] | np.ndarray,
+    *,
+    model: nn.Module | None = None,
+    adapter: Adapter | None = None,
+    device: torch.device | str | None = None,
+) -> Batch:
+    """One :class:`Batch` of the rows ``ids`` of map-style ``data`` (in that order), by the same rule
+    as :func:`iter_batches` — what analyses that revisit chosen samples (top-k patches, occlusion)
+    use."""
+    idx = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ParameterError("No rows to gather; pass at least one dataset row.")
+    out = list(iter_batches(data, len(idx), indices=idx, model=model, adapter=adapter, device=device))
+    if len(out) != 1:  # a static-batch program splits the rows into several padded batches
+        args = tuple(torch.cat([b.args[i][: b.n] for b in out]) for i in range(len(out[0].args)))
+        kwargs = {k: torch.cat([b.kwargs[k][: b.n] for b in out]) for k in out[0].kwargs}
+        labels = None if out[0].labels is None else torch.cat([b.labels[: b.n] for b in out if b.labels is not None])
+        return Batch(args=args, kwargs=kwargs, labels=labels, ids=idx, n=len(idx))
+    b = out[0]
+    if b.size != b.n:
+        b = Batch(
+            args=tuple(a[: b.n] if isinstance(a, torch.Tensor) else a for a in b.args),
+            kwargs={k: v[: b.n] if isinstance(v, torch.Tensor) else v for k, v in b.kwargs.items()},
+            labels=b.labels, ids=b.ids, n=b.n,
+        )
+    return b
+
+
+def single_input(batch: Batch, what: str = "this analysis") -> torch.Tensor:
+    """The one positional tensor input of ``batch`` (image analyses), or a clear error."""
+    if len(batch.args) == 1 and not batch.kwargs and isinstance(batch.args[0], torch.Tensor):
+        return batch.args[0]
+    kinds = [type(a).__name__ for a in batch.args] + [f"{k}=" for k in batch.kwargs]
+    raise InputShapeError(
+        f"{what} perturbs one input tensor (an image batch); this data gives {kinds}. Use a model that takes "
+        "one tensor, or pass an adapter that returns ((tensor,), {}, labels)."
+    )
 
 
 def call_model(model: nn.Module, batch: Batch) -> Any:

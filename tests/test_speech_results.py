@@ -89,7 +89,9 @@ def test_speech_embed_api_equals_cli_and_load_round_trip(runs: dict[str, Path], 
     from layerscope import SpeakerEmbeddings, embed_speech_run
     from layerscope.exceptions import DataError
 
-    res = embed_speech_run(runs["spk"])
+    import tqdm
+
+    res = embed_speech_run(runs["spk"], progress=tqdm.tqdm)  # tqdm through every loop, capture's included
     res.save(tmp_path / "api")
     cli("speech", "embed", "-m", str(runs["spk"]), "--out", str(tmp_path / "cli"), "--no-progress")
     assert_same_folder(tmp_path / "api", tmp_path / "cli")
@@ -182,3 +184,23 @@ def test_transfer_report_api_equals_cli(tmp_path: Path) -> None:
     assert repr(res).startswith("TransferResult(transfer, cells_done=12") and len(repr(res)) < 200
     back.save(tmp_path / "again")
     assert_same_folder(tmp_path / "api", tmp_path / "again")
+
+
+def test_resolved_tracker_turns_positional_calls_into_keywords() -> None:
+    """Code still calling ``track(iterable, total, desc)`` positionally gets tqdm's keywords right."""
+    import tqdm
+
+    from layerscope._progress import no_progress, resolve_progress
+
+    got: list[tuple[int | None, str]] = []
+
+    class Recording(tqdm.tqdm):  # type: ignore[type-arg]
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            got.append((self.total, self.desc))
+
+    track = resolve_progress(Recording)
+    assert list(track(range(3), 3, "layer fc1")) == [0, 1, 2]
+    assert list(track(range(2), total=2, desc="epoch 1")) == [0, 1]
+    assert got == [(3, "layer fc1"), (2, "epoch 1")]
+    assert resolve_progress(None) is no_progress and resolve_progress(False) is no_progress

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 import typer
 from rich.table import Table
 
@@ -51,6 +50,8 @@ def layers(
         if data is not None:
             raise
     if sample is None and shape is not None:
+        import torch
+
         sample = torch.zeros(1, *shape)
     rows = list_layers(net, sample)
     if as_json:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.table import Table
 
@@ -31,6 +30,8 @@ def train(
     progress: bool = progress_option(),
 ) -> None:
     """Train a reference model on DATA, saving checkpoints and run.json into OUT."""
+    import torch
+
     from ..data import ArrayDataset, eval_spec_for, load_dataset, stratified_indices, train_spec_for
     from ..exceptions import DataError
     from ..models import build_model

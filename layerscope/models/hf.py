@@ -212,7 +212,7 @@ def load_hf_model(
     model.eval()
     model.layerscope_tokenize = make_tokenize(tokenizer, max_length)
     model.layerscope_tokenizer = tokenizer
-    from ..loading import ModelSource
+    from .source import ModelSource
 
     model.layerscope_source = ModelSource(
         kind="hf", spec=f"hf:{spec.removeprefix('hf:')}", path=str(where), architecture=type(model).__name__,
