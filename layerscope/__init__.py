@@ -40,6 +40,8 @@ EXPORTS: dict[str, str] = {
     "load_model": ".loading",
     "AnalysisResult": ".results",
     "read_result": ".results",
+    "capture_dataset": ".capture_result",
+    "CaptureResult": ".capture_result",
     # activation maximization (Erhan et al. 2009)
     "maximize": ".featurevis",
     "ActMaxResult": ".featurevis",
@@ -74,6 +76,7 @@ EXPORTS: dict[str, str] = {
     "project_sequence": ".projection",
     "ProjectionSequence": ".projection",
     "neuron_projection": ".projection",
+    "project_neurons": ".projection",
     "NeuronProjection": ".projection",
     "neighborhood_hit": ".projection",
     # probes and similarity
@@ -82,6 +85,10 @@ EXPORTS: dict[str, str] = {
     "ProbeResult": ".similarity",
     "linear_cka": ".similarity",
     "cka_matrix": ".similarity",
+    "probe_model": ".similarity",
+    "ProbeStudy": ".similarity",
+    "cka_model": ".similarity",
+    "CKAResult": ".similarity",
     "probe_model": ".similarity",
     "ProbeStudy": ".similarity",
     "cka_model": ".similarity",

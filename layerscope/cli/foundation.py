@@ -24,6 +24,7 @@ from ._app import (
     progress_option,
     weights_option,
 )
+from ._models import REDUCE_HELP, layout_option, parse_layouts
 
 
 @app.command()
@@ -73,7 +74,8 @@ def capture(
     data: Optional[str] = data_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
-    reduce: Optional[str] = typer.Option(None, help="Spatial reduction of conv maps inside the hook: mean or max."),
+    reduce: Optional[str] = typer.Option(None, help=REDUCE_HELP),
+    layout: Optional[str] = layout_option(),
     limit: Optional[int] = typer.Option(None, help="Use only the first N samples (or a stratified N with --stratify)."),
     stratify: bool = typer.Option(False, help="With --limit: a seeded stratified subset instead of the first N."),
     seed: int = typer.Option(0, help="Seed for --stratify."),
@@ -82,17 +84,19 @@ def capture(
     progress: bool = progress_option(),
 ) -> None:
     """Capture layer activations over a dataset into OUT (arrays, activations.png, result.json)."""
+    from .._io import result_folder
     from ..capture_result import capture_dataset
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
     budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
-    with progress_bar(progress) as bar:
+    with progress_bar(progress) as bar, result_folder(out) as staging:
+        # arrays are streamed and saved straight into the folder being written (not copied a second time)
         extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
-        res = capture_dataset(net, ds, parse_list(layers) or [], batch_size=batch_size, reduce=reduce,  # type: ignore[arg-type]  # validated by the library
-                              limit=limit, stratify=stratify, random_state=seed, memory_budget=budget, out_dir=out,
-                              data_spec=data, **extra)
-    res.save(out)
+        res = capture_dataset(net, ds, parse_list(layers) or [], batch_size=batch_size, reduce=reduce,
+                              layouts=parse_layouts(layout), limit=limit, stratify=stratify, random_state=seed,
+                              memory_budget=budget, out_dir=staging, data_spec=data, **extra)
+        res.save(staging)
     acc = res.metrics.get("accuracy")
     console.print(f"captured {len(res.activations)} samples x {len(res.activations.arrays)} layers into [bold]{out}[/]"
                   + (f" (accuracy on them: {acc:.4f})" if acc is not None else ""))
