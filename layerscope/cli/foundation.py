@@ -35,34 +35,35 @@ def layers(
     allow_pickle: bool = allow_pickle_option(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List every layer: dotted name, type, output shape, parameters."""
-    from ..data import ArrayDataset
+    """List every layer: dotted name, type, output shape, calls per forward pass, parameters."""
     from ..capture import list_layers
+    from ..exceptions import LayerscopeError
 
     net = load_model_cli(model, weights, allow_pickle)
-    sample = None
-    shape = getattr(net, "input_shape", None)
-    try:
-        ds = load_data_cli(data, net)
-        if isinstance(ds, ArrayDataset):
-            sample = ds.x[:1]
-    except Exception:
+    rows = None
+    try:  # the first two samples of the data give output shapes and calls
+        rows = list_layers(net, load_data_cli(data, net))
+    except LayerscopeError:
         if data is not None:
             raise
-    if sample is None and shape is not None:
-        import torch
+    if rows is None:
+        shape = getattr(net, "input_shape", None)
+        if shape is not None:
+            import torch
 
-        sample = torch.zeros(1, *shape)
-    rows = list_layers(net, sample)
+            rows = list_layers(net, torch.zeros(2, *shape))
+        else:
+            rows = list_layers(net)
     if as_json:
         console.print_json(json.dumps([r.to_dict() for r in rows]))
         return
     table = Table(title=f"{type(net).__name__}: {len(rows)} layers, {sum(p.numel() for p in net.parameters()):,} parameters")
-    for col in ("name", "type", "output shape", "params"):
-        table.add_column(col, justify="right" if col == "params" else "left")
+    for col in ("name", "type", "output shape", "calls", "params"):
+        table.add_column(col, justify="right" if col in ("params", "calls") else "left")
     for r in rows:
         shp = "×".join(str(s) for s in r.output_shape) if r.output_shape is not None else "-"
-        table.add_row("  " * (r.depth - 1) + r.name, r.type, shp, f"{r.total_params:,}")
+        calls = "-" if r.calls is None else f"{r.calls} (reused: name#k)" if r.reused else str(r.calls)
+        table.add_row("  " * (r.depth - 1) + r.name, r.type, shp, calls, f"{r.total_params:,}")
     console.print(table)
 
 
