@@ -605,11 +605,14 @@ def collect_activations(
                         total_bytes = sum(per_sample.values()) * n_total
                         stream = memory_budget is not None and total_bytes > memory_budget
                         if stream:
-                            if out_path is None:
-                                import tempfile
+                            import tempfile
 
+                            if out_path is None:
                                 tmp_dir = Path(tempfile.mkdtemp(prefix="layerscope-capture-"))
-                            target_dir = out_path or tmp_dir
+                            else:  # a leftover name of out_path: ignored by readers, cleaned by the next writer
+                                out_path.parent.mkdir(parents=True, exist_ok=True)
+                                tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.tmp-{os.getpid()}-stream-", dir=out_path.parent))
+                            target_dir = tmp_dir
                             assert target_dir is not None
                             target_dir.mkdir(parents=True, exist_ok=True)
                             for i, n in enumerate(cap.layers):
@@ -663,6 +666,10 @@ def collect_activations(
         meta={"dataset": getattr(dataset, "name", type(dataset).__name__)},
     )
     if out_path is not None:
-        acts.save(out_path)
+        acts.save(out_path)  # old folder or new one, never a mix (result_folder)
         acts.directory = out_path
+        if streams:  # map the saved files, then drop the stream folder
+            acts.arrays = {n: np.load(out_path / f"layer{i:03d}_{_safe(n)}.npy", mmap_mode="r") for i, n in enumerate(acts.arrays)}
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
     return acts
