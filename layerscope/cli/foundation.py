@@ -15,6 +15,7 @@ from ._app import (
     allow_pickle_option,
     app,
     batch_size_option,
+    check_count,
     console,
     data_option,
     load_data_cli,
@@ -93,7 +94,7 @@ def capture(
     if names == ["all"]:
         names = [r.name for r in list_layers(net) if r.is_leaf]
     indices = None
-    if limit is not None:
+    if check_count("--limit", limit) is not None:
         labels = ds.y.numpy() if hasattr(ds, "y") else np.asarray(ds.labels)
         indices = stratified_indices(labels, limit, seed) if stratify else np.arange(min(limit, len(ds)))
     budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
@@ -144,7 +145,7 @@ def train(
         if split in (None, "train") and kind in ("mnist", "cifar10", "npz"):
             val_data = f"{kind}:{path}:test" if path else f"{kind}:test"
     val = load_dataset(val_data) if val_data else None
-    if limit is not None:
+    if check_count("--limit", limit) is not None:
         ds = ds.subset(stratified_indices(ds.y.numpy(), limit, seed))
     torch.manual_seed(seed)
     net = build_model(model, ds.input_shape, len(ds.classes))

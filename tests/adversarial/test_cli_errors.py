@@ -45,8 +45,9 @@ def assert_one_line(code: int, err: str, expected: int = EXIT_ERROR) -> str:
 
 BAD_OPTIONS: list[tuple[str, list[str], str]] = [
     ("capture batch 0", ["capture", "-m", "mnist-mlp", "-l", "fc1", "--batch-size", "0"], r"--batch-size"),
-    ("capture limit 0", ["capture", "-m", "mnist-mlp", "-l", "fc1", "--limit", "0"], r"empty|--limit"),
-    ("capture limit <0", ["capture", "-m", "mnist-mlp", "-l", "fc1", "--limit", "-5"], r"empty|--limit"),
+    ("capture limit 0", ["capture", "-m", "mnist-mlp", "-l", "fc1", "--limit", "0"], r"--limit must be >= 1; got 0"),
+    ("capture limit <0", ["capture", "-m", "mnist-mlp", "-l", "fc1", "--limit", "-5"], r"--limit must be >= 1; got -5"),
+    ("train limit 0", ["train", "-m", "mlp", "--epochs", "1", "--limit", "0"], r"--limit must be >= 1; got 0"),
     ("capture bad layer", ["capture", "-m", "mnist-mlp", "-l", "fc9"], r"fc9"),
     ("topk limit 0", ["topk", "-m", "mnist-cnn", "-l", "conv1", "--limit", "0"], r"--limit must be >= 1; got 0"),
     ("topk k 0", ["topk", "-m", "mnist-cnn", "-l", "conv1", "--limit", "10", "--k", "0"], r"k must be >= 1"),
