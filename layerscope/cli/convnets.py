@@ -60,7 +60,8 @@ from ._app import (
 def _indices(limit: Optional[int], n: int) -> Any:
     import numpy as np
 
-    return None if check_count("--limit", limit) is None else np.arange(min(int(limit), n))  # type: ignore[arg-type]
+    check_count("--limit", limit)
+    return None if limit is None else np.arange(min(int(limit), n))
 
 
 def _units(value: Optional[str]) -> Optional[list[int]]:

@@ -94,7 +94,8 @@ def capture(
     if names == ["all"]:
         names = [r.name for r in list_layers(net) if r.is_leaf]
     indices = None
-    if check_count("--limit", limit) is not None:
+    check_count("--limit", limit)
+    if limit is not None:
         labels = ds.y.numpy() if hasattr(ds, "y") else np.asarray(ds.labels)
         indices = stratified_indices(labels, limit, seed) if stratify else np.arange(min(limit, len(ds)))
     budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
@@ -145,7 +146,8 @@ def train(
         if split in (None, "train") and kind in ("mnist", "cifar10", "npz"):
             val_data = f"{kind}:{path}:test" if path else f"{kind}:test"
     val = load_dataset(val_data) if val_data else None
-    if check_count("--limit", limit) is not None:
+    check_count("--limit", limit)
+    if limit is not None:
         ds = ds.subset(stratified_indices(ds.y.numpy(), limit, seed))
     torch.manual_seed(seed)
     net = build_model(model, ds.input_shape, len(ds.classes))
