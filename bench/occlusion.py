@@ -54,7 +54,7 @@ def main() -> None:
     if args.check:
         real_check(args.n, args.cifar)
 
-    from layerscope.attribution.occlusion import dataset_mean, occlusion, window_grid
+    from layerscope.convnets.occlusion import dataset_mean, occlusion, window_grid
     from layerscope.data import load_dataset
     from layerscope.loading import load_model
 
@@ -133,7 +133,7 @@ def real_check(n: int, cifar: str | None) -> None:
     """Occlusion of the true-class probability: object vs empty border, on real test images."""
     from pathlib import Path
 
-    from layerscope.attribution.occlusion import dataset_mean, occlusion
+    from layerscope.convnets.occlusion import dataset_mean, occlusion
     from layerscope.data import load_dataset
     from layerscope.loading import load_model
 

@@ -1,20 +1,66 @@
 """Progress reporting without printing: the library takes a *tracker*, the CLI passes a bar.
 
-A tracker is any callable ``(iterable, total, description) -> iterable``. The library wraps
-its long loops in it; :func:`no_progress` (the default) returns the iterable unchanged.
+The protocol is tqdm's: a tracker is any callable used as ::
+
+    progress(iterable, total=n, desc="layer fc1")
+
+(keyword arguments ``total`` and ``desc``; the iterable positional) that returns an iterable
+yielding the same items. So ``progress=tqdm.tqdm`` or ``progress=tqdm.auto.tqdm`` work as they
+are, and so does the CLI's rich bar. Analyses accept ``progress=`` as
+
+* ``None`` or ``False``: no progress output (the default);
+* ``True``: :func:`tqdm.auto.tqdm` (a widget in notebooks, a text bar in terminals);
+* any tracker.
+
+:func:`resolve_progress` turns that argument into a tracker; library loops call it with
+keywords only, and say what they count in ``desc`` ("layer X", "epoch N", ...).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar, Union
 
 T = TypeVar("T")
 
-Tracker = Callable[[Iterable[T], "int | None", str], Iterable[T]]
+#: ``progress(iterable, total=n, desc="...") -> iterable`` (tqdm's calling convention)
+Tracker = Callable[..., Iterable[Any]]
+#: what analyses accept as ``progress=``
+ProgressArg = Union[Tracker, bool, None]
 
-__all__ = ["Tracker", "no_progress"]
+__all__ = ["Tracker", "ProgressArg", "no_progress", "resolve_progress"]
 
 
-def no_progress(iterable: Iterable[T], total: int | None = None, description: str = "") -> Iterable[T]:
-    """The default tracker: no output."""
+def no_progress(iterable: Iterable[T], total: int | None = None, desc: str | None = None, **_: Any) -> Iterable[T]:
+    """The default tracker: no output; returns ``iterable`` unchanged."""
     return iterable
+
+
+def resolve_progress(progress: ProgressArg) -> Tracker:
+    """The tracker for an analysis' ``progress=`` argument (see the module docstring).
+
+    The returned tracker also accepts ``(iterable, total, desc)`` positionally and always calls
+    the user's tracker with keywords, so it can be passed on to code that still calls trackers
+    positionally.
+    """
+    if progress is None or progress is False:
+        return no_progress
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        tracker: Tracker = tqdm
+    elif not callable(progress):
+        from .exceptions import ParameterError
+
+        raise ParameterError(
+            f"progress must be None, True/False or a tqdm-like callable; got {type(progress).__name__}. "
+            "Pass e.g. progress=True (tqdm.auto) or progress=tqdm.tqdm."
+        )
+    else:
+        tracker = progress
+
+    def track(iterable: Iterable[T], total: int | None = None, desc: str | None = None, **kwargs: Any) -> Iterable[T]:
+        # positional (iterable, total, desc) from callers of the older protocol reach the tracker
+        # as keywords, the only form tqdm reads correctly
+        return tracker(iterable, total=total, desc=desc, **kwargs)
+
+    return track

@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
@@ -29,10 +29,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import read_json, result_folder, write_json
-from ._progress import Tracker, no_progress
-from .exceptions import DataError, InputShapeError, ParameterError
-from .layers import resolve_layers
+from ._io import atomic_path, read_json, result_folder, write_json
+from ._progress import ProgressArg, resolve_progress
+from .exceptions import DataError, InputShapeError, LayerNotFoundError, LayerscopeError, ParameterError
+from .layers import LayerInfo
+from .seam import (
+    REDUCTIONS,
+    Batch,
+    ReusedLayerError,
+    _StopForward,
+    layout_of,
+    model_device,
+    parse_layer_spec,
+    reduce_output,
+    run_model,
+    select_output,
+)
 
 __all__ = [
     "capture",
@@ -46,21 +58,6 @@ __all__ = [
 ]
 
 Reduce = Literal["mean", "max"] | None
-
-
-class _StopForward(Exception):
-    """Raised inside a hook to end a forward pass early; caught by :meth:`capture.run`."""
-
-
-def model_device(model: nn.Module, device: torch.device | str | None = None) -> torch.device:
-    """The device of ``model``'s first parameter or buffer (CPU if it has none), or ``device``."""
-    if device is not None:
-        return torch.device(device)
-    for param in model.parameters():
-        return param.device
-    for buf in model.buffers():
-        return buf.device
-    return torch.device("cpu")
 
 
 @contextlib.contextmanager
@@ -118,22 +115,46 @@ class capture:
     Parameters
     ----------
     model
-        Any ``nn.Module``. Only the named layers are hooked.
+        Any ``nn.Module``. Only the modules named by ``layers`` are hooked.
     layers
-        Dotted ``named_modules()`` paths. Unknown names raise ``LayerNotFoundError`` listing the
-        closest real names.
+        Layer specs (:func:`layerscope.seam.parse_layer_spec`): dotted ``named_modules()`` paths,
+        optionally with ``#k`` (which call of a reused module), ``[i]`` or ``:key`` (which element
+        of a tuple/dict output; ``:h_n`` for recurrent layers). Unknown names raise
+        ``LayerNotFoundError`` listing the closest real names.
     reduce
-        ``None`` (keep the full output), ``"mean"`` or ``"max"`` over spatial positions; applied
-        inside the hook, so full conv maps are never stored.
+        ``None`` (keep the full output), ``"mean"``/``"max"`` (over spatial positions of a conv
+        map, or over the tokens of a sequence, masked by the batch's attention mask), ``"first"``/
+        ``"cls"``/``"last"`` (a token of a sequence), a callable ``fn(tensor, layout, mask)``, or a
+        dict ``{layer: reduction}``. Applied inside the hook, so full maps are never stored; a
+        reduction that cannot tell which axis holds the features is refused
+        (:func:`layerscope.seam.reduce_output`).
+    layouts
+        ``{layer: "flat" | "spatial" | "sequence"}`` where the automatic layout
+        (:func:`layerscope.seam.layout_of`) is ``"unknown"`` or wrong.
     detach
-        If ``True`` (default) the stored tensors are detached; set ``False`` to keep the graph for
-        gradient-based methods (activation maximization, projections).
+        If ``True`` (default) the stored tensors are detached; ``False`` keeps the graph for
+        gradient-based methods.
     keep
-        ``"last"``: the output of the latest call; ``"all"``: a list of outputs, one per call
-        (a batch loop); ``"shape"``: only the output shape (no tensors kept).
+        ``"last"``: the output of the latest call; ``"all"``: a list of outputs, one per
+        :meth:`run`; ``"shape"``: only the output shape.
     stop_early
         If ``True``, :meth:`run` ends the forward pass as soon as every requested layer has
-        produced its output; layers above are not computed and :meth:`run` returns ``None``.
+        produced its output; layers above are not computed and :meth:`run` returns ``None``. The
+        first :meth:`run` always goes through the whole model, to count the calls of every hooked
+        module (so a reused module is found whatever else is requested).
+    eval
+        Put the model in ``eval()`` mode inside the ``with`` block (default) and restore every
+        module's flag afterwards.
+    grad
+        Run the forward passes with gradients (default: only when ``detach=False``).
+
+    Notes
+    -----
+    Recorded tensors are right also when a later operation of the model changes them in place
+    (``ReLU(inplace=True)``, ``out += identity``): each stored tensor's version counter is checked
+    after the pass, and if it moved, that layer is recorded as a copy and the pass is run again
+    (in training mode with ``eval=False``, where a second pass would change batch-norm statistics,
+    outputs are always copied). Layers whose output is never changed in place cost no copy.
 
     Examples
     --------
@@ -147,46 +168,87 @@ class capture:
         model: nn.Module,
         layers: Sequence[str] | str,
         *,
-        reduce: Reduce = None,
+        reduce: Any = None,
+        layouts: Mapping[str, str] | None = None,
         detach: bool = True,
         keep: Literal["last", "all", "shape"] = "last",
         stop_early: bool = False,
+        eval: bool = True,
+        grad: bool | None = None,
     ) -> None:
         if isinstance(layers, str):
             layers = [layers]
         if keep not in ("last", "all", "shape"):
             raise ParameterError(f"keep must be 'last', 'all' or 'shape'; got {keep!r}.")
-        if reduce not in (None, "mean", "max"):
-            raise ParameterError(f"reduce must be None, 'mean' or 'max'; got {reduce!r}.")
         self.model = model
         self.layers = list(dict.fromkeys(layers))
-        self.modules = resolve_layers(model, self.layers)
-        self.reduce: Reduce = reduce
+        if not self.layers:
+            raise LayerNotFoundError("No layer names given; pass at least one layer name.")
+        self.specs = {name: parse_layer_spec(model, name) for name in self.layers}
+        mods = dict(model.named_modules())
+        self.modules = {name: mods[s.module] for name, s in self.specs.items()}
+        self._reduce = {name: _reduction_for(reduce, name) for name in self.layers}
+        for name, r in self._reduce.items():
+            if r is not None and not callable(r) and r not in REDUCTIONS:
+                raise ParameterError(
+                    f"reduce must be None, one of {', '.join(REDUCTIONS)}, a callable or a dict of them; got {r!r} for {name!r}."
+                )
+        self.reduce = reduce
+        self.layouts_given = dict(layouts or {})
         self.detach = detach
         self.keep = keep
         self.stop_early = stop_early
+        self.eval = eval
+        self.grad = (not detach) if grad is None else grad
         self.activations: dict[str, torch.Tensor] = {}
         self.history: dict[str, list[torch.Tensor]] = {n: [] for n in self.layers}
         self.shapes: dict[str, tuple[int, ...]] = {}
+        #: layout of each recorded layer ("flat", "spatial", "sequence", "unknown")
+        self.layouts: dict[str, str] = {}
+        #: calls of each hooked module in the first full forward pass
+        self.calls: dict[str, int] = {}
+        #: layers recorded as copies because the model changes their output in place
+        self.copied: set[str] = set()
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._fired: set[str] = set()
+        self._counts: dict[str, int] = {}
+        self._watch: dict[str, tuple[torch.Tensor, int]] = {}
+        self._batch: Any = None
+        self._rows: int | None = None
+        self._counting = True
         self._active = False
+        self._guard: contextlib.ExitStack | None = None
 
     # -- context manager -------------------------------------------------------------------
     def __enter__(self) -> "capture":
         if self._active:
             raise RuntimeError("this capture is already active; create a new one")
         self._active = True
+        stack = contextlib.ExitStack()
         try:
-            for name, module in self.modules.items():
-                self._handles.append(module.register_forward_hook(self._make_hook(name)))
+            if self.eval:
+                stack.enter_context(model_state_guard(self.model))
+                from .seam import set_eval
+
+                set_eval(self.model)
+            by_module: dict[str, list[str]] = {}
+            for name, spec in self.specs.items():
+                by_module.setdefault(spec.module, []).append(name)
+            mods = dict(self.model.named_modules())
+            for mname, names in by_module.items():
+                self._handles.append(mods[mname].register_forward_hook(self._make_hook(mname, names)))
         except BaseException:
             self._remove()
+            stack.close()
             raise
+        self._guard = stack
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._remove()
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
 
     def _remove(self) -> None:
         for h in self._handles:
@@ -195,22 +257,41 @@ class capture:
         self._active = False
 
     # -- hooks -----------------------------------------------------------------------------
-    def _make_hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+    def _make_hook(self, mname: str, names: list[str]) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            t = first_tensor(output)
-            if t is None:
-                return
-            t = reduce_spatial(t, self.reduce)
-            if self.detach:
-                t = t.detach()
-            self.shapes[name] = tuple(t.shape[1:])
-            if self.keep == "last":
-                self.activations[name] = t
-            elif self.keep == "all":
-                self.activations[name] = t
-                self.history[name].append(t)
-            self._fired.add(name)
-            if self.stop_early and len(self._fired) == len(self.layers):
+            k = self._counts.get(mname, 0)
+            self._counts[mname] = k + 1
+            for name in names:
+                spec = self.specs[name]
+                if k != (spec.call or 0):
+                    continue
+                t = select_output(output, spec, module)
+                if self._rows is not None and (t.ndim == 0 or t.shape[0] != self._rows):
+                    raise InputShapeError(
+                        f"Layer {name!r} output has shape {tuple(t.shape)}, but the batch has {self._rows} "
+                        "samples: layerscope records tensors with the batch on axis 0. Select a batch-first "
+                        f"element of the output (e.g. '{spec.module}[0]') or a different layer."
+                    )
+                batch = self._batch if isinstance(self._batch, Batch) else None
+                layout = layout_of(t, module, batch, self.layouts_given.get(name))
+                self.layouts[name] = layout
+                if self.keep == "shape":
+                    self.shapes[name] = tuple(t.shape[1:])
+                else:
+                    t = reduce_output(t, self._reduce[name], layout, batch.mask if batch is not None else None, name)
+                    if self.detach:
+                        t = t.detach()
+                    if name in self.copied or self.model.training:
+                        # (in training mode a second pass would change batch-norm statistics: always copy)
+                        t = t.clone()
+                    else:
+                        self._watch[name] = (t, t._version)
+                    self.shapes[name] = tuple(t.shape[1:])
+                    self.activations[name] = t
+                    if self.keep == "all":
+                        self.history[name].append(t)
+                self._fired.add(name)
+            if self.stop_early and not self._counting and len(self._fired) == len(self.layers):
                 raise _StopForward()
 
         return hook
@@ -225,45 +306,119 @@ class capture:
             raise KeyError(f"layer {name!r} was not requested; requested: {self.layers}")
         return self.activations[name]
 
-    def run(self, *inputs: Any, **kwargs: Any) -> Any:
-        """Call the model on ``inputs``; return its output (``None`` if stopped early).
+    def _forward(self, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self._fired = set()
+        self._counts = {}
+        self._watch = {}
+        grad_ctx = contextlib.nullcontext() if self.grad else torch.no_grad()
+        try:
+            with grad_ctx:
+                if len(inputs) == 1 and not kwargs and isinstance(inputs[0], Batch):
+                    from .seam import call_model
 
-        A shape mismatch inside the model is re-raised as
+                    return call_model(self.model, inputs[0])
+                return run_model(self.model, *inputs, **kwargs)
+        except _StopForward:
+            return None
+
+    def run(self, *inputs: Any, **kwargs: Any) -> Any:
+        """Call the model on ``inputs`` (or on one :class:`~layerscope.seam.Batch`); return its output.
+
+        Returns ``None`` if stopped early. A shape mismatch inside the model is re-raised as
         :class:`~layerscope.exceptions.InputShapeError` naming the input shape that came.
         """
         if not self._active:
             raise RuntimeError("capture.run() must be called inside `with capture(...)`")
-        self._fired = set()
-        try:
-            return run_model(self.model, *inputs, **kwargs)
-        except _StopForward:
-            return None
+        self._batch = inputs[0] if len(inputs) == 1 and not kwargs and isinstance(inputs[0], Batch) else None
+        # the batch-axis check needs to know the batch size: known for a Batch; raw inputs may be
+        # time-first (an RNN's (T, N, D)), so they are not checked
+        self._rows = self._batch.size if isinstance(self._batch, Batch) else None
+        marks = {n: len(h) for n, h in self.history.items()}
+        if self._counting:
+            known = _cached_calls(self.model, inputs, kwargs, {s.module for s in self.specs.values()})
+            if known is not None:  # counted before for this model and input signature
+                self._counting = False
+                self.calls = known
+                self._check_calls()
+        out = self._forward(inputs, kwargs)
+        if self._counting:
+            self._counting = False
+            self.calls = dict(self._counts)
+            _store_calls(self.model, inputs, kwargs, {s.module for s in self.specs.values()}, self.calls)
+            self._check_calls()
+        moved = [n for n, (t, v) in self._watch.items() if t._version != v]
+        if moved:
+            # the model changed these outputs in place after recording them: record copies and redo
+            self.copied.update(moved)
+            for n, mark in marks.items():
+                del self.history[n][mark:]
+            out = self._forward(inputs, kwargs)
+        self._watch = {}
+        return out
+
+    def _check_calls(self) -> None:
+        for name, spec in self.specs.items():
+                count = self.calls.get(spec.module, 0)
+                if spec.call is None and count > 1:
+                    raise ReusedLayerError(
+                        f"Layer {spec.module!r} runs {count} times in one forward pass, so {name!r} is "
+                        f"ambiguous; name the call to record: "
+                        f"{', '.join(repr(f'{spec.module}#{i}') for i in range(count))} (0-based)."
+                    )
+                if spec.call is not None and spec.call >= max(count, 1) and count > 0:
+                    raise ParameterError(
+                        f"{name!r} asks for call {spec.call} of {spec.module!r}, which runs {count} time(s) per forward pass."
+                    )
 
 
-def run_model(model: nn.Module, *inputs: Any, **kwargs: Any) -> Any:
-    """Call ``model(*inputs)``, turning torch's shape errors into :class:`InputShapeError`."""
+# Calls per forward pass of hooked modules, per model and input signature (shapes and dtypes without
+# the batch axis), so that repeated captures of one model (activation maximization makes many)
+# count once. Weak keys: nothing keeps a model alive.
+_CALLS: "weakref.WeakKeyDictionary[nn.Module, dict[Any, dict[str, int]]]" = weakref.WeakKeyDictionary()
+
+
+def _signature(inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if len(inputs) == 1 and not kwargs and isinstance(inputs[0], Batch):
+        inputs, kwargs = inputs[0].args, inputs[0].kwargs
+
+    def sig(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return (tuple(v.shape[1:]), str(v.dtype))
+        if isinstance(v, (list, tuple)):
+            return tuple(sig(i) for i in v)
+        if isinstance(v, Mapping):
+            return tuple(sorted((str(k), sig(i)) for k, i in v.items()))
+        return type(v).__name__
+
+    return (sig(inputs), sig(kwargs))
+
+
+def _cached_calls(model: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any], modules: set[str]) -> dict[str, int] | None:
     try:
-        return model(*inputs, **kwargs)
-    except _StopForward:
-        raise
-    except RuntimeError as err:
-        msg = str(err)
-        keys = ("shape", "size", "mat1", "dimension", "Expected", "expected input", "channels")
-        if any(k in msg for k in keys):
-            shapes = [tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)]
-            expected = getattr(model, "input_shape", None)
-            exp = (
-                f"(N, {', '.join(str(s) for s in expected)})"
-                if expected is not None
-                else "the shape the model was built for"
-            )
-            raise InputShapeError(
-                f"{type(model).__name__} cannot take an input of shape "
-                f"{shapes[0] if len(shapes) == 1 else shapes}; it expects {exp}. Use data that "
-                f"matches the model (e.g. MNIST 1x28x28 for MNIST models, CIFAR-10 3x32x32 for "
-                f"the ResNet-20). PyTorch said: {msg.splitlines()[0]}"
-            ) from err
-        raise
+        known = _CALLS.get(model, {}).get(_signature(inputs, kwargs))
+    except TypeError:  # unhashable signature
+        return None
+    if known is None or not modules <= set(known):
+        return None
+    return dict(known)
+
+
+def _store_calls(
+    model: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any], modules: set[str], counts: dict[str, int]
+) -> None:
+    try:
+        per_model = _CALLS.setdefault(model, {})
+        entry = per_model.setdefault(_signature(inputs, kwargs), {})
+    except TypeError:
+        return
+    entry.update({m: counts.get(m, 0) for m in modules})
+
+
+def _reduction_for(reduce: Any, name: str) -> Any:
+    if isinstance(reduce, Mapping):
+        return reduce.get(name)
+    return reduce
+
 
 
 # ------------------------------------------------------------------------------------------
@@ -467,22 +622,27 @@ def _safe(name: str) -> str:
 
 
 class _NpyStream:
-    """Append rows to a ``.npy`` file with a known final shape, without memory-mapping it.
+    """Append rows to a ``.npy`` file, without memory-mapping it.
 
     Written by hand: NumPy's ``open_memmap`` would keep every written page resident (they count
-    towards RSS); plain sequential writes keep memory flat.
+    towards RSS); plain sequential writes keep memory flat. When the number of rows is not known in
+    advance (iterable data), rows go to a raw side file and the ``.npy`` is assembled on close.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+    def __init__(self, path: Path, shape: tuple[int | None, ...], dtype: np.dtype[Any]) -> None:
         self.path = path
         self.shape = shape
         self.dtype = np.dtype(dtype)
-        self._fh = open(path, "wb")
-        np.lib.format.write_array_header_1_0(
-            self._fh,
-            {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape},
-        )
         self.rows = 0
+        self._raw = shape[0] is None
+        self._fh = open(path.with_suffix(".raw") if self._raw else path, "wb")
+        if not self._raw:
+            self._header(self._fh, shape)  # type: ignore[arg-type]
+
+    def _header(self, fh: Any, shape: tuple[int, ...]) -> None:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        )
 
     def write(self, block: np.ndarray) -> None:
         self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
@@ -490,27 +650,26 @@ class _NpyStream:
 
     def close(self) -> None:
         self._fh.close()
+        if self._raw:
+            raw = self.path.with_suffix(".raw")
+            with open(self.path, "wb") as out, open(raw, "rb") as src:
+                self._header(out, (self.rows, *self.shape[1:]))  # type: ignore[arg-type]
+                shutil.copyfileobj(src, out, 16 * 2**20)
+            raw.unlink()
+            self._raw = False
+
+    def discard(self) -> None:
+        self._fh.close()
+        for p in (self.path, self.path.with_suffix(".raw")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
 
 
-def _batches(
-    dataset: Any, batch_size: int, indices: Sequence[int] | np.ndarray | None
-) -> Iterator[tuple[np.ndarray, Any, torch.Tensor]]:
-    """Yield ``(sample_ids, x, y)`` batches; fast path for in-memory tensor datasets."""
-    n = len(dataset)
-    ids_all = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
-    tensors = getattr(dataset, "tensors", None)
-    for start in range(0, len(ids_all), batch_size):
-        ids = ids_all[start : start + batch_size]
-        if tensors is not None and indices is None:
-            x, y = tensors[0][start : start + len(ids)], tensors[1][start : start + len(ids)]
-        elif tensors is not None:
-            idx = torch.as_tensor(ids)
-            x, y = tensors[0][idx], tensors[1][idx]
-        else:
-            items = [dataset[int(i)] for i in ids]
-            x = torch.stack([torch.as_tensor(it[0]) for it in items])
-            y = torch.as_tensor([int(it[1]) for it in items])
-        yield ids, x, y
+def _n_classes(dataset: Any) -> int | None:
+    classes = getattr(dataset, "classes", None)
+    if classes is None and isinstance(dataset, torch.utils.data.DataLoader):
+        classes = getattr(dataset.dataset, "classes", None)
+    return len(classes) if classes is not None else None
 
 
 def collect_activations(
@@ -519,78 +678,144 @@ def collect_activations(
     layers: Sequence[str] | str,
     *,
     batch_size: int = 256,
-    reduce: Reduce = None,
+    reduce: Any = None,
+    layouts: Mapping[str, str] | None = None,
     indices: Sequence[int] | np.ndarray | None = None,
     predictions: bool = False,
     memory_budget: int | None = None,
     out_dir: str | os.PathLike[str] | None = None,
     dtype: Any = np.float32,
     device: torch.device | str | None = None,
-    progress: Tracker | None = None,
+    adapter: Any = None,
+    progress: ProgressArg = None,
 ) -> Activations:
     """Run ``dataset`` through ``model`` in eval mode and collect the outputs of ``layers``.
 
     Parameters
     ----------
     model
-        Any ``nn.Module``; put in ``eval()`` for the pass, then restored.
+        Any ``nn.Module`` (also an exported program loaded by :func:`layerscope.load_model`); put
+        in ``eval()`` for the pass, then restored.
     dataset
-        A map-style dataset whose items are ``(x, y)`` (``TensorDataset`` and layerscope's
-        datasets take a fast slicing path). Extra per-sample labels in ``dataset.extra_labels``
-        (e.g. the speaker of a recording) are kept alongside.
+        Any data :func:`layerscope.seam.iter_batches` reads: layerscope datasets, map-style and
+        iterable datasets, a ``DataLoader``, tensors/arrays with or without labels, tuples of
+        arrays, dict items, texts (with an ``hf:`` model). Extra per-sample labels in
+        ``dataset.extra_labels`` (e.g. the speaker of a recording) are kept alongside.
     layers
-        Dotted layer names.
+        Layer specs (dotted names, optionally ``#k``, ``[i]``, ``:key``; see :mod:`layerscope.seam`).
     batch_size
         Samples per forward pass.
     reduce
-        ``None``, ``"mean"`` or ``"max"``: spatial reduction of conv maps inside the hook,
-        so ``(N, C, H, W)`` becomes ``(N, C)``.
+        ``None``, ``"mean"``/``"max"`` (over spatial positions, or over the tokens of a sequence,
+        masked), ``"first"``/``"cls"``/``"last"`` (a token), a callable, or ``{layer: ...}``;
+        applied inside the hook (see :func:`layerscope.seam.reduce_output`).
+    layouts
+        ``{layer: "spatial" | "sequence" | "flat"}`` where the automatic layout is unknown.
     indices
         Subset of dataset rows to use (default: all), in this order.
     predictions
-        Also record the arg-max of the model output (runs the whole model; otherwise the forward
-        pass stops after the deepest requested layer).
+        Also record the arg-max of the model output, **if** the model is a classifier of these
+        labels: its output (or ``.logits``) is ``(N, n_classes)`` scores. Otherwise no predictions
+        are recorded and ``meta["predictions"]`` says why. Without predictions the forward pass stops
+        after the deepest requested layer.
     memory_budget
         Bytes. If the arrays would exceed it, they are streamed to ``.npy`` files in ``out_dir``
         (a temporary folder if not given) and returned memory-mapped, read-only.
     out_dir
         Where to stream / save arrays. If given, the result is also saved there.
+    dtype
+        Storage dtype of the arrays (default float32, whatever the model computes in).
     device
         Defaults to the model's device.
+    adapter
+        ``fn(batch) -> (args, kwargs, labels)`` for data the default rule cannot read.
     progress
         A tracker ``(iterable, total, description) -> iterable`` (the CLI passes a progress bar).
 
     Returns
     -------
     Activations
-        ``arrays[layer]`` has shape ``(N, *layer_output_shape)`` (or ``(N, C)`` when reduced).
+        ``arrays[layer]`` has shape ``(N, *layer_output_shape)`` (or ``(N, F)`` when reduced).
+        ``meta`` records each layer's layout, the layers recorded as copies (changed in place by the
+        model), the calls of reused modules and whether predictions were made.
     """
+    if out_dir is None:
+        return _collect(
+            model, dataset, layers, batch_size=batch_size, reduce=reduce, layouts=layouts, indices=indices,
+            predictions=predictions, memory_budget=memory_budget, out_dir=None, dtype=dtype, device=device,
+            adapter=adapter, progress=progress,
+        )
+    # the folder is the old result or the new one, never a mix: stream and save into a staging
+    # folder that is swapped in at the end (one writer at a time; see layerscope._io.result_folder)
+    with result_folder(out_dir) as staging:
+        acts = _collect(
+            model, dataset, layers, batch_size=batch_size, reduce=reduce, layouts=layouts, indices=indices,
+            predictions=predictions, memory_budget=memory_budget, out_dir=staging, dtype=dtype, device=device,
+            adapter=adapter, progress=progress,
+        )
+    if acts.directory is not None:  # streamed arrays: map them from their final place
+        return Activations.load(out_dir)
+    acts.directory = Path(out_dir)
+    return acts
+
+
+def _collect(
+    model: nn.Module,
+    dataset: Any,
+    layers: Sequence[str] | str,
+    *,
+    batch_size: int = 256,
+    reduce: Any = None,
+    layouts: Mapping[str, str] | None = None,
+    indices: Sequence[int] | np.ndarray | None = None,
+    predictions: bool = False,
+    memory_budget: int | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    dtype: Any = np.float32,
+    device: torch.device | str | None = None,
+    adapter: Any = None,
+    progress: ProgressArg = None,
+) -> Activations:
+    from .seam import classifier_logits, data_length, iter_batches, set_eval
+
     if isinstance(layers, str):
         layers = [layers]
-    if batch_size < 1:
-        raise ParameterError(f"batch_size must be >= 1; got {batch_size}.")
-    n_total = len(dataset) if indices is None else len(indices)
-    if n_total == 0:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ParameterError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
+    if memory_budget is not None and memory_budget < 0:
+        raise ParameterError(f"memory_budget must be >= 0 bytes; got {memory_budget}.")
+    n_known = data_length(dataset) if indices is None else len(indices)
+    if n_known == 0:
         raise DataError("The dataset is empty: there is nothing to capture. Check the data spec or the subset.")
-    track = progress or no_progress
-    dev = model_device(model, device)
+    track = resolve_progress(progress)
     out_path = Path(out_dir) if out_dir is not None else None
     streams: dict[str, _NpyStream] = {}
     arrays: dict[str, np.ndarray] = {}
+    chunks: dict[str, list[np.ndarray]] = {}
     tmp_dir: Path | None = None
-    labels = np.empty(n_total, dtype=np.int64)
-    ids_out = np.empty(n_total, dtype=np.int64)
-    preds = np.empty(n_total, dtype=np.int64) if predictions else None
+    label_chunks: list[np.ndarray] = []
+    id_chunks: list[np.ndarray] = []
+    pred_chunks: list[np.ndarray] | None = [] if predictions else None
+    n_classes = _n_classes(dataset)
+    pred_note = "not requested"
+    pred_width: int | None = None
     row = 0
-    n_batches = (n_total + batch_size - 1) // batch_size
+    static = getattr(model, "layerscope_static_batch", None)
+    eff_batch = int(static) if static else int(batch_size)
+    n_batches = None if n_known is None else (n_known + eff_batch - 1) // eff_batch
+    tag = f"{os.getpid()}-{os.urandom(4).hex()}"  # unique per process and call
     success = False
+    cap: capture | None = None
     try:
         with model_state_guard(model), torch.no_grad():
-            model.eval()
-            with capture(model, layers, reduce=reduce, stop_early=not predictions) as cap:
-                for ids, x, y in track(_batches(dataset, batch_size, indices), n_batches, "capture"):
-                    out = cap.run(x.to(dev))
-                    b = len(ids)
+            set_eval(model)
+            with capture(
+                model, layers, reduce=reduce, layouts=layouts, stop_early=not predictions, eval=False, grad=False
+            ) as cap:
+                batches = iter_batches(dataset, batch_size, indices=indices, model=model, adapter=adapter, device=device)
+                for batch in track(batches, total=n_batches, desc=f"capture {', '.join(cap.layers)}"[:60]):
+                    out = cap.run(batch)
+                    b = batch.n
                     if row == 0:
                         missing = [n for n in cap.layers if n not in cap.activations]
                         if missing:
@@ -598,12 +823,20 @@ def collect_activations(
                                 f"Layers {missing} did not run in the forward pass, so they have no "
                                 "activations; pick layers that the model's forward() calls."
                             )
+                        if pred_chunks is not None:
+                            logits, why = classifier_logits(out, n_classes)
+                            if logits is None:
+                                pred_chunks, pred_note = None, f"no predictions: {why}"
+                                cap.stop_early = True  # nothing above the layers is needed now
+                            else:
+                                pred_note = "arg-max of the model output"
+                                pred_width = int(logits.shape[1])
                         per_sample = {
                             n: int(np.prod(cap.activations[n].shape[1:])) * np.dtype(dtype).itemsize
                             for n in cap.layers
                         }
-                        total_bytes = sum(per_sample.values()) * n_total
-                        stream = memory_budget is not None and total_bytes > memory_budget
+                        total_bytes = sum(per_sample.values()) * (n_known or 0)
+                        stream = memory_budget is not None and (n_known is None or total_bytes > memory_budget)
                         if stream:
                             import tempfile
 
@@ -613,57 +846,91 @@ def collect_activations(
                                 out_path.parent.mkdir(parents=True, exist_ok=True)
                                 tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.tmp-{os.getpid()}-stream-", dir=out_path.parent))
                             target_dir = tmp_dir
-                            assert target_dir is not None
+                            assert target_dir is not None  # set just above
                             target_dir.mkdir(parents=True, exist_ok=True)
                             for i, n in enumerate(cap.layers):
-                                shape = (n_total, *cap.activations[n].shape[1:])
-                                path = target_dir / f".partial-{os.getpid()}-{secrets.token_hex(4)}_layer{i:03d}_{_safe(n)}.npy"
+                                shape = (n_known, *cap.activations[n].shape[1:])
+                                path = target_dir / f".partial-{tag}_layer{i:03d}_{_safe(n)}.npy"
                                 streams[n] = _NpyStream(path, shape, dtype)
+                        elif n_known is None:
+                            chunks = {n: [] for n in cap.layers}
                         else:
                             for n in cap.layers:
-                                arrays[n] = np.empty((n_total, *cap.activations[n].shape[1:]), dtype=dtype)
+                                arrays[n] = np.empty((n_known, *cap.activations[n].shape[1:]), dtype=dtype)
                     for n in cap.layers:
-                        a = cap.activations[n].cpu().numpy()
+                        t = cap.activations[n][:b]
+                        if t.dtype in (torch.bfloat16, torch.float16):
+                            t = t.float()
+                        a = t.cpu().numpy()
                         if n in streams:
                             streams[n].write(a)
+                        elif n in chunks:
+                            chunks[n].append(a.astype(dtype, copy=True))
                         else:
                             arrays[n][row : row + b] = a
-                    labels[row : row + b] = y.numpy() if isinstance(y, torch.Tensor) else y
-                    ids_out[row : row + b] = ids
-                    if preds is not None:
-                        logits = first_tensor(out)
+                    y = batch.labels
+                    label_chunks.append(
+                        y[:b].cpu().numpy().astype(np.int64) if y is not None else np.full(b, -1, np.int64)
+                    )
+                    id_chunks.append(np.asarray(batch.ids, dtype=np.int64))
+                    if pred_chunks is not None:
+                        logits, why = classifier_logits(out, n_classes)
                         if logits is None:
-                            raise InputShapeError("predictions=True needs a model that returns a tensor of logits.")
-                        preds[row : row + b] = logits.argmax(dim=1).cpu().numpy()
+                            raise InputShapeError(f"The model stopped returning class scores mid-way: {why}.")
+                        pred_chunks.append(logits[:b].argmax(dim=1).cpu().numpy())
                     row += b
                     cap.activations.clear()
         success = True
     finally:
         for s in streams.values():
-            s.close()
-        if not success:
-            for s in streams.values():
-                with contextlib.suppress(FileNotFoundError):
-                    s.path.unlink()
-            if tmp_dir is not None:
-                shutil.rmtree(tmp_dir, ignore_errors=True)
+            if success:
+                s.close()
+            else:
+                s.discard()
+        if not success and tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    if row == 0:
+        raise DataError("The data yielded no samples: there is nothing to capture.")
+    assert cap is not None  # set inside the with-block that ran at least one batch
+    labels = np.concatenate(label_chunks)
+    ids_out = np.concatenate(id_chunks)
+    preds = np.concatenate(pred_chunks) if pred_chunks is not None else None
+    if preds is not None and n_classes is None and pred_width is not None and int(labels.max()) >= pred_width:
+        # without named classes, scores are class scores of these labels only if wide enough
+        preds, pred_note = None, f"no predictions: the model output has {pred_width} columns but the labels reach {int(labels.max())}"
+    for n, parts in chunks.items():
+        arrays[n] = np.concatenate(parts) if parts else np.empty((0,), dtype=dtype)
     for i, (n, s) in enumerate(streams.items()):
         final = s.path.with_name(f"layer{i:03d}_{_safe(n)}.npy")
         os.replace(s.path, final)
         arrays[n] = np.load(final, mmap_mode="r")
     extra = {}
-    for k, v in (getattr(dataset, "extra_labels", None) or {}).items():
+    source = dataset.dataset if isinstance(dataset, torch.utils.data.DataLoader) else dataset
+    for k, v in (getattr(source, "extra_labels", None) or {}).items():
         v = np.asarray(v)
-        extra[k] = v[ids_out]
+        if len(v) > int(ids_out.max()):
+            extra[k] = v[ids_out]
+    meta: dict[str, Any] = {
+        "dataset": getattr(source, "name", type(source).__name__),
+        "layouts": dict(cap.layouts),
+        "predictions": pred_note,
+    }
+    if cap.copied:
+        meta["copied_in_place"] = sorted(cap.copied)
+    reused = {cap.specs[n].module: cap.calls.get(cap.specs[n].module, 0) for n in cap.layers if cap.specs[n].call is not None}
+    if reused:
+        meta["calls"] = reused
+    if static:
+        meta["static_batch"] = int(static)
     acts = Activations(
         arrays={n: arrays[n] for n in layers},
         labels=labels,
         sample_ids=ids_out,
         predictions=preds,
         extra_labels=extra,
-        reduce=reduce,
+        reduce=reduce if isinstance(reduce, (str, type(None))) else "custom",  # type: ignore[arg-type]
         directory=(out_path or tmp_dir) if streams else None,
-        meta={"dataset": getattr(dataset, "name", type(dataset).__name__)},
+        meta=meta,
     )
     if out_path is not None:
         acts.save(out_path)  # old folder or new one, never a mix (result_folder)
@@ -673,3 +940,91 @@ def collect_activations(
             if tmp_dir is not None:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
     return acts
+
+
+def list_layers(model: nn.Module, sample_input: Any = None, *, adapter: Any = None) -> list[LayerInfo]:
+    """Describe every layer: name, type, output shape, parameter counts, calls per forward pass.
+
+    Parameters
+    ----------
+    model
+        Any ``nn.Module``; it is not changed (run under ``eval()`` and ``no_grad``, flags restored).
+    sample_input
+        One batch: a tensor ``(N, ...)``, a tuple of positional inputs, a dict of keyword inputs, a
+        :class:`~layerscope.seam.Batch`, or data (a dataset, ``DataLoader``, array...) whose first
+        two samples are used. When given, one forward pass records each layer's output shape
+        (without the batch dimension; the tensor :func:`~layerscope.seam.select_output` takes by
+        default) and how often each module runs (``calls > 1``: a reused module). Layers that are
+        not called get ``None``.
+    adapter
+        For data: ``fn(batch) -> (args, kwargs, labels)`` (see :func:`layerscope.seam.iter_batches`).
+    """
+    from .layers import layer_names
+    from .seam import LayerSpec, call_model, iter_batches, set_eval
+
+    shapes: dict[str, tuple[int, ...] | None] = {}
+    calls: dict[str, int] = {}
+    names = layer_names(model)
+    if sample_input is not None and names:
+        if isinstance(sample_input, Batch):
+            batch = sample_input
+        elif isinstance(sample_input, torch.Tensor):
+            batch = Batch(args=(sample_input,), kwargs={}, labels=None, ids=np.arange(len(sample_input)), n=len(sample_input))
+        elif isinstance(sample_input, Mapping) and all(isinstance(k, str) for k in sample_input):
+            batch = Batch(args=(), kwargs=dict(sample_input), labels=None, ids=np.zeros(0, np.int64), n=0)
+        elif isinstance(sample_input, tuple) and all(isinstance(a, torch.Tensor) for a in sample_input):
+            batch = Batch(args=sample_input, kwargs={}, labels=None, ids=np.zeros(0, np.int64), n=0)
+        else:
+            batch = next(iter(iter_batches(sample_input, 2, model=model, adapter=adapter)))
+        static = getattr(model, "layerscope_static_batch", None)
+        if static and batch.args and isinstance(batch.args[0], torch.Tensor) and batch.args[0].shape[0] != static:
+            from .seam import _pad_rows
+
+            # an exported program with a static batch size runs only on batches of that size
+            batch = Batch(
+                args=_pad_rows(tuple(a[:static] for a in batch.args), static),
+                kwargs=_pad_rows({k: v[:static] for k, v in batch.kwargs.items()}, static),
+                labels=None, ids=np.arange(static), n=static,
+            )
+        modules = dict(model.named_modules())
+
+        def make(name: str) -> Callable[[nn.Module, Any, Any], None]:
+            spec = LayerSpec(name, name)
+
+            def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+                calls[name] = calls.get(name, 0) + 1
+                if calls[name] == 1:
+                    try:
+                        shapes[name] = tuple(select_output(output, spec, module).shape[1:])
+                    except LayerscopeError:  # e.g. a dict of several tensors: no single shape
+                        shapes[name] = None
+
+            return hook
+
+        handles = [modules[n].register_forward_hook(make(n)) for n in names]
+        try:
+            with model_state_guard(model), torch.no_grad():
+                set_eval(model)
+                call_model(model, batch)
+        finally:
+            for h in handles:
+                h.remove()
+    rows = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        total = sum(p.numel() for p in module.parameters())
+        rows.append(
+            LayerInfo(
+                name=name,
+                type=type(module).__name__,
+                output_shape=shapes.get(name),
+                params=own,
+                total_params=total,
+                depth=name.count(".") + 1,
+                is_leaf=len(list(module.children())) == 0,
+                calls=calls.get(name, 0) if sample_input is not None else None,
+            )
+        )
+    return rows

@@ -1,4 +1,4 @@
-"""List a model's layers and resolve layer names.
+"""Layer names: list and resolve them (the layer table itself is :func:`layerscope.capture.list_layers`).
 
 A layer is named by its dotted ``named_modules()`` path, exactly as PyTorch prints it. There are
 no aliases. An unknown name raises :class:`~layerscope.exceptions.LayerNotFoundError` listing
@@ -11,12 +11,11 @@ import difflib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import torch
 from torch import nn
 
 from .exceptions import LayerNotFoundError
 
-__all__ = ["LayerInfo", "layer_names", "resolve_layer", "resolve_layers", "list_layers"]
+__all__ = ["LayerInfo", "layer_names", "resolve_layer", "resolve_layers"]
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -80,6 +79,12 @@ class LayerInfo:
     total_params: int  # parameters of this module and its children
     depth: int
     is_leaf: bool
+    calls: int | None = None  # calls in the sample forward pass (> 1: a reused module); None if not run
+
+    @property
+    def reused(self) -> bool:
+        """Whether the module ran more than once in the sample forward pass (name a call: ``name#k``)."""
+        return (self.calls or 0) > 1
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -90,43 +95,5 @@ class LayerInfo:
             "total_params": self.total_params,
             "depth": self.depth,
             "is_leaf": self.is_leaf,
+            "calls": self.calls,
         }
-
-
-def list_layers(model: nn.Module, sample_input: torch.Tensor | None = None) -> list[LayerInfo]:
-    """Describe every layer: name, type, output shape, parameter counts.
-
-    Parameters
-    ----------
-    model
-        Any ``nn.Module``; it is not changed.
-    sample_input
-        One batch, shape ``(N, ...)``. When given, one forward pass records each layer's output
-        shape (without the batch dimension). Layers that are not called get ``None``.
-    """
-    from .capture import capture  # local import: capture imports this module
-
-    shapes: dict[str, tuple[int, ...]] = {}
-    names = layer_names(model)
-    if sample_input is not None and names:
-        with capture(model, names, keep="shape") as cap:
-            cap.run(sample_input)
-        shapes = cap.shapes
-    rows = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-        own = sum(p.numel() for p in module.parameters(recurse=False))
-        total = sum(p.numel() for p in module.parameters())
-        rows.append(
-            LayerInfo(
-                name=name,
-                type=type(module).__name__,
-                output_shape=shapes.get(name),
-                params=own,
-                total_params=total,
-                depth=name.count(".") + 1,
-                is_leaf=len(list(module.children())) == 0,
-            )
-        )
-    return rows

@@ -6,13 +6,18 @@ Specs, tried in this order:
    ``pretrained:`` prefix).
 2. A run folder written by ``layerscope train`` (its last checkpoint), ``RUN@EPOCH`` for a given
    checkpoint, or a checkpoint file inside a run folder.
-3. A ``torch.export`` program file (``.pt2``).
-4. ``package.module:factory`` — an import path to a callable returning an ``nn.Module``; weights
+3. A ``torch.export`` program file (``.pt2``), checked member by member against the layout
+   torch writes and loaded as a module tree (:func:`load_exported`); exported programs fixed
+   their train/eval behaviour at export, so put models in eval mode with :func:`set_eval`.
+4. ``hf:FOLDER_OR_INSTALLED_NAME`` — a Hugging Face model and tokenizer from local files only
+   (see :mod:`layerscope.models.hf`; needs the ``[text]`` extra).
+5. ``package.module:factory`` — an import path to a callable returning an ``nn.Module``; weights
    from ``weights=`` (``.safetensors``, or a state_dict saved with ``torch.save``).
 
 Weight files are read with ``safetensors`` or ``torch.load(weights_only=True)``. A file that can
 only be read by unpickling arbitrary objects raises :class:`~layerscope.exceptions.UnsafeFileError`
-explaining the risk and the opt-in (``allow_pickle=True``, CLI ``--allow-pickle``).
+explaining the risk and the opt-in (``allow_pickle=True``, CLI ``--allow-pickle``); a file that is
+not a well-formed pickle at all raises :class:`~layerscope.exceptions.WeightsError` ("corrupt").
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 from pathlib import Path
@@ -30,11 +36,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .models.source import ModelSource
+from .seam import is_exported, set_eval
 from .exceptions import ModelSpecError, UnsafeFileError, UnsupportedFileError, WeightsError
 from .models import PRETRAINED, build_model, load_pretrained
 from .training import RUN_FILE, TrainRun
 
-__all__ = ["load_model", "load_weights", "load_run_model", "ModelSource"]
+__all__ = ["load_model", "load_weights", "load_run_model", "load_exported", "set_eval", "is_exported", "ModelSource"]
 
 _PICKLE_RISK = (
     "Unpickling runs whatever code the file's author put in it, so layerscope does not do it by "
@@ -43,25 +51,62 @@ _PICKLE_RISK = (
 )
 
 
-class ModelSource(dict):  # type: ignore[type-arg]
-    """Where a loaded model came from (kept on ``model.layerscope_source``)."""
+def _pickle_stream(path: Path) -> bytes | None:
+    """The pickle a ``torch.save`` file starts with (``data.pkl`` of a zip), or ``None`` if unreadable."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+                return zf.read(pkl[0]) if pkl else None
+        with open(path, "rb") as fh:
+            return fh.read(64 * 1024 * 1024)
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):
+        return None
+
+
+def _is_wellformed_pickle(data: bytes) -> bool:
+    """Whether ``data`` starts with a complete, well-formed pickle of protocol >= 2 (as ``torch.save``
+    writes): opcodes parsed and the stack simulated by :func:`pickletools.dis`, nothing run."""
+    if not data.startswith(b"\x80"):
+        return False
+    try:
+        pickletools.dis(data, out=io.StringIO())
+    except Exception:  # pickletools raises ValueError and others on garbage
+        return False
+    return True
 
 
 def _torch_load_safe(path: Path, allow_pickle: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        # weights_only refuses both a pickle that needs globals and plain garbage with this one
+        # exception type; only the first deserves the --allow-pickle hint.
+        data = _pickle_stream(path)
+        if data is None or not _is_wellformed_pickle(data):
+            raise WeightsError(
+                f"{path} is not a readable PyTorch file (corrupt): it holds no well-formed pickle. "
+                "Re-save it with torch.save(model.state_dict(), path) or safetensors."
+            ) from err
         if not allow_pickle:
             raise UnsafeFileError(
-                f"{path} holds more than tensors: loading it needs full unpickling ({str(err).splitlines()[0]}). "
+                f"{path} holds more than tensors: loading it needs full unpickling ({_first_line(err)}). "
                 + _PICKLE_RISK.format(path=path)
             ) from err
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise WeightsError(f"{path} is not a readable PyTorch file (corrupt or truncated?): {err}") from err
+    except Exception as err:  # a weights_only load runs no code from the file: any other failure is a parse error
+        raise WeightsError(
+            f"{path} is not a readable PyTorch file (corrupt or truncated): {_first_line(err)}. "
+            "Re-save it with torch.save(model.state_dict(), path) or safetensors."
+        ) from err
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # the file's own code may raise anything
-        raise WeightsError(f"{path} could not be loaded even with pickle allowed: {err}") from err
+        raise WeightsError(f"{path} could not be loaded even with pickle allowed: {_first_line(err)}") from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0][:300] if text else type(err).__name__)
 
 
 def load_weights(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -159,49 +204,185 @@ def load_run_model(run_dir: str | os.PathLike[str], epoch: int | None = None) ->
     return model.eval()
 
 
-def _check_pt2_safe(path: Path) -> None:
-    """Refuse a ``.pt2`` archive whose loading would unpickle arbitrary objects.
+# ------------------------------------------------------------------------------ .pt2 programs
+# The layout torch.export.save writes (torch 2.13): every member under one root folder,
+#   archive_format ("pt2"), archive_version ("0"), byteorder, .data/version, .data/serialization_id,
+#   models/model.json, data/sample_inputs/model.pt,
+#   data/weights/model_weights_config.json + data/weights/weight_<i>,
+#   data/constants/model_constants_config.json + data/constants/tensor_<i>,
+#   extra/<name> (extra_files, read back as text).
+# torch.export.load unpickles with weights_only=False: config entries marked use_pickle (tensor
+# subclasses), custom_obj_/opaque_obj_ constants, a legacy data/weights/model.pt or
+# data/constants/model.pt member, sample inputs that fail a weights_only load, and every member of
+# the pre-2.8 flat layout (serialized_*.pt at the top level); it also loads compiled code from
+# data/aotinductor/. Anything outside the layout above is refused unless allow_pickle is given.
+_PT2_FIXED = {"archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id",
+              "models/model.json", "data/sample_inputs/model.pt",
+              "data/weights/model_weights_config.json", "data/constants/model_constants_config.json"}
+_PT2_PAYLOAD = {"data/weights/": re.compile(r"weight_\d+"), "data/constants/": re.compile(r"tensor_\d+")}
+_PT2_MAX_MEMBERS = 100_000
 
-    ``torch.export.load`` unpickles weights marked ``use_pickle``, custom and opaque constants, and
-    falls back to full unpickling for sample inputs; each such member is checked here first with
-    ``weights_only=True`` (written by hand: torch offers no safe mode for this).
-    """
+
+def _pt2_refuse(path: Path, what: str) -> UnsafeFileError:
+    return UnsafeFileError(
+        f"{path} is not a plain torch.export program: {what}. Loading it would unpickle code or load compiled "
+        "code. " + _PICKLE_RISK.format(path=path)
+    )
+
+
+def _pt2_members(path: Path) -> tuple[str, dict[str, bytes]]:
+    """The members of a ``.pt2`` zip read once into memory, keyed by their name under the root."""
     try:
         zf = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as err:
-        raise UnsupportedFileError(f"{path} is not a torch.export archive (not a zip file).") from err
+    except (zipfile.BadZipFile, OSError) as err:
+        raise WeightsError(f"{path} is not a torch.export archive (not a readable zip file): {err}") from err
     with zf:
-        names = zf.namelist()
-        risky: list[str] = []
-        for name in names:
-            if name.endswith("weights_config.json") or name.endswith("constants_config.json"):
-                cfg = json.loads(zf.read(name)).get("config", {})
-                base = name.rsplit("/", 1)[0]
-                for entry in cfg.values():
-                    pn = str(entry.get("path_name", ""))
-                    if pn.startswith(("custom_obj", "opaque")):
-                        raise UnsafeFileError(
-                            f"{path} holds pickled custom objects ({pn}). " + _PICKLE_RISK.format(path=path)
-                        )
-                    if entry.get("use_pickle"):
-                        risky.append(f"{base}/{pn}")
-            elif "/sample_inputs/" in name:
-                risky.append(name)
-        for name in risky:
-            if name not in names:
+        infos = zf.infolist()
+        if not infos:
+            raise WeightsError(f"{path} is an empty zip file, not a torch.export archive.")
+        if len(infos) > _PT2_MAX_MEMBERS:
+            raise WeightsError(f"{path} has {len(infos)} members; a torch.export archive has far fewer.")
+        names = [i.filename for i in infos]
+        dup = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
+        if dup:
+            raise _pt2_refuse(path, f"member {dup[0]} appears more than once")
+        root = names[0].split("/", 1)[0]
+        members: dict[str, bytes] = {}
+        for info in infos:
+            if info.is_dir():
                 continue
+            head, sep, rel = info.filename.partition("/")
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > 200 * info.compress_size + (1 << 20):
+                raise WeightsError(
+                    f"{path}: member {info.filename} claims to inflate {info.compress_size} bytes into "
+                    f"{info.file_size} (a zip bomb?); torch.export.save stores members uncompressed."
+                )
+            if not sep or head != root:
+                raise _pt2_refuse(path, f"member {info.filename} lies outside the archive folder {root}/ "
+                                  "(the pre-2.8 flat layout, which torch loads by full unpickling)")
             try:
-                torch.load(io.BytesIO(zf.read(name)), weights_only=True)
-            except Exception as err:
-                raise UnsafeFileError(
-                    f"{path}: member {name} needs full unpickling to load. " + _PICKLE_RISK.format(path=path)
-                ) from err
+                members[rel] = zf.read(info)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+                raise WeightsError(f"{path}: member {info.filename} cannot be read (corrupt archive?): {err}") from err
+    return root, members
+
+
+def _pt2_config(path: Path, root: str, members: dict[str, bytes], name: str) -> dict[str, Any]:
+    try:
+        cfg = json.loads(members[name]).get("config")
+    except (ValueError, AttributeError) as err:
+        raise WeightsError(f"{path}: member {root}/{name} is not valid JSON: {err}") from err
+    if not isinstance(cfg, dict) or not all(isinstance(v, dict) for v in cfg.values()):
+        raise WeightsError(f"{path}: member {root}/{name} has no 'config' mapping of payload entries.")
+    return cfg
+
+
+def _check_pt2(path: Path) -> bytes:
+    """Check a ``.pt2`` against the layout torch 2.13 writes and return a clean copy of it.
+
+    The copy holds exactly the members checked here (re-packed by hand: torch offers no safe mode
+    for ``torch.export.load``), so what torch reads is what was checked, whatever tricks the original
+    zip plays (duplicate names, data outside the root, two central directories). Raises
+    :class:`UnsafeFileError` naming the first member outside the layout.
+    """
+    root, members = _pt2_members(path)
+    missing = [m for m in ("archive_format", "archive_version", "models/model.json") if m not in members]
+    if missing:
+        raise WeightsError(f"{path} is not a torch.export archive: it lacks {root}/{missing[0]}.")
+    if members["archive_format"] != b"pt2" or members["archive_version"] != b"0":
+        raise WeightsError(
+            f"{path}: archive_format/archive_version are {members['archive_format'][:20]!r}/"
+            f"{members['archive_version'][:20]!r}; this torch reads 'pt2'/'0' archives (re-export it)."
+        )
+    referenced: set[str] = set()
+    for folder, kind in (("data/weights/", "weights"), ("data/constants/", "constants")):
+        cfg_name = f"{folder}model_{kind}_config.json"
+        if cfg_name not in members:
+            raise WeightsError(f"{path} is not a complete torch.export archive: it lacks {root}/{cfg_name}.")
+        for fqn, entry in _pt2_config(path, root, members, cfg_name).items():
+            pn = str(entry.get("path_name", ""))
+            member = folder + pn
+            if entry.get("use_pickle") or not _PT2_PAYLOAD[folder].fullmatch(pn):
+                raise _pt2_refuse(path, f"entry {fqn!r} of {root}/{cfg_name} is stored as pickled member {root}/{member}")
+            if member not in members:
+                raise WeightsError(f"{path}: {root}/{cfg_name} names {root}/{member}, which the archive lacks.")
+            referenced.add(member)
+    for rel in members:
+        if rel in _PT2_FIXED or rel.startswith("extra/"):
+            continue
+        folder, _, base = rel.rpartition("/")
+        pattern = _PT2_PAYLOAD.get(folder + "/")
+        if pattern is None or not pattern.fullmatch(base):
+            raise _pt2_refuse(path, f"unexpected member {root}/{rel}")
+    stray = sorted(m for m in members if m.startswith(("data/weights/weight_", "data/constants/tensor_")) and m not in referenced)
+    if stray:
+        raise _pt2_refuse(path, f"unexpected member {root}/{stray[0]} (named by no config)")
+    sample = members.get("data/sample_inputs/model.pt", b"")
+    if sample:
+        try:
+            torch.load(io.BytesIO(sample), map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise _pt2_refuse(path, f"member {root}/data/sample_inputs/model.pt needs full unpickling "
+                              f"({str(err).splitlines()[0][:200]})") from err
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as out:
+        for rel, data in members.items():
+            out.writestr(f"archive/{rel}", data)
+    return buf.getvalue()
+
+
+def _static_batch(program: Any) -> int | None:
+    """Dim 0 of the program's first tensor input when it is fixed, ``None`` when it is dynamic."""
+    user = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            val = node.meta.get("val")
+            shape = getattr(val, "shape", None)
+            if shape is None or len(shape) == 0:
+                continue
+            return int(shape[0]) if isinstance(shape[0], int) else None
+    return None
+
+
+def load_exported(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> nn.Module:
+    """Load a ``torch.export`` program (``.pt2``) as a module tree whose submodules run.
+
+    The archive is checked against the layout torch writes (see :func:`_check_pt2`) and loaded from
+    the checked copy, so no member is unpickled unless ``allow_pickle=True``. The program is turned
+    back into modules with :func:`torch.export.unflatten`: the submodule names are those of the
+    exported module (``features.0``, ``fc``), and forward hooks on them fire.
+
+    The result carries ``layerscope_exported = True`` (its computation was fixed at export time:
+    ``eval()``/``train()`` change nothing, use :func:`set_eval`) and ``layerscope_static_batch``:
+    the batch size the program was exported with when its batch dimension is static (it then only
+    accepts batches of exactly that size), ``None`` when dynamic.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"Program file {p} does not exist.")
+    source: Any = str(p) if allow_pickle else io.BytesIO(_check_pt2(p))
+    try:
+        program = torch.export.load(source)
+    except Exception as err:  # torch raises many types for a malformed program
+        raise WeightsError(f"{p} is not a loadable torch.export program: {str(err).splitlines()[0][:300] if str(err) else type(err).__name__}") from err
+    try:
+        model = torch.export.unflatten(program)
+    except Exception as err:
+        raise WeightsError(f"{p}: torch.export.unflatten could not rebuild its module tree: {err}") from err
+    model.layerscope_exported = True  # type: ignore[assignment]
+    model.layerscope_static_batch = _static_batch(program)  # type: ignore[assignment]
+    model.layerscope_source = ModelSource(kind="export", path=str(p))  # type: ignore[assignment]
+    return model
 
 
 def load_model(spec: str, *, weights: str | os.PathLike[str] | None = None, allow_pickle: bool = False) -> nn.Module:
     """Load a model from a spec (see the module docstring). The result is in ``eval()`` mode."""
     if not spec:
         raise ModelSpecError("Empty model spec.")
+    if spec.startswith("hf:"):  # a Hugging Face model from local files (layerscope.models.hf)
+        from .models.hf import load_hf_model
+
+        return load_hf_model(spec, allow_pickle=allow_pickle)
     name = spec.removeprefix("pretrained:")
     if name in PRETRAINED:
         model = load_pretrained(name)
@@ -219,14 +400,7 @@ def load_model(spec: str, *, weights: str | os.PathLike[str] | None = None, allo
         raise ModelSpecError(f"{p} is a folder but not a run folder: it has no {RUN_FILE} (written by `layerscope train`).")
     if p.is_file():
         if p.suffix == ".pt2":
-            _check_pt2_safe(p)
-            try:
-                program = torch.export.load(str(p))
-            except Exception as err:
-                raise WeightsError(f"{p} is not a loadable torch.export program: {err}") from err
-            model = program.module()
-            model.layerscope_source = ModelSource(kind="export", path=str(p))  # type: ignore[assignment]
-            return model  # exported programs have no train/eval switch
+            return load_exported(p, allow_pickle=allow_pickle)
         run_dir = p.parent.parent
         if p.suffix == ".safetensors" and (run_dir / RUN_FILE).exists():
             mm = re.search(r"epoch_(\d+)", p.name)

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from ._io import read_json, result_folder, to_jsonable, write_json
 from .exceptions import DataError
 
-__all__ = ["AnalysisResult", "Result", "write_result", "read_result", "RESULT_FILE", "model_description"]
+__all__ = ["AnalysisResult", "Result", "write_result", "read_result", "RESULT_FILE", "model_description", "short_list"]
 
 RESULT_FILE = "result.json"
 R = TypeVar("R", bound="Result")
@@ -45,6 +45,13 @@ def model_description(model: Any) -> dict[str, Any]:
         "source": src,
         "input_shape": list(getattr(model, "input_shape", []) or []),
     }
+
+
+def short_list(items: Any, limit: int = 4) -> str:
+    """``[a, b, c, d, ... (12)]``: a list for a short ``repr``, the first ``limit`` items and the count."""
+    xs = [str(x) for x in items]
+    more = f", ... ({len(xs)})" if len(xs) > limit else ""
+    return "[" + ", ".join(xs[:limit]) + more + "]"
 
 
 def write_result(out_dir: str | os.PathLike[str], analysis: str, **fields_: Any) -> Path:
@@ -208,20 +215,33 @@ class AnalysisResult:
       figure) in notebooks.
 
     Subclasses set :attr:`analysis` and implement :meth:`figures`, :meth:`save` and ``load``;
-    :meth:`save_figures` and :meth:`_repr_html_` are shared.
+    :meth:`save_figures` and :meth:`_repr_html_` are shared. A dataclass subclass is declared
+    ``@dataclass(frozen=True, repr=False)`` (else the dataclass ``repr``, arrays and all, replaces
+    the short one) and sets ``analysis = "..."`` without an annotation (a class attribute, not a field);
+    it may declare ``metrics`` / ``parameters`` as fields.
     """
 
     analysis: str = "result"
     #: stem of the figure shown by ``_repr_html_`` (default: the first one)
     key_figure: str | None = None
 
-    @property
-    def metrics(self) -> dict[str, Any]:  # pragma: no cover - overridden
-        return {}
+    # ``metrics`` and ``parameters`` are properties with a setter that stores into the instance
+    # ``__dict__``, so a (frozen) dataclass subclass may declare them as fields; a subclass that
+    # computes them overrides the property instead.
+    def _get_metrics(self) -> dict[str, Any]:
+        return self.__dict__.get("metrics", {})  # type: ignore[no-any-return]
 
-    @property
-    def parameters(self) -> dict[str, Any]:
-        return {}
+    def _set_metrics(self, value: dict[str, Any]) -> None:
+        self.__dict__["metrics"] = value
+
+    def _get_parameters(self) -> dict[str, Any]:
+        return self.__dict__.get("parameters", {})  # type: ignore[no-any-return]
+
+    def _set_parameters(self, value: dict[str, Any]) -> None:
+        self.__dict__["parameters"] = value
+
+    metrics = property(_get_metrics, _set_metrics)
+    parameters = property(_get_parameters, _set_parameters)
 
     def figures(self) -> dict[str, Any]:
         """``{stem: Figure}``; the default has none."""

@@ -10,34 +10,47 @@
   representations; invariant to orthogonal transforms and isotropic scaling, not to arbitrary
   invertible linear maps.
 
-Result of the CLI commands (``result.json``):
+:func:`probe_model` and :func:`cka_model` run these over a model's layers (what ``layerscope
+probe`` / ``cka`` do) and return a :class:`ProbeStudy` / :class:`CKAResult` whose ``save(dir)``
+writes the folder of the command (figures in :mod:`layerscope.similarity_plots`):
 
 ``analysis = "probe"``::
 
-    parameters: {layers, n, test_size, C, random_state, checkpoint, groups}
-    metrics: {"probe": {layer: {accuracy, chance, train_accuracy, n_train, n_test, n_features,
-              n_classes}}}
-    probes: [{layer, accuracy, chance, train_accuracy, ...}, ...]    # in layer order
+    parameters: {layers, checkpoints, n, test_size, C, random_state, groups, reduce}
+    metrics: {"probe": {"<model or epoch e>": {layer: {accuracy, chance, train_accuracy, n_train,
+              n_test, n_features, n_classes, C, layer}}}}
+    probes: {"<model or epoch e>": [{layer, accuracy, chance, train_accuracy, ...}, ...]}  # layer order
 
 ``analysis = "cka"``::
 
-    parameters: {layers, layers_b, n, random_state, mode: "layers"|"checkpoints"|"models", a, b}
-    metrics: {"cka": [[...]] (len(layers) x len(layers_b)), "diagonal": [...] (if square)}
+    parameters: {layers, layers_b, n, random_state, mode: "layers"|"checkpoints"|"models", a, b, reduce}
+    metrics: {"cka": [[...]] (len(layers) x len(layers_b)),
+              "diagonal": {layer: value} (same layers in two checkpoints / models)}
     rows: [layer names of A], cols: [layer names of B]
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from ._progress import Tracker, no_progress
 from .exceptions import DataError, ParameterError
+from .results import AnalysisResult, short_list
 
-__all__ = ["ProbeResult", "linear_probe", "linear_cka", "cka_matrix", "probe_layers"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from torch import nn
+
+__all__ = [
+    "ProbeResult", "linear_probe", "linear_cka", "cka_matrix", "probe_layers",
+    "ProbeStudy", "probe_model", "CKAResult", "cka_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +260,7 @@ def cka_matrix(
     cols = list(bb)
     out = np.full((len(rows), len(cols)), np.nan)
     pairs = [(i, j) for i in range(len(rows)) for j in range(len(cols)) if b is not None or j >= i]
-    for i, j in progress(pairs, len(pairs), "CKA"):
+    for i, j in progress(pairs, total=len(pairs), desc="CKA of layer pairs"):
         out[i, j] = linear_cka(a[rows[i]], bb[cols[j]])
         if b is None:
             out[j, i] = out[i, j]
@@ -268,5 +281,382 @@ def probe_layers(
     names: Sequence[str] = list(activations)
     return [
         linear_probe(activations[n], y, test_size=test_size, random_state=random_state, groups=groups, C=C, layer=n)
-        for n in progress(names, len(names), "probes")
+        for n in progress(names, total=len(names), desc="probes of layers")
     ]
+
+
+# ------------------------------------------------------------------------------------------
+# Over a model's layers: the analyses behind ``layerscope probe`` and ``layerscope cka``
+# ------------------------------------------------------------------------------------------
+
+
+def _models_of(model: nn.Module | Mapping[int, nn.Module]) -> dict[int | None, nn.Module]:
+    models: dict[int | None, nn.Module] = {k: v for k, v in model.items()} if isinstance(model, Mapping) else {None: model}
+    if not models:
+        raise ParameterError("no model given: pass an nn.Module or a non-empty mapping epoch -> nn.Module.")
+    return models
+
+
+def _write_figures(d: Path, specs: Sequence[tuple[str, Figure, str, str]]) -> list[dict[str, str]]:
+    from .projection.plots import save_figure
+
+    entries = []
+    for stem, fig, title, caption in specs:
+        save_figure(fig, d / f"{stem}.png")
+        entries.append({"path": f"{stem}.png", "title": title, "caption": caption})
+    return entries
+
+
+@dataclass(frozen=True, repr=False)
+class ProbeStudy(AnalysisResult):
+    """Linear probes of every layer of a model or of several checkpoints (``analysis = "probe"``).
+
+    Attributes
+    ----------
+    results : dict key -> list of ProbeResult
+        Key ``"model"`` for one model, ``"epoch e"`` per checkpoint; one result per layer, in order.
+    layers : list of str
+    parameters : dict
+        Every knob used.
+    model : dict or None
+        :func:`layerscope.results.model_description` of the (first) model.
+    data : str or None
+        The data spec, if known.
+    """
+
+    results: dict[str, list[ProbeResult]]
+    layers: list[str]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
+    data: str | None = None
+
+    analysis = "probe"
+
+    @property
+    def chance(self) -> float:
+        """Majority-class accuracy on the held-out split (the same split for every layer)."""
+        return next(iter(self.results.values()))[0].chance
+
+    @property  # type: ignore[override]
+    def metrics(self) -> dict[str, Any]:
+        """``{"probe": {key: {layer: ProbeResult.to_dict()}}}``."""
+        return {"probe": {key: {str(r.layer): r.to_dict() for r in rs} for key, rs in self.results.items()}}
+
+    def accuracy(self, key: str | None = None) -> dict[str, float]:
+        """Held-out accuracy per layer of one model / checkpoint (default: the first)."""
+        rs = self.results[key if key is not None else next(iter(self.results))]
+        return {str(r.layer): r.accuracy for r in rs}
+
+    def _short_metrics(self, limit: int = 6) -> list[tuple[str, str]]:
+        out = [("chance", f"{self.chance:.4g}")]
+        for key, rs in self.results.items():
+            for r in rs:
+                if len(out) >= limit:
+                    return out
+                out.append((f"{r.layer}" if key == "model" else f"{r.layer} ({key})", f"{r.accuracy:.4g}"))
+        return out
+
+    def __repr__(self) -> str:
+        best = {key: max(rs, key=lambda r: r.accuracy) for key, rs in list(self.results.items())[:3]}
+        parts = ", ".join(f"{k}: best {b.layer} {b.accuracy:.3f}" for k, b in best.items())
+        more = f", ... ({len(self.results)} models)" if len(self.results) > 3 else ""
+        return f"ProbeStudy(layers={short_list(self.layers)}, chance={self.chance:.3f}, {parts}{more})"
+
+    def _figure_specs(self) -> list[tuple[str, Figure, str, str]]:
+        from .similarity_plots import plot_probes
+
+        series: dict[str, Sequence[float]] = {key: [r.accuracy for r in rs] for key, rs in self.results.items()}
+        return [("probes", plot_probes(self.layers, series, self.chance), "Linear probe accuracy per layer",
+                 "Held-out accuracy of a standardised logistic regression on each layer's frozen "
+                 "activations (Alain & Bengio 2016); dashed: majority-class chance.")]
+
+    def figures(self) -> dict[str, Figure]:
+        """``{"probes": Figure}``: held-out accuracy per layer, one line per model / checkpoint."""
+        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write the folder of ``layerscope probe`` (``probes.png``, ``result.json``); returns it."""
+        d = Path(out_dir)
+        self._write(d)
+        return d
+
+    def _write(self, d: Path) -> None:
+        from .results import write_result
+
+        d.mkdir(parents=True, exist_ok=True)
+        figures = _write_figures(d, self._figure_specs())
+        write_result(d, "probe", model=self.model, data=self.data, parameters=self.parameters, metrics=self.metrics,
+                     probes={key: [r.to_dict() for r in rs] for key, rs in self.results.items()}, figures=figures)
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "ProbeStudy":
+        """Read a folder written by :meth:`save` (or ``layerscope probe``)."""
+        from .results import read_result
+
+        doc = read_result(out_dir)
+        if doc.get("analysis") != "probe":
+            raise DataError(f"{out_dir} holds a {doc.get('analysis')!r} result, not linear probes.")
+        results = {key: [ProbeResult(**r) for r in rs] for key, rs in (doc.get("probes") or {}).items()}
+        params = dict(doc.get("parameters") or {})
+        return cls(results=results, layers=list(params.get("layers") or []), parameters=params,
+                   model=doc.get("model"), data=doc.get("data"))
+
+
+def probe_model(
+    model: nn.Module | Mapping[int, nn.Module],
+    dataset: Any,
+    layers: str | Sequence[str] | None = "all",
+    *,
+    n: int | None = 2000,
+    test_size: float = 0.25,
+    C: float = 1.0,
+    group_by: str | None = None,
+    reduce: str | None = "mean",
+    random_state: int | None = 0,
+    batch_size: int = 256,
+    model_info: dict[str, Any] | None = None,
+    data_spec: str | None = None,
+    progress: Tracker = no_progress,
+) -> ProbeStudy:
+    """Linear probes (Alain & Bengio 2016) of every requested layer, for one model or several
+    checkpoints, on a seeded stratified subset of ``dataset`` (what ``layerscope probe`` runs).
+
+    Parameters
+    ----------
+    model : nn.Module or mapping epoch -> nn.Module
+        One model, or checkpoints of a training run (see
+        :func:`layerscope.projection.analysis.models_from_run`). Left unchanged.
+    dataset : a layerscope dataset with class labels
+    layers : "all" or list of str
+        ``"all"``: the model's ``hidden_layers`` (every leaf layer if it has none).
+    n : int or None, default 2000
+        Size of the seeded stratified subset (all rows if None).
+    test_size, C
+        See :func:`linear_probe`.
+    group_by : str, optional
+        Hold out whole groups: the name of a per-sample label of the data (e.g. ``"speaker"``).
+    reduce : {"mean", "max"} or None, default "mean"
+        Spatial pooling of conv maps ``(N, C, H, W)`` inside the capture hook; None (or
+        ``"none"``) flattens them.
+    random_state : int or None
+        Seed of the subset and of the split.
+    batch_size : int
+    model_info : dict, optional
+        Description of the model for ``result.json`` (default: :func:`layerscope.results.model_description`
+        of the first model).
+    data_spec : str, optional
+        The data spec, recorded in ``result.json``.
+    progress : tracker
+        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc="...")``.
+
+    Returns
+    -------
+    ProbeStudy
+    """
+    from .capture import collect_activations
+    from .projection.analysis import resolve_projection_layers, select_observations
+    from .results import model_description
+
+    models = _models_of(model)
+    first = next(iter(models.values()))
+    names = resolve_projection_layers(first, layers)
+    idx = select_observations(dataset, n, random_state)
+    # TODO(seam): choose the default reduction per layout (spatial mean for N,C,H,W; masked mean over
+    # tokens for N,T,D) once the layout-aware reductions of the data/model seam are on main.
+    red = None if reduce in (None, "none") else reduce
+    results: dict[str, list[ProbeResult]] = {}
+    for cp, net in models.items():
+        acts = collect_activations(net, dataset, names, batch_size=batch_size, indices=idx, reduce=red,  # type: ignore[arg-type]
+                                   progress=progress)
+        groups = None
+        if group_by is not None:
+            if group_by not in acts.extra_labels:
+                raise ParameterError(f"group_by={group_by!r}: the data has no such per-sample label; it has "
+                                     f"{sorted(acts.extra_labels) or 'none'}.")
+            groups = acts.extra_labels[group_by]
+        results["model" if cp is None else f"epoch {cp}"] = probe_layers(
+            acts.arrays, acts.labels, test_size=test_size, random_state=random_state, groups=groups, C=C,
+            progress=progress)
+    params = {"layers": names, "checkpoints": list(models), "n": int(len(idx)), "test_size": test_size, "C": C,
+              "random_state": random_state, "groups": group_by, "reduce": red}
+    return ProbeStudy(results=results, layers=names, parameters=params,
+                      model=model_info if model_info is not None else model_description(first), data=data_spec)
+
+
+@dataclass(frozen=True, repr=False)
+class CKAResult(AnalysisResult):
+    """Linear CKA between layers (``analysis = "cka"``).
+
+    Attributes
+    ----------
+    matrix : ndarray of shape (len(rows), len(cols))
+        CKA in [0, 1]; for ``mode="layers"`` symmetric with a unit diagonal.
+    rows, cols : list of str
+        Layers of representation A (rows) and B (columns).
+    mode : {"layers", "checkpoints", "models"}
+        All pairs of layers of one model; the layers at two checkpoints; the layers of two models.
+    label_a, label_b : str or None
+        What A and B are (a model spec, ``"epoch e"``).
+    parameters : dict
+    model : dict or None
+        :func:`layerscope.results.model_description` of model A.
+    data : str or None
+    """
+
+    matrix: np.ndarray
+    rows: list[str]
+    cols: list[str]
+    mode: str = "layers"
+    label_a: str | None = None
+    label_b: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
+    data: str | None = None
+
+    analysis = "cka"
+
+    @property  # type: ignore[override]
+    def metrics(self) -> dict[str, Any]:
+        """``cka`` (the matrix, rounded to 6 decimals) and, for two checkpoints / models with the
+        same layers, ``diagonal`` (CKA of each layer with itself)."""
+        m = np.asarray(self.matrix, dtype=np.float64)
+        out: dict[str, Any] = {"cka": np.round(m, 6).tolist()}
+        if self.rows == self.cols and self.mode != "layers":
+            out["diagonal"] = {r: float(m[i, i]) for i, r in enumerate(self.rows)}
+        return out
+
+    def _short_metrics(self, limit: int = 6) -> list[tuple[str, str]]:
+        out = [("mode", self.mode), ("shape", f"{len(self.rows)} x {len(self.cols)}")]
+        if self.rows == self.cols and self.mode != "layers":
+            out += [(f"{r} (diagonal)", f"{float(self.matrix[i, i]):.4g}") for i, r in enumerate(self.rows)]
+        return out[:limit]
+
+    def __repr__(self) -> str:
+        return f"CKAResult({self.mode}, rows={short_list(self.rows)}, cols={short_list(self.cols)})"
+
+    def _figure_specs(self) -> list[tuple[str, Figure, str, str]]:
+        from .similarity_plots import plot_cka
+
+        fig = plot_cka(self.matrix, self.rows, self.cols, title=f"Linear CKA ({self.mode})", ylabel=str(self.label_a),
+                       xlabel=str(self.label_b or self.label_a))
+        return [("cka", fig, f"Linear CKA ({self.mode})",
+                 "Linear centred kernel alignment (Kornblith et al. 2019) between layer representations "
+                 "of the same observations; 1 = identical up to rotation and scale.")]
+
+    def figures(self) -> dict[str, Figure]:
+        """``{"cka": Figure}``: the CKA matrix as a heat map."""
+        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write the folder of ``layerscope cka`` (``cka.png``, ``result.json``); returns it."""
+        d = Path(out_dir)
+        self._write(d)
+        return d
+
+    def _write(self, d: Path) -> None:
+        from .results import write_result
+
+        d.mkdir(parents=True, exist_ok=True)
+        figures = _write_figures(d, self._figure_specs())
+        write_result(d, "cka", model=self.model, data=self.data, parameters=self.parameters, metrics=self.metrics,
+                     rows=self.rows, cols=self.cols, figures=figures)
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "CKAResult":
+        """Read a folder written by :meth:`save` (or ``layerscope cka``); the matrix as stored (6 decimals)."""
+        from .results import read_result
+
+        doc = read_result(out_dir)
+        if doc.get("analysis") != "cka":
+            raise DataError(f"{out_dir} holds a {doc.get('analysis')!r} result, not CKA.")
+        m = np.array([[np.nan if v is None else v for v in row] for row in doc["metrics"]["cka"]], dtype=np.float64)
+        params = dict(doc.get("parameters") or {})
+        return cls(matrix=m.reshape(len(doc["rows"]), len(doc["cols"])), rows=list(doc["rows"]), cols=list(doc["cols"]),
+                   mode=str(params.get("mode", "layers")), label_a=params.get("a"), label_b=params.get("b"),
+                   parameters=params, model=doc.get("model"), data=doc.get("data"))
+
+
+def cka_model(
+    model: nn.Module | Mapping[int, nn.Module],
+    dataset: Any,
+    layers: str | Sequence[str] | None = "all",
+    *,
+    model_b: nn.Module | None = None,
+    layers_b: str | Sequence[str] | None = None,
+    n: int | None = 2000,
+    reduce: str | None = None,
+    random_state: int | None = 0,
+    batch_size: int = 256,
+    label_a: str | None = None,
+    label_b: str | None = None,
+    model_info: dict[str, Any] | None = None,
+    data_spec: str | None = None,
+    progress: Tracker = no_progress,
+) -> CKAResult:
+    """Linear CKA (Kornblith et al. 2019) on a seeded stratified subset of ``dataset`` (what
+    ``layerscope cka`` runs): between all pairs of a model's layers, between the layers of two
+    checkpoints, or between the layers of two models.
+
+    Parameters
+    ----------
+    model : nn.Module or mapping epoch -> nn.Module
+        One model; or exactly two checkpoints of a run (``mode="checkpoints"``: rows = the first,
+        columns = the second). Left unchanged.
+    dataset : a layerscope dataset
+    layers : "all" or list of str
+        Layers of ``model`` (``"all"``: its ``hidden_layers``, else every leaf layer).
+    model_b : nn.Module, optional
+        A second model (``mode="models"``); its layers are ``layers_b`` (default: as ``layers``).
+    n : int or None, default 2000
+        Size of the seeded stratified subset (all rows if None).
+    reduce : {"mean", "max"}, optional
+        Spatial pooling of conv maps (default: flatten them).
+    random_state : int or None
+        Seed of the subset.
+    batch_size : int
+    label_a, label_b : str, optional
+        What A and B are, for the figure and ``parameters`` (default: ``"epoch e"`` for
+        checkpoints, else the model class names).
+    model_info : dict, optional
+        Description of model A for ``result.json`` (default: :func:`layerscope.results.model_description`).
+    data_spec : str, optional
+        The data spec, recorded in ``result.json``.
+    progress : tracker
+        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc="...")``.
+
+    Returns
+    -------
+    CKAResult
+    """
+    from .capture import collect_activations
+    from .projection.analysis import resolve_projection_layers, select_observations
+    from .results import model_description
+
+    models = _models_of(model)
+    if len(models) > 2:
+        raise ParameterError(f"CKA compares two checkpoints at most; got {len(models)}: {list(models)}.")
+    if len(models) == 2 and model_b is not None:
+        raise ParameterError("give either two checkpoints or model_b, not both.")
+    net_a = next(iter(models.values()))
+    net_b: nn.Module | None = None
+    mode = "layers"
+    if len(models) == 2:
+        (ea, net_a), (eb, net_b) = list(models.items())
+        mode, label_a, label_b = "checkpoints", f"epoch {ea}", f"epoch {eb}"
+    elif model_b is not None:
+        net_b, mode = model_b, "models"
+        label_b = label_b if label_b is not None else type(model_b).__name__
+    label_a = label_a if label_a is not None else type(net_a).__name__
+    names_a = resolve_projection_layers(net_a, layers)
+    names_b = (resolve_projection_layers(net_b, layers_b if layers_b is not None else layers)
+               if net_b is not None else names_a)
+    idx = select_observations(dataset, n, random_state)
+    acts_a = collect_activations(net_a, dataset, names_a, batch_size=batch_size, indices=idx, reduce=reduce,  # type: ignore[arg-type]
+                                 progress=progress)
+    acts_b = (collect_activations(net_b, dataset, names_b, batch_size=batch_size, indices=idx, reduce=reduce,  # type: ignore[arg-type]
+                                  progress=progress) if net_b is not None else None)
+    rows, cols, m = cka_matrix(acts_a.arrays, acts_b.arrays if acts_b is not None else None, progress=progress)
+    params = {"layers": names_a, "layers_b": names_b, "n": int(len(idx)), "random_state": random_state, "mode": mode,
+              "a": label_a, "b": label_b, "reduce": reduce}
+    return CKAResult(matrix=m, rows=rows, cols=cols, mode=mode, label_a=label_a, label_b=label_b, parameters=params,
+                     model=model_info if model_info is not None else model_description(net_a), data=data_spec)

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from ._io import atomic_path, read_json, write_json
-from ._progress import Tracker, no_progress
+from ._progress import ProgressArg, resolve_progress
 from .capture import model_device, model_state_guard
 from .exceptions import DataError, ParameterError
 
-__all__ = ["train", "default_checkpoints", "evaluate", "TrainRun", "list_checkpoints", "RUN_FILE"]
+__all__ = ["train", "default_checkpoints", "evaluate", "TrainRun", "list_checkpoints", "save_safetensors", "RUN_FILE"]
 
 RUN_FILE = "run.json"
 _SCHEDULE = (0, 1, 2, 5, 10, 20, 30, 40, 50, 64, 80, 100)
@@ -40,16 +40,17 @@ def default_checkpoints(epochs: int) -> list[int]:
 
 def evaluate(model: nn.Module, dataset: Any, batch_size: int = 1000, device: torch.device | str | None = None) -> float:
     """Top-1 accuracy of ``model`` on ``dataset`` (eval mode; the model's flags are restored)."""
-    from .capture import _batches
+    from .seam import call_model, iter_batches
 
-    dev = model_device(model, device)
     correct = 0
     n = 0
     with model_state_guard(model), torch.no_grad():
         model.eval()
-        for _, x, y in _batches(dataset, batch_size, None):
-            correct += int((model(x.to(dev)).argmax(1).cpu() == y).sum())
-            n += len(y)
+        for batch in iter_batches(dataset, batch_size, model=model, device=device):
+            if batch.labels is None:
+                raise DataError("Cannot evaluate accuracy on data without labels.")
+            correct += int((call_model(model, batch).argmax(1).cpu() == batch.labels).sum())
+            n += batch.n
     if n == 0:
         raise DataError("Cannot evaluate on an empty dataset.")
     return correct / n
@@ -80,12 +81,23 @@ def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     return [(int(c["epoch"]), run.directory / c["file"]) for c in run.checkpoints]
 
 
-def _save_checkpoint(model: nn.Module, path: Path) -> None:
+def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Write ``state`` as a ``.safetensors`` file, atomically, with the permissions ``open()`` gives.
+
+    ``safetensors.torch.save_file`` creates its file ``0600`` whatever the umask; the temporary
+    file of :func:`~layerscope._io.atomic_path` already has ``0666 & ~umask`` (``0644`` under the
+    usual umask 022), so that mode is put back after writing.
+    """
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        mode = tmp.stat().st_mode & 0o777
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+        os.chmod(tmp, mode)
+
+
+def _save_checkpoint(model: nn.Module, path: Path) -> None:
+    save_safetensors(model.state_dict(), path)
 
 
 def train(
@@ -103,7 +115,7 @@ def train(
     optimizer: str = "sgd",
     seed: int = 0,
     meta: dict[str, Any] | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
     device: torch.device | str | None = None,
 ) -> TrainRun:
     """Train ``model`` on ``train_set`` with cross-entropy, saving checkpoints into ``out_dir``.
@@ -128,7 +140,7 @@ def train(
         ``classes`` and ``normalization`` (from ``train_set``) are filled in when not given, so
         :func:`layerscope.loading.load_run_model` can rebuild the model.
     """
-    from .capture import _batches
+    from .seam import iter_batches
 
     if epochs < 0:
         raise ParameterError(f"epochs must be >= 0; got {epochs}.")
@@ -140,7 +152,7 @@ def train(
     bad = [c for c in cps if c < 0 or c > epochs]
     if bad:
         raise ParameterError(f"checkpoint epochs {bad} are outside 0..{epochs}.")
-    track = progress or no_progress
+    track = resolve_progress(progress)
     out = Path(out_dir)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     dev = model_device(model, device)
@@ -197,12 +209,15 @@ def train(
     n = len(train_set)
     if 0 in cps:
         checkpoint(0, None, None)
-    for epoch in track(range(1, epochs + 1), epochs, "train"):
+    for epoch in track(range(1, epochs + 1), total=epochs, desc="train epochs"):
         model.train()
         perm = torch.randperm(n, generator=gen).numpy()
         total, correct, seen = 0.0, 0, 0
-        for _, x, y in _batches(train_set, batch_size, perm):
-            x, y = x.to(dev), y.to(dev)
+        for batch in iter_batches(train_set, batch_size, indices=perm, model=model, device=dev):
+            x, y = batch.args[0], batch.labels
+            if y is None:
+                raise DataError("Training needs labelled data: the batches carry no labels.")
+            y = y.to(dev)
             opt.zero_grad(set_to_none=True)
             logits = model(x)
             loss = loss_fn(logits, y)

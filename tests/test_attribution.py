@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from layerscope.attribution import (
+from layerscope.convnets import (
     UnsupportedModelError,
     correspondence,
     crop_patch,
@@ -28,7 +28,7 @@ from layerscope.attribution import (
     transform_images,
     window_grid,
 )
-from layerscope.attribution.receptive_field import ReceptiveFieldError
+from layerscope.convnets.receptive_field import ReceptiveFieldError
 from layerscope.exceptions import LayerNotFoundError, ParameterError
 
 
@@ -75,7 +75,7 @@ def hand_mlp(inplace: bool = False) -> nn.Sequential:
 
 
 X = torch.tensor([[1.0, 2.0]])
-# h = W1 x = [-1, 4, 3]; relu -> [0, 4, 3]; out = 4 - 3 = 1; seed = the activation value 1.
+# h = W1 x = [-1, 4, 3]; relu -> [0, 4, 3]; out = 4 - 3 = 1; seed = 1 (the stated convention).
 # backward to h: W2^T * 1 = [1, 1, -1]
 #   gradient : forward mask [0,1,1]      -> [0, 1, -1] -> W1^T -> [2-1, 1-1] = [1, 0]
 #   deconvnet: relu(grad)                -> [1, 1,  0] -> W1^T -> [1+2, -1+1] = [3, 0]
@@ -103,11 +103,11 @@ def test_rules_differ_only_at_relus() -> None:
     m[0].weight.data = hand_mlp()[0].weight.data.clone()
     m[2].weight.data = hand_mlp()[2].weight.data.clone()
     x = torch.tensor([[2.0, 0.5]])  # h = [1.5, 4.5, 2.5], out = 1.5 + 4.5 - 2.5 = 3.5
-    value = 3.5
-    expected = (m[0].weight.T @ m[2].weight.T).detach().flatten().numpy() * value  # [3.5, -3.5]
-    maps = [project_activations(m, x, "2", [0], rule=r).maps[0] for r in ("gradient", "deconvnet", "guided")]  # type: ignore[arg-type]
-    for mp in maps:
-        np.testing.assert_allclose(mp, expected, rtol=1e-6)
+    expected = (m[0].weight.T @ m[2].weight.T).detach().flatten().numpy()  # [1, -1]: seeded with 1
+    projs = [project_activations(m, x, "2", [0], rule=r) for r in ("gradient", "deconvnet", "guided")]  # type: ignore[arg-type]
+    for p in projs:
+        np.testing.assert_allclose(p.maps[0], expected, rtol=1e-6)
+        assert p.values[0] == pytest.approx(3.5)
     # with the ReLU all active and every backward signal positive, the rules agree too
     m2 = hand_mlp()
     m2.fc2.weight.data = torch.tensor([[1.0, 1.0, 1.0]])
@@ -117,13 +117,38 @@ def test_rules_differ_only_at_relus() -> None:
     np.testing.assert_allclose(maps2[0], maps2[2])
 
 
+@pytest.mark.parametrize("rule", ["gradient", "deconvnet", "guided"])
+def test_negative_and_scaled_activations_follow_the_unit_seed_convention(rule: str) -> None:
+    """Issue 11: the backward pass is seeded with 1, whatever the activation's sign; the value is
+    returned apart. For a > 0 Z&F's map (seed a) is a times ours; for a < 0 seeding with a would
+    give a different map under the rectifying rules, not a sign-flipped one."""
+    # positive: x doubled -> h = [-2, 8, 6], out = 2, same ReLU pattern: the same maps, value 2
+    p = project_activations(hand_mlp(), 2 * X, "fc2", [0], rule=rule)  # type: ignore[arg-type]
+    np.testing.assert_allclose(p.maps[0], EXPECTED[rule], atol=1e-6)
+    assert p.values[0] == pytest.approx(2.0)
+    # negative: W2 = [[1, -1, -1]]: out = 0 - 4 - 3 = -7; backward to h = [1, -1, -1]
+    #   gradient : mask [0,1,1] -> [0,-1,-1] -> W1^T -> [-2-1, -1-1] = [-3, -2]
+    #   deconvnet: relu         -> [1, 0, 0] -> W1^T -> [1, -1]
+    #   guided   : both         -> [0, 0, 0] -> [0, 0]
+    # (seeding with -7 instead: deconvnet relu([-7, 7, 7]) -> [21, 14], not -7 * [1, -1])
+    m = hand_mlp()
+    m.fc2.weight.data = torch.tensor([[1.0, -1.0, -1.0]])
+    snap = snapshot(m)
+    p = project_activations(m, X, "fc2", [0], rule=rule)  # type: ignore[arg-type]
+    expected = {"gradient": [-3.0, -2.0], "deconvnet": [1.0, -1.0], "guided": [0.0, 0.0]}[rule]
+    np.testing.assert_allclose(p.maps[0], expected, atol=1e-6)
+    assert p.values[0] == pytest.approx(-7.0)
+    assert_unchanged(m, snap)
+
+
 def test_maxpool_switches_route_to_the_maximum() -> None:
     m = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.ReLU(), nn.MaxPool2d(2))
     m[0].weight.data.fill_(1.0)
     x = torch.tensor([[[[1.0, 3.0], [2.0, -1.0]]]])
     for rule in ("gradient", "deconvnet", "guided"):
         mp = project_activation(m, x[0], "2", 0, rule=rule)  # type: ignore[arg-type]
-        np.testing.assert_allclose(mp[0], [[0.0, 3.0], [0.0, 0.0]])
+        np.testing.assert_allclose(mp[0], [[0.0, 1.0], [0.0, 0.0]])  # the unit seed goes to the maximum (3)
+        assert project_activations(m, x, "2", [0], rule=rule).values[0] == pytest.approx(3.0)  # type: ignore[arg-type]
 
 
 def test_one_activation_is_projected_and_position_is_kept() -> None:
@@ -131,12 +156,13 @@ def test_one_activation_is_projected_and_position_is_kept() -> None:
     m = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 3))
     x = torch.randn(2, 1, 9, 9)
     p = project_activations(m, x, "2", [1, 0], [[0, 0], [4, 2]], rule="gradient")
-    # the gradient of the one activation, scaled by its value
+    # exactly the gradient of the one activation (seed 1); its value is returned apart
     for b, (u, (r, c)) in enumerate([(1, (0, 0)), (0, (4, 2))]):
         xb = x[b : b + 1].clone().requires_grad_(True)
         out = m(xb)[0, u, r, c]
         (g,) = torch.autograd.grad(out, xb)
-        np.testing.assert_allclose(p.maps[b], (g * out.detach())[0].numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(p.maps[b], g[0].numpy(), rtol=1e-5, atol=1e-7)
+        assert p.values[b] == pytest.approx(float(out.detach()), rel=1e-5)
         # outside the receptive field (5x5 window at (r, c)) the projection is zero
         mask = np.ones((9, 9), bool)
         mask[r : r + 5, c : c + 5] = False
@@ -504,7 +530,7 @@ def test_no_hooks_left_after_a_raising_model(call) -> None:  # type: ignore[no-u
 
 def test_occlusion_equals_captum_on_resnet20_cifar(cifar10_npz) -> None:  # type: ignore[no-untyped-def]
     captum = pytest.importorskip("captum.attr")
-    from layerscope.attribution import dataset_mean
+    from layerscope.convnets import dataset_mean
     from layerscope.data import load_dataset
     from layerscope.loading import load_model
 
@@ -524,8 +550,8 @@ def test_occlusion_equals_captum_on_resnet20_cifar(cifar10_npz) -> None:  # type
 
 @pytest.mark.parametrize("name,layer", [("mnist-cnn", "relu2"), ("resnet20-cifar10", "layer2.1.relu1")])
 def test_projections_equal_captum_neuron_methods(name: str, layer: str) -> None:
-    """Captum's NeuronGradient / NeuronDeconvolution / NeuronGuidedBackprop give the same map,
-    up to our scaling by the activation's value."""
+    """Captum's NeuronGradient / NeuronDeconvolution / NeuronGuidedBackprop give the same map
+    (both seed the backward pass with 1)."""
     import warnings
 
     attr = pytest.importorskip("captum.attr")
@@ -546,7 +572,7 @@ def test_projections_equal_captum_neuron_methods(name: str, layer: str) -> None:
                 warnings.simplefilter("ignore")
                 ref = cls(m, module).attribute(x[b : b + 1].clone(), neuron_selector=sel)[0].detach().numpy()
             assert p.values[b] > 0
-            np.testing.assert_allclose(p.maps[b] / p.values[b], ref, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(p.maps[b], ref, rtol=1e-4, atol=1e-6)
 
 
 class LeNetFunctional(nn.Module):

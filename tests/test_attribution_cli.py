@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 import layerscope as ls
-from layerscope.attribution import TopK, feature_evolution, occlusion, top_activations
-from layerscope.attribution.occlusion import dataset_mean
+from layerscope.convnets import TopK, feature_evolution, occlusion, top_activations
+from layerscope.convnets.occlusion import dataset_mean
 from layerscope.cli import app
 from layerscope.exceptions import ParameterError
 from layerscope.loading import load_run_model

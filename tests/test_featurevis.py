@@ -297,12 +297,15 @@ def test_forward_stops_at_deepest_needed_layer() -> None:
     model.add_module("above", Counting())
     model.add_module("fc2", nn.Linear(4, 2))
     model.input_shape = (5,)  # type: ignore[assignment]
+    # the first capture of a model runs one pass through the whole model (counting the calls of
+    # reused modules, remembered per model and input shape); every optimisation step stops at the
+    # deepest needed layer
     render(model, neuron("relu1", 1), steps=4, param="pixel")
-    assert model.above.calls == 0
-    maximize(model, "relu1", "all", kind="neuron", steps=3, restarts=2)
-    assert model.above.calls == 0
-    maximize(model, "relu1", "all", steps=3)  # kind "auto" probes once whether relu1 is the output layer
     assert model.above.calls == 1
+    maximize(model, "relu1", "all", kind="neuron", steps=3, restarts=2)
+    assert model.above.calls == 1
+    maximize(model, "relu1", "all", steps=3)  # kind "auto" probes once whether relu1 is the output layer
+    assert model.above.calls == 2
     model.above.calls = 0
     render(model, neuron("relu1", 1) + class_logit("fc2", 0), steps=2, param="pixel")
     assert model.above.calls == 2 + 1  # 2 steps + the final evaluation
@@ -471,13 +474,16 @@ def test_success_leaves_no_hooks_and_model_unchanged() -> None:
 def test_chunks_of_whole_units_and_progress() -> None:
     model = Tiny()
     seen: list[int] = []
+    descs: list[str] = []
 
-    def tracker(it, total=None, description=""):  # type: ignore[no-untyped-def]
+    def tracker(it, desc=None, total=None):  # type: ignore[no-untyped-def]  # tqdm's order: called by keyword
         seen.append(total)
+        descs.append(desc)
         yield from it
 
     res = maximize(model, "fc", "all", kind="logit", steps=4, restarts=2, batch_size=2, progress=tracker)
     assert seen == [4 * 3]  # 3 batches of one unit x 2 restarts, one bar over all steps
+    assert descs == ["maximize layer fc"]
     assert res.restart_images.shape == (3, 2, 1, 4, 4) and res.trace.shape == (4, 3)
 
 
@@ -505,8 +511,12 @@ def test_result_json_schema(tmp_path: Path) -> None:
     back = type(res).load(tmp_path)
     assert np.array_equal(back.images, res.images) and back.kind == "logit" and sorted(back.intermediate) == [2, 5]
     assert np.array_equal(back.class_probability, res.class_probability) and back.data_max is None
-    for p in (plot_grid(res, tmp_path / "g.png"), plot_traces(res, tmp_path / "t.png"),
-              *save_unit_images(res, tmp_path / "u")):
+    from matplotlib.figure import Figure
+
+    for name, fig in {"g.png": plot_grid(res), "t.png": plot_traces(res)}.items():
+        assert isinstance(fig, Figure)
+        fig.savefig(tmp_path / name)
+    for p in (tmp_path / "g.png", tmp_path / "t.png", *save_unit_images(res, tmp_path / "u")):
         assert p.exists() and p.stat().st_size > 100
 
 

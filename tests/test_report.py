@@ -188,7 +188,7 @@ def test_thumbnails_from_the_results_data(tmp_path: Path):
     ids = [3, 7, 11, 19]
     write_result(tmp_path / "res" / "p", "projection", data=f"npz:{tmp_path / 'imgs.npz'}",
                  projections=[{"layer": "l", "x": [0.0, 1.0, 2.0, 3.0], "y": [1.0, 0.0, 1.0, 0.0], "labels": [1, 1, 1, 1], "sample_ids": ids}])
-    _, page = parse(build_report(tmp_path / "res"))
+    _, page = parse(build_report(tmp_path / "res", allow_external_data=True))  # the npz lies outside "res"
     (spec,) = plot_specs(page).values()
     sprite = next(a for t, a in page.tags if t == "img" and a.get("id") == spec["sprite"])
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(sprite["src"].split(",", 1)[1]))))

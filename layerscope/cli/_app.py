@@ -45,13 +45,19 @@ class RateColumn(ProgressColumn):
 
 
 class RichTracker:
-    """A progress tracker for the library: a rich bar with counts, rate and time left."""
+    """A progress tracker for the library: a rich bar with counts, rate and time left.
+
+    Called as tqdm is: ``tracker(iterable, total=n, desc="layer fc1")`` (see
+    :mod:`layerscope._progress`); other tqdm keywords are accepted and ignored.
+    """
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
 
-    def __call__(self, iterable: Iterable[T], total: int | None = None, description: str = "") -> Iterator[T]:
-        task = self.progress.add_task(description or "working", total=total)
+    def __call__(self, iterable: Iterable[T], total: int | None = None, desc: str | None = None, **_: Any) -> Iterator[T]:
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        task = self.progress.add_task(desc or "working", total=total)
         try:
             for item in iterable:
                 yield item
@@ -145,7 +151,16 @@ def default_data_spec(model: Any) -> str | None:
             recipe = None
         if recipe is not None and "speech" in str(recipe):
             return f"speech:{src['run']}:test"
-        return src.get("val_data") or src.get("data")
+        if src.get("val_data"):
+            return str(src["val_data"])
+        if src.get("data"):
+            from ..data import eval_spec_for
+
+            try:
+                return eval_spec_for(str(src["data"])) or str(src["data"])
+            except LayerscopeError:  # a spec of a kind no longer registered: give it back as stored
+                return str(src["data"])
+        return None
     if src.get("kind") == "pretrained":
         from ..models import PRETRAINED
 

@@ -24,7 +24,9 @@ from ._app import app, console, err_console, progress_bar, progress_option
 
 @dataclass
 class Step:
-    """One demo step: a ``layerscope`` command line (``args``) or a Python function (``run``)."""
+    """One demo step: a Python function (``run``, a library call) or a ``layerscope`` command line
+    (``args``). With both, ``run`` is what runs and ``args`` is the equivalent command line shown by
+    ``--list`` and in the step table."""
 
     name: str
     what: str
@@ -124,7 +126,7 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
         # Transferability of layers (Yosinski et al. 2014)
         steps.append(Step(
             "transfer", "a tiny transfer grid: narrow 8-layer convnet, MNIST 0-4 vs 5-9, n = 1, 4, 7, 1 seed, 3 epochs, 3,000 digits",
-            ["transfer", "--arch", "convnet8:width=8,fc_width=64", "--data", "mnist", "--split", "mnist-0-4", "--seeds", "1",
+            run=lambda: _transfer(out / "transfer", progress), args=["transfer", "--arch", "convnet8:width=8,fc_width=64", "--data", "mnist", "--split", "mnist-0-4", "--seeds", "1",
              "--epochs", "3", "--k", "1", "--layers", "1,4,7", "--limit", "3000", "--val-limit", "500", "--executor", "local",
              "--out", str(out / "transfer"), *pb]))
     if speech:
@@ -134,10 +136,10 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
                  ["speech", "train", "--arch", "dnn:width=256,depth=3", "--features", "fbank", "--epochs", "3",
                   "--frame-step", "3", "--out", str(runs / "speech-dnn"), *pb]),
             Step("speech-analyze", f"per-layer projections, NH and probes by digit and by speaker on {n_project} FSDD test frames",
-                 ["speech", "analyze", "--model", str(runs / "speech-dnn"), "--n-frames", str(n_project),
+                 run=lambda: _speech_analyze(runs / "speech-dnn", out / "speech" / "analyze", n_project, progress), args=["speech", "analyze", "--model", str(runs / "speech-dnn"), "--n-frames", str(n_project),
                   "--out", str(out / "speech" / "analyze"), *pb], needs=["speech-train"]),
             Step("speech-embed", "speaker embeddings: clustering held-out recordings by each layer's mean activation",
-                 ["speech", "embed", "--model", str(runs / "speech-dnn"), "--max-recordings", "300", "--frame-step", "2",
+                 run=lambda: _speech_embed(runs / "speech-dnn", out / "speech" / "embed", progress), args=["speech", "embed", "--model", str(runs / "speech-dnn"), "--max-recordings", "300", "--frame-step", "2",
                   "--out", str(out / "speech" / "embed"), *pb], needs=["speech-train"]),
         ]
     return steps
@@ -170,11 +172,47 @@ def _train(run_dir: Path, arch: str, limit: int, epochs: int, checkpoints: list[
     console.print(f"   accuracy on 2,000 test digits by epoch: {accs}")
 
 
+def _speech_analyze(run_dir: Path, out_dir: Path, n_frames: int, progress: bool) -> None:
+    """``layerscope speech analyze`` as a library call."""
+    from ..speech import analyze_speech_runs
+
+    with progress_bar(progress) as bar:
+        result = analyze_speech_runs([run_dir], n_frames=n_frames, progress=bar)
+    result.save(out_dir)
+    last = [r for r in result.metrics["table"] if r["layer"] != "input"][-1]
+    console.print(f"   {last['layer']}: probe digit {last['probe_digit']:.3f}, probe speaker {last['probe_speaker']:.3f}")
+
+
+def _speech_embed(run_dir: Path, out_dir: Path, progress: bool) -> None:
+    """``layerscope speech embed --max-recordings 300 --frame-step 2`` as a library call."""
+    from ..speech import embed_speech_run
+
+    with progress_bar(progress) as bar:
+        result = embed_speech_run(run_dir, max_recordings=300, frame_step=2, progress=bar)
+    result.save(out_dir)
+    console.print(f"   best layer for speakers: {result.metrics['best_layer']}")
+
+
+def _transfer(out_dir: Path, progress: bool) -> None:
+    """The tiny ``layerscope transfer`` grid of the demo as a library call (same settings as its command line)."""
+    from ..transfer import GridConfig, make_executor, run_grid
+
+    cfg = GridConfig(arch="convnet8:width=8,fc_width=64", data="mnist", split="mnist-0-4", seeds=(0,), epochs=3, k_best=1,
+                     layers=(1, 4, 7), limit=3000, val_limit=500)
+    ex = make_executor("local")
+    try:
+        with progress_bar(progress) as bar:
+            result = run_grid(cfg, out_dir, executor=ex, progress=bar)
+    finally:
+        ex.close()
+    console.print(f"   {result.cells_done}/{result.cells_total} cells; max specificity {result.metrics.get('max_specificity')}")
+
+
 def _capture_summary(run_dir: Path, out_dir: Path, progress: bool, n: int = 1000) -> None:
     """Layers table and a capture of the hidden layers on ``n`` test digits, as a ``capture`` result."""
     from ..capture import collect_activations
     from ..data import ArrayDataset, load_dataset, stratified_indices
-    from ..layers import list_layers
+    from ..capture import list_layers
     from ..loading import load_model
     from ..results import model_description, write_result
 

@@ -1,12 +1,11 @@
-"""``layerscope layers``, ``capture`` and ``train``."""
+"""``layerscope layers`` and ``capture``."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-import torch
 import typer
 from rich.table import Table
 
@@ -15,7 +14,6 @@ from ._app import (
     allow_pickle_option,
     app,
     batch_size_option,
-    check_count,
     console,
     data_option,
     load_data_cli,
@@ -38,7 +36,7 @@ def layers(
 ) -> None:
     """List every layer: dotted name, type, output shape, parameters."""
     from ..data import ArrayDataset
-    from ..layers import list_layers
+    from ..capture import list_layers
 
     net = load_model_cli(model, weights, allow_pickle)
     sample = None
@@ -51,6 +49,8 @@ def layers(
         if data is not None:
             raise
     if sample is None and shape is not None:
+        import torch
+
         sample = torch.zeros(1, *shape)
     rows = list_layers(net, sample)
     if as_json:
@@ -69,7 +69,7 @@ def layers(
 def capture(
     model: str = model_option(),
     layers: str = typer.Option(..., "--layers", "-l", help="Comma-separated layer names, or 'all' for every leaf layer."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: one .npy per layer, labels.npz, activations.json."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: one .npy per layer, labels.npz, activations.json, result.json."),
     data: Optional[str] = data_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
@@ -81,97 +81,20 @@ def capture(
     memory_budget_mb: Optional[float] = typer.Option(None, help="Stream to disk when the arrays exceed this many MB."),
     progress: bool = progress_option(),
 ) -> None:
-    """Capture layer activations over a dataset into OUT."""
-    import numpy as np
-
-    from ..capture import collect_activations
-    from ..data import stratified_indices
-    from ..layers import list_layers
+    """Capture layer activations over a dataset into OUT (arrays, activations.png, result.json)."""
+    from ..capture_result import capture_dataset
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
-    names = parse_list(layers) or []
-    if names == ["all"]:
-        names = [r.name for r in list_layers(net) if r.is_leaf]
-    indices = None
-    check_count("--limit", limit)
-    if limit is not None:
-        labels = ds.y.numpy() if hasattr(ds, "y") else np.asarray(ds.labels)
-        indices = stratified_indices(labels, limit, seed) if stratify else np.arange(min(limit, len(ds)))
     budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
     with progress_bar(progress) as bar:
-        acts = collect_activations(
-            net, ds, names, batch_size=batch_size, reduce=reduce, indices=indices, predictions=True,  # type: ignore[arg-type]  # validated by the library
-            memory_budget=budget, out_dir=out, progress=bar,
-        )
-    acc = float((acts.predictions == acts.labels).mean()) if acts.predictions is not None else None
-    console.print(f"captured {len(acts)} samples x {len(names)} layers into [bold]{out}[/] (accuracy on them: {acc:.4f})")
-    for n, a in acts.arrays.items():
+        extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
+        res = capture_dataset(net, ds, parse_list(layers) or [], batch_size=batch_size, reduce=reduce,  # type: ignore[arg-type]  # validated by the library
+                              limit=limit, stratify=stratify, random_state=seed, memory_budget=budget, out_dir=out,
+                              data_spec=data, **extra)
+    res.save(out)
+    acc = res.metrics.get("accuracy")
+    console.print(f"captured {len(res.activations)} samples x {len(res.activations.arrays)} layers into [bold]{out}[/]"
+                  + (f" (accuracy on them: {acc:.4f})" if acc is not None else ""))
+    for n, a in res.activations.arrays.items():
         console.print(f"  {n}: {tuple(a.shape)} {a.dtype}")
-
-
-@app.command()
-def train(
-    model: str = typer.Option(..., "--model", "-m", help="Architecture spec: mlp, cnn, convnet8, dnn, with options e.g. mlp:width=256,depth=3."),
-    data: str = typer.Option("mnist", help="Training data spec."),
-    val_data: Optional[str] = typer.Option(None, help="Validation data spec (default: the test split of --data)."),
-    epochs: int = typer.Option(10, help="Training epochs."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
-    checkpoints: Optional[str] = typer.Option(None, help="Comma-separated epochs to save (default 0,1,2,5,10,20,... and the last)."),
-    batch_size: int = typer.Option(128),
-    lr: Optional[float] = typer.Option(None, help="Learning rate (default: 1e-3 for adam, 0.01 for sgd)."),
-    momentum: float = typer.Option(0.9, help="SGD momentum (Rauber et al. used SGD with momentum 0.9)."),
-    optimizer: str = typer.Option("adam", help="adam (default: trains every reference model reliably) or sgd."),
-    weight_decay: float = typer.Option(0.0),
-    limit: Optional[int] = typer.Option(None, help="Train on a seeded stratified subset of N samples."),
-    seed: int = typer.Option(0),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
-    progress: bool = progress_option(),
-) -> None:
-    """Train a reference model on DATA, saving checkpoints and run.json into OUT."""
-    from ..data import ArrayDataset, load_dataset, parse_data_spec, stratified_indices
-    from ..exceptions import DataError
-    from ..models import build_model
-    from ..training import train as train_fn
-
-    if threads:
-        torch.set_num_threads(threads)
-    ds = load_dataset(data)
-    if not isinstance(ds, ArrayDataset):
-        raise DataError(
-            f"{data} holds raw recordings, not fixed-size inputs; speech models train with `layerscope speech train`."
-        )
-    if val_data is None:
-        kind, path, split = parse_data_spec(data)
-        if split in (None, "train") and kind in ("mnist", "cifar10", "npz"):
-            val_data = f"{kind}:{path}:test" if path else f"{kind}:test"
-    val = load_dataset(val_data) if val_data else None
-    check_count("--limit", limit)
-    if limit is not None:
-        ds = ds.subset(stratified_indices(ds.y.numpy(), limit, seed))
-    torch.manual_seed(seed)
-    net = build_model(model, ds.input_shape, len(ds.classes))
-    cps = [int(c) for c in parse_list(checkpoints) or []] if checkpoints else None
-    if lr is None:
-        lr = 1e-3 if optimizer == "adam" else 0.01
-    meta = {
-        "arch": model,
-        "data": data,
-        "val_data": val_data,
-        "limit": limit,
-        "input_shape": list(ds.input_shape),
-        "classes": ds.classes,
-        "normalization": ds.normalization.to_dict(),
-    }
-    with progress_bar(progress) as bar:
-        run = train_fn(
-            net, ds, val_set=val, out_dir=out, epochs=epochs, checkpoints=cps, batch_size=batch_size, lr=lr,
-            momentum=momentum, optimizer=optimizer, weight_decay=weight_decay, seed=seed, meta=meta, progress=bar,
-        )
-    table = Table(title=f"{model} on {data}: run folder {out}")
-    for col in ("epoch", "train loss", "train acc", "val acc"):
-        table.add_column(col, justify="right")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    for c in run.checkpoints:
-        table.add_row(str(c["epoch"]), fmt(c["train_loss"]), fmt(c["train_accuracy"]), fmt(c["val_accuracy"]))
-    console.print(table)

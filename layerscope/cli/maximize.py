@@ -65,7 +65,6 @@ def maximize(
     from ..data import ArrayDataset
     from ..exceptions import DataError, ParameterError
     from ..featurevis import maximize as maximize_fn
-    from ..featurevis.plots import plot_grid, plot_traces, save_unit_images
     from ..results import model_description
 
     net = load_model_cli(model, weights, allow_pickle)
@@ -96,7 +95,6 @@ def maximize(
         except ValueError:
             raise ParameterError(f"--position must be comma-separated integers; got {position!r}.") from None
     keep = [int(t) for t in parse_list(thresholds) or []] if thresholds else []
-    normalization = getattr(ds, "normalization", None) or getattr(net, "normalization", None)
     # maximize() checks method and optimizer against its Literal values (ParameterError), so the
     # CLI strings are passed through unchanged.
     method_lit = cast(Literal["erhan", "lucid"], method)
@@ -104,27 +102,13 @@ def maximize(
     with progress_bar(progress) as bar:
         res = maximize_fn(
             net, layer, unit_list, kind=objective, method=method_lit, steps=steps, restarts=restarts, rho=rho, lr=lr,
-            position=pos, data=ds, normalization=normalization, param=param,
+            position=pos, data=ds, param=param,  # normalization: the data's, else the model's (maximize's default)
             transforms=None if transforms else [], optimizer=optimizer_lit, l2=l2, tv=tv, blur_every=blur_every,
             blur_sigma=blur_sigma, diversity_weight=diversity, thresholds=keep, batch_size=batch_size, data_max=data is not None,
-            random_state=seed, progress=bar,
+            random_state=seed, model_info={**model_description(net), "spec": model}, data_spec=data, progress=bar,
         )
-    out.mkdir(parents=True, exist_ok=True)
-    classes = getattr(net, "classes", None) or getattr(ds, "classes", None)
-    plot_grid(res, out / "grid.png", normalization=normalization, class_names=classes)
-    paths = save_unit_images(res, out / "units", normalization=normalization)
-    plot_traces(res, out / "traces.png")
-    records = res.unit_records()
-    for rec, p in zip(records, paths):
-        rec["image"] = str(p.relative_to(out))
-    figures = [
-        {"path": "grid.png", "title": f"Activation maximisation of {layer} ({method})",
-         "caption": f"{res.objective}: the input that maximises each unit; titles give unit and value reached"
-                    + (" and the model's probability of that class." if res.class_probability is not None else ".")},
-        {"path": "traces.png", "title": "Objective over the steps", "caption": "One line per unit (best restart)."},
-    ]
-    res.save(out, units=records, model={**model_description(net), "spec": model}, data=data, figures=figures)
-    m = res.metrics()
+    res.save(out)
+    m = res.metrics
     console.print(f"maximised {m['n_units']} units of [bold]{layer}[/] ({res.kind}, {method}, {res.parameters['steps']} steps) "
                   f"in {m['seconds']:.1f}s -> [bold]{out}[/]")
     console.print(f"  mean activation reached: {m['mean_activation']:.4g}"

@@ -7,34 +7,75 @@ Data specs (``--data``):
 ``mnist:PATH[:SPLIT]``     MNIST IDX files (.gz or raw) in folder PATH
 ``fsdd``                   bundled Free Spoken Digit Dataset, all 3,000 wavs; ``fsdd:train``, ``fsdd:test``
 ``fsdd:PATH[:SPLIT]``      a folder or .tar.gz of ``<digit>_<speaker>_<index>.wav`` files
-``cifar10:PATH[:SPLIT]``   CIFAR-10 python batches folder or .npz (default split: test)
+``cifar10:PATH[:SPLIT]``   CIFAR-10 python batches folder or .npz (default split: test; training: train)
 ``imagefolder:PATH``       one sub-folder of images per class; ``imagefolder:PATH@28x28`` resizes
 ``npz:PATH[:SPLIT]``       arrays x/y (or x_train/y_train/x_test/y_test)
 ``speech:RUN[:SPLIT]``     the feature frames a ``layerscope speech train`` run was trained
                            (``train``) or tested (``test``, default) on, rebuilt from its run.json
+``wordnet[:OPTS][:SPLIT]`` bundled WordNet noun glosses by lexname (``classes=animal,plant``; see
+                           :mod:`layerscope.data.text`); ``text:FILE.tsv|jsonl`` labelled texts
 =========================  =====================================================================
+
+Default splits: every kind states which split it loads, trains on and evaluates on in one table,
+:mod:`layerscope.data.registry` (``default_split``, ``train_spec_for``, ``eval_spec_for``); other
+packages add kinds with :func:`register_data_kind`.
 
 Normalisation: MNIST and image folders give pixels / 255 in [0, 1]; CIFAR-10 gives pixels / 255
 standardised with mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) (what the bundled
-ResNet-20 expects); npz gives uint8 / 255 or floats as stored. Each dataset says so in
+ResNet-20 expects); npz gives uint8 / 255, other integers as int64 (token ids), floats as float32.
+Labels are checked when loaded: integers in ``[0, n_classes)``, at most ``MAX_CLASSES`` classes.
+Each dataset says so in
 ``dataset.normalization``.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Union
 
 from ..exceptions import DataError
 from .audio import AudioDataset, load_audiofolder, load_fsdd
-from .base import ArrayDataset, Normalization, stratified_indices
-from .images import CIFAR10_CLASSES, load_cifar10, load_imagefolder, load_mnist, load_npz, read_idx
+from .base import MAX_CLASSES, ArrayDataset, Normalization, check_labels, stratified_indices
+from .images import (
+    CIFAR10_CLASSES,
+    MAX_IMAGE_SIDE,
+    load_cifar10,
+    load_imagefolder,
+    load_mnist,
+    load_npz,
+    npz_splits,
+    read_idx,
+)
+from .registry import (
+    SPLITS,
+    DataKind,
+    data_kinds,
+    default_split,
+    eval_spec_for,
+    get_data_kind,
+    load_dataset,
+    parse_data_spec,
+    register_data_kind,
+    register_data_plugin,
+    train_spec_for,
+)
+from .text import TextDataset
 
 __all__ = [
     "ArrayDataset",
     "AudioDataset",
     "Normalization",
+    "DataKind",
     "load_dataset",
     "parse_data_spec",
+    "register_data_kind",
+    "register_data_plugin",
+    "data_kinds",
+    "get_data_kind",
+    "default_split",
+    "train_spec_for",
+    "eval_spec_for",
     "load_mnist",
     "load_cifar10",
     "load_imagefolder",
@@ -43,59 +84,73 @@ __all__ = [
     "load_audiofolder",
     "read_idx",
     "stratified_indices",
+    "check_labels",
     "CIFAR10_CLASSES",
+    "MAX_CLASSES",
+    "SPLITS",
 ]
 
-Dataset = Union[ArrayDataset, AudioDataset]
-SPLITS = ("train", "test", "all")
-KINDS = ("mnist", "fsdd", "cifar10", "imagefolder", "npz", "speech")
+Dataset = Union[ArrayDataset, AudioDataset, TextDataset]
 
 
-def parse_data_spec(spec: str) -> tuple[str, str | None, str | None]:
-    """Split ``KIND[:PATH][:SPLIT]`` into ``(kind, path, split)``."""
-    if not spec or not isinstance(spec, str):
-        raise DataError(f"Empty data spec; expected one of {', '.join(KINDS)} (e.g. 'mnist:test').")
-    kind, _, rest = spec.partition(":")
-    kind = kind.strip().lower()
-    if kind not in KINDS:
-        raise DataError(
-            f"Unknown data kind {kind!r} in {spec!r}; expected one of {', '.join(KINDS)} "
-            "(e.g. 'mnist', 'mnist:test', 'fsdd', 'cifar10:PATH', 'imagefolder:PATH', 'npz:PATH')."
-        )
-    path: str | None = rest or None
-    split: str | None = None
-    if path is not None:
-        head, sep, tail = path.rpartition(":")
-        if tail in SPLITS:
-            split = tail
-            path = head if sep else None
-            path = path or None
-    return kind, path, split
+def _text(kind: str, rest: str | None, split: str | None) -> TextDataset:
+    from .text import load_text_spec
+
+    rest = ":".join(p for p in (rest, split) if p) or None
+    return load_text_spec(kind, rest, ":".join(p for p in (kind, rest) if p))
 
 
-def load_dataset(spec: str) -> Dataset:
-    """Load the dataset a spec string names (see the module docstring)."""
-    kind, path, split = parse_data_spec(spec)
-    if kind == "mnist":
-        return load_mnist(path, split=split or "train")  # type: ignore[arg-type]
-    if kind == "fsdd":
-        return load_fsdd(path, split=split or "all")  # type: ignore[arg-type]
-    if path is None:
-        raise DataError(f"Data kind {kind!r} needs a path: '{kind}:PATH'.")
-    if kind == "cifar10":
-        return load_cifar10(path, split=split or "test")  # type: ignore[arg-type]
-    if kind == "npz":
-        return load_npz(path, split=split or "all")  # type: ignore[arg-type]
-    if kind == "speech":
-        from ..speech.recipe import run_frames
-
-        return run_frames(path, part=split or "test")  # type: ignore[arg-type]
+def _imagefolder(path: str | None, split: str | None) -> ArrayDataset:
+    assert path is not None  # needs_path=True: load_dataset refuses a missing path first
     size = None
-    if "@" in path:
-        path, _, s = path.rpartition("@")
-        try:
-            h, w = (int(v) for v in s.lower().split("x"))
-        except ValueError as err:
-            raise DataError(f"Bad size {s!r} in {spec!r}; expected e.g. imagefolder:PATH@32x32.") from err
-        size = (h, w)
+    m = re.fullmatch(r"(.+)@([^@/\\]*)", path)
+    if m and not Path(path).is_dir():
+        path, s = m[1], m[2]
+        sm = re.fullmatch(r"(\d{1,6})[xX](\d{1,6})", s)
+        if not sm:
+            raise DataError(f"Bad size {s!r} in imagefolder:{path}@{s}; expected HxW, e.g. imagefolder:PATH@32x32.")
+        size = (int(sm[1]), int(sm[2]))
+        if not all(1 <= v <= MAX_IMAGE_SIDE for v in size):
+            raise DataError(
+                f"Size {s} in imagefolder:{path}@{s} is outside 1..{MAX_IMAGE_SIDE} pixels per side; e.g. @32x32."
+            )
     return load_imagefolder(path, size=size)
+
+
+register_data_kind(
+    "mnist", lambda path, split: load_mnist(path, split=split),  # type: ignore[arg-type]
+    default_split="train", train_split="train", eval_split="test",
+    description="MNIST IDX files (bundled copy without PATH)",
+)
+register_data_kind(
+    "fsdd", lambda path, split: load_fsdd(path, split=split),  # type: ignore[arg-type]
+    default_split="all", train_split="train", eval_split="test",
+    description="Free Spoken Digit Dataset wavs (bundled copy without PATH)",
+)
+register_data_kind(
+    "cifar10", lambda path, split: load_cifar10(path, split=split),  # type: ignore[arg-type]
+    default_split="test", train_split="train", eval_split="test", needs_path=True,
+    description="CIFAR-10 python batches folder or .npz",
+)
+register_data_kind(
+    "npz", lambda path, split: load_npz(path, split=split),  # type: ignore[arg-type]
+    default_split="all", train_split="train", eval_split="test", needs_path=True, available_splits=npz_splits,
+    description="arrays x/y or x_train/y_train/x_test/y_test",
+)
+register_data_kind(
+    "imagefolder", _imagefolder, default_split=None, needs_path=True,
+    description="one sub-folder of images per class; @HxW resizes",
+)
+register_data_kind(
+    "wordnet",
+    lambda opts, split: _text("wordnet", opts, split),
+    default_split="all", train_split="train", eval_split="test",
+    description="bundled WordNet 3.0 noun glosses labelled by lexicographer file (classes=..., per_class=N)",
+)
+register_data_kind(
+    "text",
+    lambda path, split: _text("text", path, split),
+    default_split="all", train_split="train", eval_split="test", needs_path=True,
+    description="a .tsv or .jsonl file of labelled texts (text=COL, label=COL)",
+)
+register_data_plugin("speech", "layerscope.speech.recipe")

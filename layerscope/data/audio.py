@@ -6,6 +6,8 @@ import io
 import os
 import re
 import tarfile
+import warnings
+import zlib
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -15,6 +17,10 @@ from scipy.io import wavfile
 from torch.utils.data import Dataset
 
 from ..exceptions import DataError
+from .base import MAX_CLASSES
+
+MAX_WAV_BYTES = 2**30
+"""The largest single wav file read (1 GiB)."""
 
 __all__ = ["AudioDataset", "load_fsdd", "load_audiofolder"]
 
@@ -99,19 +105,36 @@ def _iter_wavs(path: Path) -> Iterator[tuple[str, bytes]]:
     if path.is_dir():
         files = sorted(path.rglob("*.wav"))
         for f in files:
+            if f.stat().st_size > MAX_WAV_BYTES:
+                raise DataError(f"{f} is {f.stat().st_size} bytes; wav files over {MAX_WAV_BYTES} are refused.")
             yield f.name, f.read_bytes()
     elif path.name.endswith((".tar.gz", ".tgz", ".tar")):
         try:
             with tarfile.open(path, "r:*") as tar:
                 for m in tar:
                     if m.isfile() and m.name.endswith(".wav"):
+                        if m.size > MAX_WAV_BYTES:
+                            raise DataError(f"{path}: member {m.name} is {m.size} bytes; wav files over {MAX_WAV_BYTES} are refused.")
                         fh = tar.extractfile(m)
                         if fh is not None:
                             yield Path(m.name).name, fh.read()
-        except (tarfile.TarError, EOFError, OSError) as err:
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
             raise DataError(f"{path} is not a readable tar archive of wav files: {err}") from err
     else:
         raise DataError(f"{path}: expected a folder of .wav files or a .tar(.gz) archive of them.")
+
+
+def _data_chunk_shortfall(data: bytes) -> str | None:
+    """Whether the RIFF ``data`` chunk claims more bytes than the file holds (scipy then silently
+    returns the samples present). Walked by hand: scipy does not expose the chunk table."""
+    pos = 12
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if cid == b"data":
+            have = len(data) - pos - 8
+            return f"data chunk of {size} bytes, {have} present" if size > have else None
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def load_audiofolder(path: str | os.PathLike[str], split: Literal["train", "test", "all"] = "all",
@@ -139,9 +162,23 @@ def load_audiofolder(path: str | os.PathLike[str], split: Literal["train", "test
         if split == "test" and idx not in test_indices or split == "train" and idx in test_indices:
             continue
         try:
-            sr, wav = wavfile.read(io.BytesIO(data))
-        except ValueError as err:
-            raise DataError(f"{fname} in {p} is not a readable wav file: {err}") from err
+            with warnings.catch_warnings(record=True) as caught:  # scipy warns on odd chunks; decided below
+                warnings.simplefilter("always")
+                sr, wav = wavfile.read(io.BytesIO(data))
+        except Exception as err:  # scipy raises ValueError, EOFError, struct.error, UnboundLocalError... on bad headers
+            raise DataError(f"{fname} in {p} is not a readable wav file (corrupt header?): {type(err).__name__}: {err}") from err
+        short = [str(w.message) for w in caught if "prematurely" in str(w.message)]
+        promised = _data_chunk_shortfall(data)
+        if promised:
+            short.append(promised)
+        if short:
+            raise DataError(f"{fname} in {p} is truncated: its header promises more samples than it holds ({short[0]}).")
+        if not isinstance(wav, np.ndarray) or wav.ndim not in (1, 2) or wav.dtype.kind not in "uif" or int(sr) <= 0 \
+                or wav.shape[0] == 0:
+            raise DataError(
+                f"{fname} in {p} is not a PCM wav recording: got {getattr(wav, 'dtype', '?')} samples of shape "
+                f"{getattr(wav, 'shape', '?')} at {sr} Hz."
+            )
         if rate is None:
             rate = sr
         elif sr != rate:
@@ -150,6 +187,8 @@ def load_audiofolder(path: str | os.PathLike[str], split: Literal["train", "test
             wav = wav.mean(axis=1)
         if wav.dtype == np.int16:
             w = wav.astype(np.float32) / 32768.0
+        elif wav.dtype == np.uint8:  # 8-bit wav is unsigned, centred on 128
+            w = (wav.astype(np.float32) - 128.0) / 128.0
         elif np.issubdtype(wav.dtype, np.integer):
             w = wav.astype(np.float32) / float(np.iinfo(wav.dtype).max + 1)
         else:
@@ -163,6 +202,11 @@ def load_audiofolder(path: str | os.PathLike[str], split: Literal["train", "test
     rows.sort(key=lambda r: (r[1], r[0], r[2]))
     spk = {s: i for i, s in enumerate(speaker_names)}
     n_classes = max(digits) + 1
+    if n_classes > MAX_CLASSES:
+        raise DataError(
+            f"{p}: a file name gives class {max(digits)}, which would mean {n_classes} classes (at most {MAX_CLASSES}); "
+            "names must be <class index>_<speaker>_<index>.wav."
+        )
     return AudioDataset(
         waveforms=[r[4] for r in rows],
         labels=np.array([r[0] for r in rows]),

@@ -11,7 +11,53 @@ from torch.utils.data import TensorDataset
 
 from ..exceptions import DataError
 
-__all__ = ["Normalization", "ArrayDataset", "stratified_indices"]
+__all__ = ["Normalization", "ArrayDataset", "stratified_indices", "check_labels", "MAX_CLASSES"]
+
+MAX_CLASSES = 100_000
+"""The most classes a dataset may have: a label of 10**12 in a file must not build 10**12 names."""
+
+
+def check_labels(y: Any, source: str, n_classes: int | None = None) -> np.ndarray:
+    """Validate class labels at load time and return them as an ``(N,)`` int64 array.
+
+    Labels must be a 1-D array of integers (integer-valued floats are refused too: a float label
+    is more likely a regression target or a mistake) in ``[0, n_classes)``; without
+    ``n_classes`` the number of classes is ``max + 1``, which must not exceed :data:`MAX_CLASSES`.
+
+    Raises
+    ------
+    DataError
+        Naming ``source`` (the file or spec), the offending value and the fix.
+    """
+    a = np.asarray(y)
+    if a.ndim != 1:
+        raise DataError(f"{source}: labels must be a 1-D array of class indices; got shape {a.shape}.")
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise DataError(
+            f"{source}: labels must be integer class indices; got dtype {a.dtype}. "
+            "Store them as an integer array (e.g. y.astype('int64'))."
+        )
+    if a.size == 0:
+        return a.astype(np.int64)
+    lo, hi = int(a.min()), int(a.max())
+    if lo < 0:
+        raise DataError(
+            f"{source}: labels must be class indices >= 0; found {lo} (at row {int(np.argmin(a))}). "
+            "Map your classes to 0..n_classes-1 first."
+        )
+    limit = MAX_CLASSES if n_classes is None else n_classes
+    if hi >= limit:
+        if n_classes is None:
+            raise DataError(
+                f"{source}: label {hi} (at row {int(np.argmax(a))}) would mean {hi + 1} classes; at most "
+                f"{MAX_CLASSES} are supported. Labels must be class indices 0..n_classes-1."
+            )
+        raise DataError(
+            f"{source}: label {hi} (at row {int(np.argmax(a))}) is outside [0, {n_classes}) for its "
+            f"{n_classes} class names. Give a name for every class or fix the labels."
+        )
+    return a.astype(np.int64)
+
 
 
 @dataclass(frozen=True)
@@ -58,15 +104,28 @@ class Normalization:
         )
 
     def zero_value(self) -> float:
-        """The normalised value of a mid-grey input (0.5 raw): the 'grey square' of occlusion."""
-        return 0.5 if not self.mean else 0.0
+        """The occluder value of Zeiler & Fergus's 'grey square', in normalised (model input) space.
+
+        * Data without mean/std (pixels scaled into ``[0, 1]``): ``0.5``, mid-grey.
+        * Standardised data (``mean``/``std`` set, e.g. CIFAR-10): ``0.0``, i.e. the per-channel
+          mean the data were standardised with (the mean colour), not mid-grey: in standardised
+          space mid-grey would be ``(0.5 - mean) / std``, a different value per channel. Filling
+          with the mean is the usual choice for standardised inputs (it is what an uninformative
+          patch looks like to the model); Zeiler & Fergus (2014) describe a grey square on
+          mean-subtracted ImageNet inputs, where the mean is likewise 0.
+
+        For data used "as stored" (``scale == 1`` without mean/std) ``0.5`` is mid-grey only if
+        the values lie in ``[0, 1]``; pass an explicit value otherwise.
+        """
+        return 0.0 if self.mean else 0.5
 
 
 class ArrayDataset(TensorDataset):
     """An in-memory dataset of normalised inputs and integer labels.
 
-    Items are ``(x, y)`` with ``x`` a float32 tensor of shape :attr:`input_shape` and ``y`` an
-    int64 class index into :attr:`classes`.
+    Items are ``(x, y)`` with ``x`` a tensor of shape :attr:`input_shape` (float32, or int64 for
+    integer data such as token ids) and ``y`` an int64 class index into :attr:`classes`; labels are
+    checked to lie in ``[0, len(classes))`` when the dataset is built.
 
     Attributes
     ----------
@@ -96,6 +155,17 @@ class ArrayDataset(TensorDataset):
     ) -> None:
         if x.shape[0] != y.shape[0]:
             raise DataError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels; they must match.")
+        if len(classes) > MAX_CLASSES:
+            raise DataError(f"{name}: {len(classes)} class names; at most {MAX_CLASSES} are supported.")
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise DataError(f"{name}: labels must be integer class indices; got {y.dtype}.")
+        if y.numel():
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= len(classes):
+                raise DataError(
+                    f"{name}: labels must lie in [0, {len(classes)}) (one per class name); found "
+                    f"{lo if lo < 0 else hi}. Fix the labels or the class names."
+                )
         super().__init__(x, y.long())
         self.classes = [str(c) for c in classes]
         self.normalization = normalization

@@ -3,6 +3,9 @@
 Inputs of any shape are drawn: ``(1|3, H, W)`` images (greyscale / RGB), other ``(C, H, W)`` as
 the channel mean, ``(T, F)`` frame features as a heat map (features up, frames across), ``(D,)``
 vectors as a square when ``D`` is a square number, else as a strip.
+
+The plot functions build a :class:`matplotlib.figure.Figure` directly (no pyplot state, no backend
+switch) and return it; :meth:`layerscope.featurevis.ActMaxResult.save` writes them.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = ["to_display", "plot_grid", "save_unit_images", "plot_traces"]
 
@@ -90,26 +94,21 @@ def _titles(result: Any) -> list[str]:
 
 def plot_grid(
     result: Any,
-    path: str | Path,
     *,
     normalization: Any = None,
     scale: str | None = None,
     ncols: int | None = None,
     title: str | None = None,
     class_names: Sequence[str] | None = None,
-) -> Path:
-    """Grid of the best image of every unit, titled with unit and activation reached; saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+) -> Figure:
+    """Grid of the best image of every unit, titled with unit and activation reached."""
     images = np.asarray(result.images)
     n = len(images)
     scale = scale or ("data" if getattr(result, "method", "") == "lucid" else "symmetric")
     ncols = ncols or max(1, math.ceil(math.sqrt(n)))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.9 * nrows + 0.5), squeeze=False)
+    fig = Figure(figsize=(1.6 * ncols, 1.9 * nrows + 0.5))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     titles = _titles(result)
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
@@ -126,21 +125,16 @@ def plot_grid(
         ax.set_title(t, fontsize=7)
     fig.suptitle(title or f"{getattr(result, 'method', '')}: {getattr(result, 'objective', '')}", fontsize=9)
     fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return fig
 
 
 def save_unit_images(
     result: Any, directory: str | Path, *, normalization: Any = None, scale: str | None = None
 ) -> list[Path]:
     """One PNG per unit (``unit_0003.png``), upscaled with nearest neighbours; returns the paths."""
-    import matplotlib
+    from matplotlib.image import imsave
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .._io import atomic_path
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
@@ -149,20 +143,17 @@ def save_unit_images(
     for k, u in enumerate(np.asarray(result.units).tolist()):
         a, cmap = to_display(np.asarray(result.images[k]), normalization, scale)
         p = d / f"unit_{int(u):04d}.png"
-        plt.imsave(p, _upscale(np.clip(a, 0, 1)), cmap=cmap, vmin=0, vmax=1)
+        with atomic_path(p) as tmp:
+            imsave(tmp, _upscale(np.clip(a, 0, 1)), cmap=cmap, vmin=0, vmax=1, format="png")
         paths.append(p)
     return paths
 
 
-def plot_traces(result: Any, path: str | Path, max_lines: int = 64) -> Path:
-    """Objective over the steps, one line per unit (best restart); dashed: the data max, if known."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_traces(result: Any, max_lines: int = 64) -> Figure:
+    """Objective over the steps, one line per unit (best restart)."""
     tr = np.asarray(result.trace)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     steps = np.arange(1, tr.shape[0] + 1)
     for i in range(min(tr.shape[1], max_lines)):
         ax.plot(steps, tr[:, i], lw=0.8, alpha=0.8)
@@ -170,7 +161,4 @@ def plot_traces(result: Any, path: str | Path, max_lines: int = 64) -> Path:
     ax.set_ylabel("objective")
     ax.set_title(f"{getattr(result, 'objective', '')} over the steps", fontsize=9)
     fig.tight_layout()
-    p = Path(path)
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
+    return fig

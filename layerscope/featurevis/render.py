@@ -30,7 +30,7 @@ hooks, no ``.grad`` accumulated), also after an error.
        "exceeds_data_max": bool|null,
        "class_probability": float|null,     # softmax prob of class `unit` (logit/prob kinds)
        "predicted_class": int|null,
-       "image": "units/unit_0003.png"}      # written by the CLI
+       "image": "units/unit_0003.png"}      # one PNG per unit
     ]
     "metrics": {"n_units", "mean_activation", "mean_consistency", "fraction_exceeding_data_max",
                 "min_class_probability", "fraction_classified_as_target", "seconds"}
@@ -47,7 +47,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ from .._progress import Tracker, no_progress
 from ..capture import capture, model_device, model_state_guard
 from ..exceptions import InputShapeError, ParameterError
 from ..layers import resolve_layer
+from ..results import AnalysisResult
 from .objectives import Objective, check_units, class_logit, class_prob, channel, diversity, neuron, unit_values
 from .param import (
     ImageParam,
@@ -65,6 +66,9 @@ from .param import (
     value_range_from_normalization,
 )
 from .transforms import Transform, compose, standard_transforms
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "render", "Rendering", "maximize", "ActMaxResult", "unit_data_max", "layer_units", "is_output_layer",
@@ -288,7 +292,7 @@ def render(
                     )
                 return vals
 
-            for step in track(range(steps), steps, "maximize"):
+            for step in track(range(steps), total=steps, desc="render steps"):
                 x = p()
                 xt = tf(x, gen) if tf is not None else x
                 vals = evaluate(xt)
@@ -376,7 +380,7 @@ def unit_data_max(
 
     The forward pass stops after ``layer``.
     """
-    from ..capture import _batches
+    from ..seam import iter_batches
 
     dev = model_device(model, device)
     u = torch.as_tensor(list(units), dtype=torch.long)
@@ -386,8 +390,8 @@ def unit_data_max(
     with model_state_guard(model), torch.no_grad():
         model.eval()
         with capture(model, [layer], stop_early=True) as cap:
-            for _, x, _ in track(_batches(dataset, batch_size, None), n_batches, "data max"):
-                cap.run(x.to(dev))
+            for batch in track(iter_batches(dataset, batch_size, model=model, device=dev), n_batches, "data max"):
+                cap.run(batch)
                 vals = unit_values(cap[layer], kind, None, position).cpu()  # (B, C)
                 best = torch.maximum(best, vals[:, u].amax(dim=0))
     return best.numpy().astype(np.float64)
@@ -398,8 +402,8 @@ def unit_data_max(
 # ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ActMaxResult:
+@dataclass(frozen=True, repr=False)
+class ActMaxResult(AnalysisResult):
     """Activation maximisation of several units of one layer (see the module docstring).
 
     Attributes
@@ -429,6 +433,14 @@ class ActMaxResult:
         ``{step: (U, *input_shape)}`` best-restart images kept at the ``thresholds``.
     parameters
         Every knob used.
+    normalization
+        The data ``Normalization`` the images are drawn with (Lucid-style images are mapped
+        back to the data's range); not saved.
+    class_names
+        Names of the classes, for the titles of logit / prob grids; not saved.
+    model, data
+        Description of the model (:func:`layerscope.results.model_description`) and the data
+        spec, for ``result.json``.
     """
 
     layer: str
@@ -448,7 +460,18 @@ class ActMaxResult:
     intermediate: dict[int, np.ndarray] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-    analysis: str = field(default="maximize", init=False)
+    normalization: Any = None
+    class_names: list[str] | None = None
+    model: dict[str, Any] | None = None
+    data: str | None = None
+
+    analysis = "maximize"
+    key_figure = "grid"
+
+    def __repr__(self) -> str:
+        return (f"ActMaxResult({self.method}, layer={self.layer!r}, kind={self.kind}, units={len(self.units)}, "
+                f"mean_activation={self.metrics['mean_activation']:.4g})" if len(self.units) else
+                f"ActMaxResult({self.method}, layer={self.layer!r}, kind={self.kind}, units=0)")
 
     def unit_records(self) -> list[dict[str, Any]]:
         """One JSON-safe dict per unit (the ``units`` list of ``result.json``)."""
@@ -477,6 +500,7 @@ class ActMaxResult:
             )
         return out
 
+    @property  # type: ignore[override]
     def metrics(self) -> dict[str, Any]:
         """Summary numbers for ``result.json``."""
         cons = self.consistency[~np.isnan(self.consistency)] if self.consistency.size else self.consistency
@@ -501,17 +525,44 @@ class ActMaxResult:
             "method": self.method,
             "objective": self.objective,
             "parameters": self.parameters,
-            "metrics": self.metrics(),
+            "metrics": self.metrics,
             "units": self.unit_records(),
         }
 
-    def save(self, out_dir: str | Path, **extra: Any) -> Path:
-        """Write ``result.json`` (via :func:`layerscope.results.write_result`), ``arrays.npz``, ``intermediate.npz``."""
+    def _figure_specs(self) -> list[tuple[str, Figure, str, str]]:
+        from .plots import plot_grid, plot_traces
+
+        grid = plot_grid(self, normalization=self.normalization, class_names=self.class_names)
+        return [
+            ("grid", grid, f"Activation maximisation of {self.layer} ({self.method})",
+             f"{self.objective}: the input that maximises each unit; titles give unit and value reached"
+             + (" and the model's probability of that class." if self.class_probability is not None else ".")),
+            ("traces", plot_traces(self), "Objective over the steps", "One line per unit (best restart)."),
+        ]
+
+    def figures(self) -> dict[str, Figure]:
+        """``{"grid": Figure, "traces": Figure}``: every unit's image, and the objective over the steps."""
+        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write the folder of ``layerscope maximize`` and return it: ``grid.png``, ``traces.png``,
+        ``units/unit_XXXX.png``, ``arrays.npz``, ``intermediate.npz`` (if any) and ``result.json``."""
+        d = Path(out_dir)
+        self._write(d)
+        return d
+
+    def _write(self, d: Path) -> None:
         from .._io import atomic_path
         from ..results import write_result
+        from .plots import save_unit_images
 
-        d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
+        figures = []
+        for stem, fig, title, caption in self._figure_specs():
+            with atomic_path(d / f"{stem}.png") as tmp:
+                fig.savefig(tmp, format="png", dpi=110)
+            figures.append({"path": f"{stem}.png", "title": title, "caption": caption})
+        paths = save_unit_images(self, d / "units", normalization=self.normalization)
         arrays = {
             "units": self.units, "activation": self.activation, "activation_restarts": self.activation_restarts,
             "trace": self.trace, "consistency": self.consistency, "images": self.images,
@@ -529,10 +580,10 @@ class ActMaxResult:
                     np.savez(fh, **{f"step_{k}": v for k, v in self.intermediate.items()})  # type: ignore[arg-type]  # numpy stubs match **arrays against allow_pickle: bool
         doc = self.to_dict()
         units = doc.pop("units")
-        if "units" in extra:
-            units = extra.pop("units")
-        return write_result(d, "maximize", **{k: v for k, v in doc.items() if k != "analysis"}, units=units, **extra)
-
+        for rec, p in zip(units, paths):
+            rec["image"] = p.relative_to(d).as_posix()
+        write_result(d, "maximize", **{k: v for k, v in doc.items() if k != "analysis"}, units=units,
+                     model=self.model, data=self.data, figures=figures)
 
     @classmethod
     def load(cls, out_dir: str | Path) -> "ActMaxResult":
@@ -552,7 +603,8 @@ class ActMaxResult:
             units=z["units"], activation=z["activation"], activation_restarts=z["activation_restarts"],
             trace=z["trace"], consistency=z["consistency"], images=z["images"], restart_images=z["restart_images"],
             intermediate=inter, parameters=doc.get("parameters", {}),
-            seconds=float(doc.get("metrics", {}).get("seconds", 0.0)), **opt,
+            seconds=float(doc.get("metrics", {}).get("seconds", 0.0)), model=doc.get("model"), data=doc.get("data"),
+            **opt,
         )
 
 
@@ -615,6 +667,8 @@ def maximize(
     data_max: bool = True,
     random_state: RandomState = 0,
     device: torch.device | str | None = None,
+    model_info: dict[str, Any] | None = None,
+    data_spec: str | None = None,
     progress: Tracker | None = None,
 ) -> ActMaxResult:
     """Find, for every unit of ``layer``, the input that maximises it; all units in one batch.
@@ -659,6 +713,10 @@ def maximize(
         Images per batch (units x restarts are split into batches of whole units).
     random_state
         Seeds the initialisation and transforms; the same seed gives the same result on CPU.
+    model_info
+        Description of the model for ``result.json`` (default: :func:`layerscope.results.model_description`).
+    data_spec
+        The data spec, recorded in ``result.json``.
 
     Notes
     -----
@@ -754,9 +812,9 @@ def maximize(
     chunks = [unit_list[i : i + per_batch] for i in range(0, len(unit_list), per_batch)]
     total_steps = steps * len(chunks)
     track = progress or no_progress
-    step_iter = iter(track(range(total_steps), total_steps, f"maximize {layer}"))
+    step_iter = iter(track(range(total_steps), total=total_steps, desc=f"maximize layer {layer}"))
 
-    def chunk_tracker(it: Iterable[Any], total: int | None = None, description: str = "") -> Iterable[Any]:
+    def chunk_tracker(it: Iterable[Any], total: int | None = None, desc: str = "", **kwargs: Any) -> Iterable[Any]:
         for item in it:
             next(step_iter, None)
             yield item
@@ -813,6 +871,9 @@ def maximize(
     dmax = None
     if data is not None and data_max:
         dmax = unit_data_max(model, data, layer, unit_list, kind, position, device=dev)
+    from ..results import model_description
+
+    names = getattr(model, "classes", None) or getattr(data, "classes", None)
     params = {
         "layer": layer, "units": unit_list, "kind": kind, "method": method, "steps": steps, "restarts": R,
         "rho": rho, "lr": use_lr if isinstance(use_lr, (int, float)) else "auto (0.1 * rho / ||grad at step 0||)",
@@ -829,7 +890,9 @@ def maximize(
         activation=act_r[idx, best], activation_restarts=act_r, trace=trace_all[:, idx, best],
         consistency=_cosine_consistency(imgs_all), images=images, restart_images=imgs_all, data_max=dmax,
         intermediate={k: v[idx, best] for k, v in inter_all.items()}, parameters=params,
-        seconds=time.perf_counter() - t0, **result_kw,
+        seconds=time.perf_counter() - t0, normalization=normalization,
+        class_names=[str(c) for c in names] if names else None,
+        model=model_info if model_info is not None else model_description(model), data=data_spec, **result_kw,
     )
 
 

@@ -6,17 +6,21 @@
 * :func:`project_sequence` — projections over layers or epochs, optionally aligned (each frame
   starts from the previous one) → :class:`ProjectionSequence`.
 * :func:`project_model` — every layer of a model, at one or several checkpoints, for a seeded
-  stratified subset of a dataset → :class:`ProjectionStudy`; :func:`save_study` writes figures
-  and ``result.json`` (schema in :mod:`layerscope.projection.analysis`).
-* :func:`neuron_projection` — neurons as points (1 − |Pearson r|), coloured by one-vs-rest
-  ExtraTrees importances (schema in :mod:`layerscope.projection.neurons`).
+  stratified subset of a dataset → :class:`ProjectionStudy` (metrics, ``figures()``, and
+  ``save(dir)``, the folder of ``layerscope project``; schema in :mod:`layerscope.projection.analysis`).
+* :func:`project_neurons` (a model's layer) / :func:`neuron_projection` (an activation matrix) —
+  neurons as points (1 − |Pearson r|), coloured by one-vs-rest ExtraTrees importances →
+  :class:`NeuronProjection` (schema in :mod:`layerscope.projection.neurons`).
 
-Linear probes and CKA live in :mod:`layerscope.similarity`.
+Figures are built by :mod:`layerscope.projection.plots` as :class:`matplotlib.figure.Figure`
+objects; nothing here switches the matplotlib backend.
+
+Linear probes and CKA live in :mod:`layerscope.similarity` (figures: :mod:`layerscope.similarity_plots`).
 """
 
 from .analysis import ProjectionStudy, models_from_run, project_model, save_study
 from .metrics import accuracy, neighborhood_hit, neighborhood_hit_per_point
-from .neurons import NeuronProjection, neuron_projection
+from .neurons import NeuronProjection, neuron_projection, project_neurons
 from .projectors import METHODS, Projection, project
 from .sequence import ProjectionSequence, project_sequence
 
@@ -34,5 +38,6 @@ __all__ = [
     "save_study",
     "models_from_run",
     "neuron_projection",
+    "project_neurons",
     "NeuronProjection",
 ]

@@ -26,15 +26,19 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 from torch import nn
 
 from .._progress import Tracker, no_progress
 from ..exceptions import DataError, ParameterError
+from ..results import AnalysisResult, short_list
 from .projectors import Method, Projection
 from .sequence import ProjectionSequence, project_sequence
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ProjectionStudy",
@@ -126,9 +130,10 @@ def models_from_run(run_dir: str | os.PathLike[str], epochs: Sequence[int | str]
     return {ep: load_run_model(run_dir, ep) for ep in wanted}
 
 
-@dataclass(frozen=True)
-class ProjectionStudy:
-    """Projections of several layers at several checkpoints of the same observations.
+@dataclass(frozen=True, repr=False)
+class ProjectionStudy(AnalysisResult):
+    """Projections of several layers at several checkpoints of the same observations
+    (the result of :func:`project_model`; ``analysis = "projection"``).
 
     Attributes
     ----------
@@ -141,6 +146,24 @@ class ProjectionStudy:
         The chains the projections were computed in (over layers or over epochs).
     indices : ndarray
         Dataset rows of the observations.
+    parameters : dict
+        Every knob used.
+    model : dict or None
+        :func:`layerscope.results.model_description` of the (first) model.
+    data : str or None
+        The data spec, if known.
+    classes : list of str or None
+        Class names for legends.
+    images : ndarray or None
+        Display-range images of the observations (same order), for outlier thumbnails; not saved.
+    n_thumbnails : int
+        Thumbnails of outliers in the single-layer figures.
+
+    Notes
+    -----
+    :meth:`save` writes the folder of ``layerscope project`` (schema in the module docstring);
+    :meth:`load` reads it back, with the 2-D coordinates as stored there (rounded to 4
+    decimals), no thumbnail images and sequences rebuilt from their frame indices.
     """
 
     projections: list[Projection]
@@ -149,6 +172,14 @@ class ProjectionStudy:
     sequences: list[ProjectionSequence] = field(default_factory=list)
     indices: np.ndarray | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
+    data: str | None = None
+    classes: list[str] | None = None
+    images: np.ndarray | None = None
+    n_thumbnails: int = 0
+
+    analysis = "projection"
+    key_figure = "grid"
 
     def get(self, layer: str, checkpoint: int | None = None) -> Projection:
         for p in self.projections:
@@ -168,7 +199,9 @@ class ProjectionStudy:
             for p in self.projections
         ]
 
+    @property  # type: ignore[override]
     def metrics(self) -> dict[str, Any]:
+        """``table`` (one row per projection) and ``nh``, ``nh_original``, ``ac`` by checkpoint."""
         def key(cp: int | None) -> str:
             return "model" if cp is None else str(cp)
 
@@ -181,13 +214,27 @@ class ProjectionStudy:
             ac[key(p.checkpoint)] = p.metrics.get("ac")
         return {"table": self.table(), "nh": nh, "nh_original": nho, "ac": ac}
 
+    def _short_metrics(self, limit: int = 6) -> list[tuple[str, str]]:
+        out = [("projections", str(len(self.projections)))]
+        for r in self.table()[: max(0, limit - 1)]:
+            tag = r["layer"] if r["checkpoint"] is None else f"{r['layer']} @ {r['checkpoint']}"
+            vals = [f"NH {r['nh']:.3f}"] if r["nh"] is not None else []
+            if r["ac"] is not None:
+                vals.append(f"AC {r['ac']:.3f}")
+            out.append((str(tag), ", ".join(vals)))
+        return out
+
+    def __repr__(self) -> str:
+        return (f"ProjectionStudy({self.parameters.get('method', '?')}, layers={short_list(self.layers)}, "
+                f"checkpoints={short_list(self.checkpoints)}, n={len(self.projections[0].labels) if self.projections else 0})")
+
     def to_dict(self, points: bool = True) -> dict[str, Any]:
         index = {id(p): i for i, p in enumerate(self.projections)}
         return {
             "layers": self.layers,
             "checkpoints": self.checkpoints,
             "parameters": self.parameters,
-            "metrics": self.metrics(),
+            "metrics": self.metrics,
             "projections": [p.to_dict(points=points) for p in self.projections],
             "sequences": [
                 {"axis": s.axis, "aligned": s.aligned, "displacement": s.displacement(),
@@ -195,6 +242,118 @@ class ProjectionStudy:
                 for s in self.sequences
             ],
         }
+
+    def _figure_specs(self) -> list[tuple[str, Figure, str, str]]:
+        """``(stem, figure, title, caption)`` of every figure of the folder, in order."""
+        from . import plots
+
+        classes = self.classes
+        specs: list[tuple[str, Figure, str, str]] = []
+        method = self.parameters.get("method", "tsne")
+        n = self.parameters.get("n")
+        cap_common = (f"{method} of {n} observations; circles coloured by true class, triangles = misclassified, "
+                      "coloured by the predicted class. NH = neighborhood hit (k={k}) in the projection; AC = the "
+                      "model's accuracy on these observations.").format(k=self.parameters.get("k", 6))
+        specs.append(("grid", plots.plot_projection_grid(self.grid(), classes=classes),
+                      "Every layer side by side" + (" at every checkpoint" if len(self.checkpoints) > 1 else ""),
+                      "Rows: checkpoints (epochs); columns: layers. " + cap_common))
+        # NH per layer, one line per checkpoint, 2-D and in activation space
+        table: dict[str, dict[str, float]] = {}
+        for cp in self.checkpoints:
+            tag = "model" if cp is None else f"epoch {cp}"
+            table[f"{tag}: NH 2-D"] = {lay: self.get(lay, cp).metrics["nh"] for lay in self.layers}
+            table[f"{tag}: NH activations"] = {lay: self.get(lay, cp).metrics["nh_original"] for lay in self.layers
+                                               if "nh_original" in self.get(lay, cp).metrics}
+        specs.append(("nh", plots.plot_nh_by_layer(table), "Neighborhood hit per layer",
+                      "NH of the 2-D projection and NH in the original activation space, per layer and checkpoint."))
+        # large single plots: first and last layer at the first and last checkpoint (with thumbnails)
+        cps = [self.checkpoints[0]] + ([self.checkpoints[-1]] if len(self.checkpoints) > 1 else [])
+        lays = [self.layers[0]] + ([self.layers[-1]] if len(self.layers) > 1 else [])
+        thumbs = self.images is not None and self.n_thumbnails > 0
+        for cp in cps:
+            for lay in lays:
+                p = self.get(lay, cp)
+                stem = f"projection_{'model' if cp is None else f'epoch{cp}'}_{_safe(lay)}"
+                specs.append((stem, plots.plot_projection(p, classes=classes, images=self.images if thumbs else None,
+                                                          n_thumbnails=self.n_thumbnails if thumbs else 0),
+                              plots.title_of(p).replace("\n", ": "),
+                              cap_common + (" Thumbnails: outliers (lowest per-point NH)." if thumbs else "")))
+        if len(self.checkpoints) > 1:
+            last = self.layers[-1]
+            grid = [[self.get(last, self.checkpoints[0]), self.get(last, self.checkpoints[-1])]]
+            specs.append(("before_after", plots.plot_projection_grid(grid, classes=classes, panel=4.0),
+                          f"Before vs after training: {last}",
+                          f"Layer {last} at epoch {self.checkpoints[0]} and at epoch {self.checkpoints[-1]}. "
+                          + cap_common))
+        if len(self.layers) > 1:
+            cp = self.checkpoints[-1]
+            grid = [[self.get(self.layers[0], cp), self.get(self.layers[-1], cp)]]
+            specs.append(("first_last", plots.plot_projection_grid(grid, classes=classes, panel=4.0),
+                          "First vs last layer", f"{self.layers[0]} vs {self.layers[-1]}. " + cap_common))
+        if self.parameters.get("aligned"):
+            for s in self.sequences[:6]:
+                if len(s.frames) < 2:
+                    continue
+                key = s.frames[0].layer if s.axis == "epochs" else s.frames[0].checkpoint
+                specs.append((f"trails_{s.axis}_{_safe('model' if key is None else key)}",
+                              plots.plot_trails(s.frames, classes=classes),
+                              f"Aligned sequence over {s.axis}" + (f" ({key})" if key is not None else ""),
+                              "Each frame starts from the previous one; lines trace each point's path (a random "
+                              "subset of points) to its position in the last frame."))
+        return specs
+
+    def figures(self) -> dict[str, Figure]:
+        """``{stem: Figure}``: the grid, NH per layer, single projections, before/after, first/last, trails."""
+        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write the folder of ``layerscope project``: figures and ``result.json``; returns the folder."""
+        d = Path(out_dir)
+        self._write(d)
+        return d
+
+    def _write(self, d: Path) -> None:
+        from ..results import write_result
+        from .plots import save_figure
+
+        d.mkdir(parents=True, exist_ok=True)
+        figures = []
+        for stem, fig, title, caption in self._figure_specs():
+            save_figure(fig, d / f"{stem}.png")
+            figures.append({"path": f"{stem}.png", "title": title, "caption": caption})
+        doc = self.to_dict(points=True)
+        write_result(
+            d, "projection", model=self.model, data=self.data, parameters=doc["parameters"], metrics=doc["metrics"],
+            figures=figures, layers=doc["layers"], checkpoints=doc["checkpoints"],
+            classes=list(self.classes) if self.classes is not None else None,
+            projections=doc["projections"], sequences=doc["sequences"],
+        )
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "ProjectionStudy":
+        """Read a folder written by :meth:`save` (or ``layerscope project``)."""
+        from ..results import read_result
+
+        doc = read_result(out_dir)
+        if doc.get("analysis") != "projection":
+            raise DataError(f"{out_dir} holds a {doc.get('analysis')!r} result, not a projection study.")
+        projections = []
+        for q in doc.get("projections") or []:
+            preds = q.get("predictions")
+            projections.append(Projection(
+                embedding=np.stack([np.asarray(q["x"], dtype=np.float64), np.asarray(q["y"], dtype=np.float64)], axis=1),
+                labels=np.asarray(q["labels"], dtype=np.int64),
+                predictions=None if preds is None else np.asarray(preds, dtype=np.int64),
+                sample_ids=np.asarray(q["sample_ids"], dtype=np.int64), layer=q.get("layer"),
+                method=q.get("method", "tsne"), parameters=dict(q.get("parameters") or {}),
+                metrics=dict(q.get("metrics") or {}), checkpoint=q.get("checkpoint")))
+        sequences = [ProjectionSequence(frames=[projections[i] for i in s["frames"]], axis=s["axis"],
+                                        aligned=bool(s["aligned"])) for s in doc.get("sequences") or []]
+        return cls(projections=projections, layers=list(doc.get("layers") or []),
+                   checkpoints=list(doc.get("checkpoints") or []), sequences=sequences,
+                   indices=projections[0].sample_ids if projections else None,
+                   parameters=dict(doc.get("parameters") or {}), model=doc.get("model"), data=doc.get("data"),
+                   classes=doc.get("classes"))
 
 
 def project_model(
@@ -210,6 +369,10 @@ def project_model(
     align_over: Literal["layers", "epochs"] | None = None,
     reduce: Literal["mean", "max"] | None = None,
     batch_size: int = 256,
+    classes: Sequence[str] | None = None,
+    thumbnails: int = 12,
+    model_info: dict[str, Any] | None = None,
+    data_spec: str | None = None,
     progress: Tracker = no_progress,
     **kwargs: Any,
 ) -> ProjectionStudy:
@@ -236,7 +399,17 @@ def project_model(
     reduce : {"mean", "max"}, optional
         Spatially pool conv feature maps (default: flatten them).
     batch_size : int
+    classes : list of str, optional
+        Class names for the legends (default: ``dataset.classes``, else ``model.classes``).
+    thumbnails : int, default 12
+        Image thumbnails of outliers in the single-layer figures (0: none; only for image data).
+    model_info : dict, optional
+        Description of the model for ``result.json`` (default:
+        :func:`layerscope.results.model_description` of the first model).
+    data_spec : str, optional
+        The data spec, recorded in ``result.json``.
     progress : tracker
+        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc="...")``.
     **kwargs
         Passed to :func:`project` (``k``, ``perplexity``, ...).
 
@@ -281,8 +454,17 @@ def project_model(
     projections = [out[(cp, lay)] for cp in cps for lay in names]
     params = {"layers": names, "checkpoints": cps, "method": method, "n": int(len(idx)), "random_state": random_state,
               "aligned": aligned, "align_over": align_over, "reduce": reduce, **kwargs}
+    from ..results import model_description
+
+    if classes is None:
+        found = getattr(dataset, "classes", None) or getattr(first, "classes", None)
+        classes = [str(c) for c in found] if found else None
+    images = display_images(dataset, idx) if thumbnails > 0 else None
     return ProjectionStudy(projections=projections, layers=names, checkpoints=cps, sequences=sequences,
-                           indices=idx, parameters=params)
+                           indices=idx, parameters=params,
+                           model=model_info if model_info is not None else model_description(first),
+                           data=data_spec, classes=list(classes) if classes is not None else None,
+                           images=images, n_thumbnails=int(thumbnails) if images is not None else 0)
 
 
 def _safe(name: Any) -> str:
@@ -299,80 +481,25 @@ def save_study(
     data: str | None = None,
     classes: Sequence[str] | None = None,
     images: np.ndarray | None = None,
-    n_thumbnails: int = 0,
+    n_thumbnails: int | None = None,
 ) -> Path:
-    """Write the figures and ``result.json`` (schema in the module docstring) of a study."""
-    from ..results import model_description, write_result
-    from . import plots
+    """Write the figures and ``result.json`` of a study (see :meth:`ProjectionStudy.save`), with
+    the given model, data spec, class names and thumbnails replacing the study's own; returns the
+    path of ``result.json``."""
+    from dataclasses import replace
 
-    d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    figures: list[dict[str, str]] = []
+    from ..results import RESULT_FILE, model_description
 
-    def add(fig: Any, name: str, title: str, caption: str) -> None:
-        plots.save_figure(fig, d / name)
-        figures.append({"path": name, "title": title, "caption": caption})
-
-    method = study.parameters.get("method", "tsne")
-    n = study.parameters.get("n")
-    cap_common = (f"{method} of {n} observations; circles coloured by true class, triangles = misclassified, "
-                  "coloured by the predicted class. NH = neighborhood hit (k={k}) in the projection; AC = the "
-                  "model's accuracy on these observations.").format(k=study.parameters.get("k", 6))
-    add(plots.plot_projection_grid(study.grid(), classes=classes), "grid.png",
-        "Every layer side by side" + (" at every checkpoint" if len(study.checkpoints) > 1 else ""),
-        "Rows: checkpoints (epochs); columns: layers. " + cap_common)
-    # NH per layer, one line per checkpoint, 2-D and in activation space
-    table: dict[str, dict[str, float]] = {}
-    for cp in study.checkpoints:
-        tag = "model" if cp is None else f"epoch {cp}"
-        table[f"{tag}: NH 2-D"] = {lay: study.get(lay, cp).metrics["nh"] for lay in study.layers}
-        table[f"{tag}: NH activations"] = {lay: study.get(lay, cp).metrics["nh_original"] for lay in study.layers
-                                           if "nh_original" in study.get(lay, cp).metrics}
-    add(plots.plot_nh_by_layer(table), "nh.png", "Neighborhood hit per layer",
-        "NH of the 2-D projection and NH in the original activation space, per layer and checkpoint.")
-    # large single plots: first and last layer at the first and last checkpoint (with thumbnails)
-    cps = [study.checkpoints[0]] + ([study.checkpoints[-1]] if len(study.checkpoints) > 1 else [])
-    lays = [study.layers[0]] + ([study.layers[-1]] if len(study.layers) > 1 else [])
-    for cp in cps:
-        for lay in lays:
-            p = study.get(lay, cp)
-            name = f"projection_{'model' if cp is None else f'epoch{cp}'}_{_safe(lay)}.png"
-            add(plots.plot_projection(p, classes=classes, images=images, n_thumbnails=n_thumbnails), name,
-                plots.title_of(p).replace("\n", ": "),
-                cap_common + (" Thumbnails: outliers (lowest per-point NH)." if images is not None and n_thumbnails else ""))
-    if len(study.checkpoints) > 1:
-        last = study.layers[-1]
-        grid = [[study.get(last, study.checkpoints[0]), study.get(last, study.checkpoints[-1])]]
-        add(plots.plot_projection_grid(grid, classes=classes, panel=4.0), "before_after.png",
-            f"Before vs after training: {last}",
-            f"Layer {last} at epoch {study.checkpoints[0]} and at epoch {study.checkpoints[-1]}. " + cap_common)
-    if len(study.layers) > 1:
-        cp = study.checkpoints[-1]
-        grid = [[study.get(study.layers[0], cp), study.get(study.layers[-1], cp)]]
-        add(plots.plot_projection_grid(grid, classes=classes, panel=4.0), "first_last.png",
-            "First vs last layer", f"{study.layers[0]} vs {study.layers[-1]}. " + cap_common)
-    if study.parameters.get("aligned"):
-        for s in study.sequences[:6]:
-            if len(s.frames) < 2:
-                continue
-            key = s.frames[0].layer if s.axis == "epochs" else s.frames[0].checkpoint
-            name = f"trails_{s.axis}_{_safe('model' if key is None else key)}.png"
-            add(plots.plot_trails(s.frames, classes=classes), name,
-                f"Aligned sequence over {s.axis}" + (f" ({key})" if key is not None else ""),
-                "Each frame starts from the previous one; lines trace each point's path (a random subset of "
-                "points) to its position in the last frame.")
-    doc = study.to_dict(points=True)
-    write_result(
-        d, "projection",
-        model=model_description(model) if model is not None else None,
-        data=data,
-        parameters=doc["parameters"],
-        metrics=doc["metrics"],
-        figures=figures,
-        layers=doc["layers"],
-        checkpoints=doc["checkpoints"],
-        classes=list(classes) if classes is not None else None,
-        projections=doc["projections"],
-        sequences=doc["sequences"],
-    )
-    return d / "result.json"
+    changes: dict[str, Any] = {}
+    if model is not None:
+        changes["model"] = model_description(model)
+    if data is not None:
+        changes["data"] = data
+    if classes is not None:
+        changes["classes"] = list(classes)
+    if images is not None:
+        changes["images"] = images
+    if n_thumbnails is not None:
+        changes["n_thumbnails"] = int(n_thumbnails)
+    d = replace(study, **changes).save(out_dir) if changes else study.save(out_dir)
+    return d / RESULT_FILE

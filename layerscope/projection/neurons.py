@@ -7,28 +7,38 @@ power to discriminate one class from the rest: the feature importances of a one-
 randomized-trees classifier (scikit-learn ``ExtraTreesClassifier``) trained on the layer's
 activations. Conv layers are described by their spatially pooled channels (mean over H x W).
 
-``result.json`` written by ``layerscope neurons`` (``analysis = "neurons"``)::
+``result.json`` written by :meth:`NeuronProjection.save` / ``layerscope neurons``
+(``analysis = "neurons"``), next to one figure ``neurons_class<c>.png`` per class::
 
-    parameters: {layer, checkpoint, n, method, perplexity, n_estimators, random_state, pooled}
-    metrics: {n_neurons, n_dead, kl_or_stress, top_neurons: {class: [neuron indices by importance]}}
+    parameters: {perplexity (tsne), method, n, n_estimators, random_state, pooled, layer}
+    metrics: {n_neurons, n_dead, kl_divergence (tsne) | stress (mds),
+              top_neurons: {class index: [neuron indices by importance]}}
     neurons: {x: [...], y: [...], index: [neuron index per point], dead: [indices left out],
-              importances: {class name: [one value per point]}}
-    classes: [class names]
+              importances: {class name: [one value per point]}}   # same order as top_neurons
+    classes: [class names]     # the class indices as text when the data names no classes
+    layer: str
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
 from .._progress import Tracker, no_progress
 from ..exceptions import DataError, ParameterError
+from ..results import AnalysisResult, short_list
 from .metrics import check_finite
 
-__all__ = ["NeuronProjection", "neuron_projection", "neuron_dissimilarity", "class_importances"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from torch import nn
+
+__all__ = ["NeuronProjection", "neuron_projection", "project_neurons", "neuron_dissimilarity", "class_importances"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +86,7 @@ def class_importances(
 
     cls = list(np.unique(y)) if classes is None else list(classes)
     out: dict[int, np.ndarray] = {}
-    for c in progress(cls, len(cls), "one-vs-rest trees"):
+    for c in progress(cls, total=len(cls), desc="one-vs-rest trees"):
         target = (np.asarray(y) == c).astype(int)
         if target.min() == target.max():
             raise DataError(f"class {c} has no observations (or only it has); cannot train class-vs-rest trees.")
@@ -86,9 +96,9 @@ def class_importances(
     return out
 
 
-@dataclass(frozen=True)
-class NeuronProjection:
-    """2-D layout of a layer's neurons with per-class discriminative power.
+@dataclass(frozen=True, repr=False)
+class NeuronProjection(AnalysisResult):
+    """2-D layout of a layer's neurons with per-class discriminative power (``analysis = "neurons"``).
 
     Attributes
     ----------
@@ -100,7 +110,18 @@ class NeuronProjection:
     importances : dict class -> ndarray of shape (m_alive,)
     layer : str or None
     classes : list of str
+        Class names, indexed by class (empty: classes are named by their index).
     parameters, metrics : dict
+    model : dict or None
+        :func:`layerscope.results.model_description` of the model, if known.
+    data : str or None
+        The data spec, if known.
+
+    Notes
+    -----
+    :meth:`save` writes the folder of ``layerscope neurons`` (schema in the module docstring);
+    :meth:`load` reads it back with the coordinates as stored there (rounded to 4 decimals) and
+    the importances rounded to 6.
     """
 
     embedding: np.ndarray
@@ -111,6 +132,18 @@ class NeuronProjection:
     classes: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
+    data: str | None = None
+
+    analysis = "neurons"
+
+    def class_name(self, c: int) -> str:
+        """Name of class ``c`` (its index as text when the classes have no names)."""
+        return str(self.classes[c]) if c < len(self.classes) else str(c)
+
+    def __repr__(self) -> str:
+        return (f"NeuronProjection(layer={self.layer!r}, neurons={len(self.neuron_index)}, dead={len(self.dead)}, "
+                f"classes={short_list(self.class_name(c) for c in self.importances)})")
 
     def to_dict(self) -> dict[str, Any]:
         names = self.classes or [str(c) for c in sorted(self.importances)]
@@ -123,10 +156,71 @@ class NeuronProjection:
             "neurons": {
                 "x": e[:, 0].tolist(), "y": e[:, 1].tolist(),
                 "index": self.neuron_index.astype(int).tolist(), "dead": self.dead.astype(int).tolist(),
-                "importances": {(names[c] if c < len(names) else str(c)): np.round(v, 6).tolist()
-                                for c, v in self.importances.items()},
+                "importances": {self.class_name(c): np.round(v, 6).tolist() for c, v in self.importances.items()},
             },
         }
+
+    def _figure_specs(self) -> list[tuple[str, Figure, str, str]]:
+        from .plots import plot_neurons
+
+        method = str(self.parameters.get("method", "tsne"))
+        specs = []
+        for c, imp in self.importances.items():
+            name = self.class_name(c)
+            fig = plot_neurons(self.embedding, imp, cls_name=name,
+                               title=f"{self.layer}: {len(self.neuron_index)} neurons, class {name} vs rest")
+            specs.append((f"neurons_class{c}", fig, f"Neurons of {self.layer}, class {name}",
+                          "Each point is a neuron (conv: a spatially pooled channel); distance 1 - |Pearson r| "
+                          "of activations, laid out with " + method + "; colour = feature importance for this "
+                          "class vs the rest (ExtraTrees)."))
+        return specs
+
+    def figures(self) -> dict[str, Figure]:
+        """``{"neurons_class<c>": Figure}``: the layout coloured by each class's importances."""
+        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write the folder of ``layerscope neurons`` (one PNG per class, ``result.json``); returns it."""
+        d = Path(out_dir)
+        self._write(d)
+        return d
+
+    def _write(self, d: Path) -> None:
+        from ..results import write_result
+        from .plots import save_figure
+
+        d.mkdir(parents=True, exist_ok=True)
+        figures = []
+        for stem, fig, title, caption in self._figure_specs():
+            save_figure(fig, d / f"{stem}.png")
+            figures.append({"path": f"{stem}.png", "title": title, "caption": caption})
+        doc = self.to_dict()
+        write_result(d, "neurons", model=self.model, data=self.data, parameters=doc["parameters"] | {"layer": self.layer},
+                     metrics=doc["metrics"], figures=figures, classes=doc["classes"], neurons=doc["neurons"],
+                     layer=self.layer)
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "NeuronProjection":
+        """Read a folder written by :meth:`save` (or ``layerscope neurons``)."""
+        from ..results import read_result
+
+        doc = read_result(out_dir)
+        if doc.get("analysis") != "neurons":
+            raise DataError(f"{out_dir} holds a {doc.get('analysis')!r} result, not a neuron projection.")
+        nd = doc["neurons"]
+        metrics = dict(doc.get("metrics") or {})
+        # importances are keyed by class name, in the order of metrics["top_neurons"] (keyed by index)
+        order = [int(c) for c in metrics.get("top_neurons", {})]
+        imps = {c: np.asarray(v, dtype=np.float64) for c, v in zip(order, nd["importances"].values())}
+        classes = [str(c) for c in doc.get("classes") or []]
+        if classes == [str(c) for c in sorted(imps)]:
+            classes = []  # the names were written as the class indices: keep them unnamed
+        params = dict(doc.get("parameters") or {})
+        params.pop("layer", None)
+        return cls(embedding=np.stack([np.asarray(nd["x"], dtype=np.float64), np.asarray(nd["y"], dtype=np.float64)], axis=1),
+                   neuron_index=np.asarray(nd["index"], dtype=np.int64), dead=np.asarray(nd["dead"], dtype=np.int64),
+                   importances=imps, layer=doc.get("layer"), classes=classes, parameters=params, metrics=metrics,
+                   model=doc.get("model"), data=doc.get("data"))
 
 
 def neuron_projection(
@@ -223,3 +317,69 @@ def neuron_projection(
         parameters=params,
         metrics={"n_neurons": int(A.shape[1]), "n_dead": int(len(dead)), **info, "top_neurons": top},
     )
+
+
+def project_neurons(
+    model: nn.Module,
+    dataset: Any,
+    layer: str,
+    *,
+    n: int | None = 2000,
+    classes: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    method: Literal["tsne", "mds"] = "tsne",
+    perplexity: float | None = None,
+    n_estimators: int = 100,
+    random_state: int | None = 0,
+    batch_size: int = 256,
+    model_info: dict[str, Any] | None = None,
+    data_spec: str | None = None,
+    progress: Tracker = no_progress,
+) -> NeuronProjection:
+    """Neuron projection of one layer of ``model`` over a seeded stratified subset of ``dataset``
+    (what ``layerscope neurons`` runs): activations are captured with conv maps mean-pooled per
+    channel, then passed to :func:`neuron_projection`.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Left unchanged.
+    dataset : a layerscope dataset with class labels
+    layer : str
+        Dotted layer name.
+    n : int or None, default 2000
+        Size of the seeded stratified subset (all rows if None).
+    classes : list of int, optional
+        Classes to score (default: all).
+    class_names : list of str, optional
+        Default: ``dataset.classes``, else ``model.classes``.
+    method, perplexity, n_estimators, random_state
+        See :func:`neuron_projection`; ``random_state`` also seeds the subset.
+    batch_size : int
+    model_info : dict, optional
+        Description of the model for ``result.json`` (default: :func:`layerscope.results.model_description`).
+    data_spec : str, optional
+        The data spec, recorded in ``result.json``.
+    progress : tracker
+        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc="...")``.
+
+    Returns
+    -------
+    NeuronProjection
+    """
+    from ..capture import collect_activations
+    from ..layers import resolve_layers
+    from ..results import model_description
+    from .analysis import select_observations
+
+    resolve_layers(model, [layer])
+    if class_names is None:
+        found = getattr(dataset, "classes", None) or getattr(model, "classes", None)
+        class_names = [str(c) for c in found] if found else None
+    idx = select_observations(dataset, n, random_state)
+    acts = collect_activations(model, dataset, [layer], batch_size=batch_size, indices=idx, reduce="mean",
+                               progress=progress)
+    res = neuron_projection(acts.arrays[layer], acts.labels, classes=classes, class_names=class_names, method=method,
+                            perplexity=perplexity, n_estimators=n_estimators, random_state=random_state, layer=layer,
+                            progress=progress)
+    return replace(res, model=model_info if model_info is not None else model_description(model), data=data_spec)

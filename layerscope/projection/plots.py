@@ -1,7 +1,10 @@
 """Figures in the style of Rauber et al. (2017): class-coloured scatter plots, misclassified
 observations as triangles coloured by the predicted class, optional thumbnails of outliers, NH and
-AC in the title; grids of projections (layers x checkpoints), trails of aligned sequences,
-neuron projections, CKA matrices and probe curves.
+AC in the title; grids of projections (layers x checkpoints), trails of aligned sequences and
+neuron projections. Probe and CKA figures live in :mod:`layerscope.similarity_plots`.
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state, no backend
+switch) and returns it; :func:`save_figure` writes one as PNG.
 """
 
 from __future__ import annotations
@@ -11,15 +14,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from .metrics import neighborhood_hit_per_point  # noqa: E402
-from .projectors import Projection  # noqa: E402
+from .metrics import neighborhood_hit_per_point
+from .projectors import Projection
 
 __all__ = [
     "plot_projection",
@@ -27,26 +26,31 @@ __all__ = [
     "plot_trails",
     "plot_nh_by_layer",
     "plot_neurons",
-    "plot_cka",
-    "plot_probes",
     "save_figure",
     "outlier_indices",
 ]
 
 
 def _cmap(n_classes: int) -> Any:
-    return plt.get_cmap("tab10" if n_classes <= 10 else "tab20")
+    import matplotlib
+
+    return matplotlib.colormaps["tab10" if n_classes <= 10 else "tab20"]
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Save ``fig`` as PNG (atomically) and close it."""
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Save ``fig`` as PNG, atomically (the file appears whole or not at all)."""
     from .._io import atomic_path
 
     p = Path(path)
     with atomic_path(p) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     return p
+
+
+def _rotate_xticks(ax: Any) -> None:
+    for label in ax.get_xticklabels():
+        label.set_rotation(45)
+        label.set_horizontalalignment("right")
 
 
 def title_of(p: Projection) -> str:
@@ -89,7 +93,7 @@ def plot_projection(
     point_size: float = 6.0,
     legend: bool = True,
     title: str | None = None,
-) -> Any:
+) -> Figure:
     """Scatter plot of a projection (Rauber et al. 2017, Fig. 1 style).
 
     Parameters
@@ -109,7 +113,8 @@ def plot_projection(
     The matplotlib Figure.
     """
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 6))
+        fig = Figure(figsize=(6, 6))
+        ax = fig.subplots()
     else:
         fig = ax.figure
     y = np.asarray(p.labels).astype(int)
@@ -154,11 +159,12 @@ def plot_projection_grid(
     images: np.ndarray | None = None,
     n_thumbnails: int = 0,
     panel: float = 3.2,
-) -> Any:
+) -> Figure:
     """Projections side by side: ``grid[row][col]`` (e.g. rows = checkpoints, columns = layers)."""
     rows = len(grid)
     cols = max(len(r) for r in grid)
-    fig, axes = plt.subplots(rows, cols, figsize=(panel * cols + 1.2, panel * rows), squeeze=False)
+    fig = Figure(figsize=(panel * cols + 1.2, panel * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, r in enumerate(grid):
         for j in range(cols):
             ax = axes[i][j]
@@ -178,13 +184,14 @@ def plot_trails(
     classes: Sequence[str] | None = None,
     max_trails: int = 400,
     random_state: int = 0,
-) -> Any:
+) -> Figure:
     """An aligned sequence as one picture: the last frame, with each point's path over the
     earlier frames drawn as a fading trail (Rauber et al. 2017, the trails of Fig. 9)."""
     from matplotlib.collections import LineCollection
 
     last = frames[-1]
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     n = len(last.labels)
     rng = np.random.default_rng(random_state)
     sel = np.sort(rng.choice(n, size=min(max_trails, n), replace=False))
@@ -212,12 +219,13 @@ def replace_embedding(p: Projection, emb: np.ndarray) -> Projection:
 
 
 def plot_nh_by_layer(table: dict[str, dict[str, float]], *, metric_labels: dict[str, str] | None = None,
-                     title: str = "Neighborhood hit per layer") -> Any:
+                     title: str = "Neighborhood hit per layer") -> Figure:
     """Lines of NH (and NH in activation space) per layer, one line per checkpoint.
 
     ``table[series][layer] = value``.
     """
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * max(len(v) for v in table.values()) + 2), 4))
+    fig = Figure(figsize=(max(5, 0.6 * max(len(v) for v in table.values()) + 2), 4))
+    ax = fig.subplots()
     for name, vals in table.items():
         ax.plot(list(vals), [100 * v for v in vals.values()], marker="o", label=name)
     ax.set_ylabel("NH (%)")
@@ -225,14 +233,15 @@ def plot_nh_by_layer(table: dict[str, dict[str, float]], *, metric_labels: dict[
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+    _rotate_xticks(ax)
     fig.tight_layout()
     return fig
 
 
-def plot_neurons(embedding: np.ndarray, importance: np.ndarray, *, title: str = "", cls_name: str = "") -> Any:
+def plot_neurons(embedding: np.ndarray, importance: np.ndarray, *, title: str = "", cls_name: str = "") -> Figure:
     """Neuron projection: one point per neuron, colour = discriminative power for a class."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     order = np.argsort(importance, kind="stable")  # most discriminative neurons drawn on top
     sc = ax.scatter(embedding[order, 0], embedding[order, 1], c=np.asarray(importance)[order], cmap="viridis", s=14,
                     linewidths=0)
@@ -241,43 +250,4 @@ def plot_neurons(embedding: np.ndarray, importance: np.ndarray, *, title: str = 
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=9)
-    return fig
-
-
-def plot_cka(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], *, title: str = "Linear CKA",
-             xlabel: str = "", ylabel: str = "") -> Any:
-    """Heat map of a CKA matrix with the values written in the cells (if it is small)."""
-    m = np.asarray(matrix, dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(cols) + 1.5, 1.0 + 0.5 * len(rows)))
-    im = ax.imshow(m, vmin=0, vmax=1, cmap="magma", origin="upper")
-    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    if m.size <= 400:
-        for i in range(m.shape[0]):
-            for j in range(m.shape[1]):
-                if np.isfinite(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if m[i, j] < 0.6 else "black")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    return fig
-
-
-def plot_probes(layers: Sequence[str], series: dict[str, Sequence[float]], chance: float | None = None,
-                title: str = "Linear probe accuracy per layer") -> Any:
-    """Held-out accuracy of the linear probes per layer (one line per model/checkpoint)."""
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(layers) + 2), 4))
-    for name, acc in series.items():
-        ax.plot(list(layers), [100 * a for a in acc], marker="o", label=name)
-    if chance is not None:
-        ax.axhline(100 * chance, color="gray", ls="--", lw=1, label="chance (majority class)")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
-    fig.tight_layout()
     return fig

@@ -133,7 +133,7 @@ def project_sequence(
         preds = list(predictions)
     frames: list[Projection] = []
     prev: np.ndarray | None = None
-    for i in progress(range(n_frames), n_frames, f"{method} x {n_frames}"):
+    for i in progress(range(n_frames), total=n_frames, desc=f"{method} of {n_frames} {axis}"):
         kw = dict(kwargs)
         init = None
         if aligned and prev is not None:

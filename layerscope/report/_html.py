@@ -59,6 +59,23 @@ def script_json(obj: Any) -> str:
     )
 
 
+def inside(folder: Path, rel: Any) -> Path | None:
+    """``folder / rel`` resolved, if it is a regular file inside ``folder`` (symlinks followed).
+
+    The report reads no file outside the folders it is given: an absolute path, ``..`` or a
+    symlink that resolves elsewhere gives ``None`` (the caller shows a note instead).
+    """
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        return None
+    try:
+        base = folder.resolve()
+        p = (base / rel).resolve()
+        p.relative_to(base)
+    except (ValueError, OSError, RuntimeError):
+        return None
+    return p if p.is_file() else None
+
+
 def data_uri(path: Path, mime: str | None = None) -> str:
     """The file's bytes as a ``data:`` URI."""
     mime = mime or MIME.get(path.suffix.lower(), "application/octet-stream")
@@ -147,13 +164,9 @@ def _curve(v: Any) -> bool:
 
 def cell(v: Any, folder: Path | None = None) -> str:
     if folder is not None and isinstance(v, str) and Path(v).suffix.lower() in IMAGE_SUFFIXES:
-        p = (folder / v).resolve()
-        try:
-            p.relative_to(folder.resolve())
-            if p.is_file() and p.stat().st_size < 2**20:
-                return f'<td><img class="pixel cellimg" src="{data_uri(p)}" alt="{esc(v)}" title="{esc(v)}"></td>'
-        except ValueError:
-            pass
+        p = inside(folder, v)
+        if p is not None and p.stat().st_size < 2**20:
+            return f'<td><img class="pixel cellimg" src="{data_uri(p)}" alt="{esc(v)}" title="{esc(v)}"></td>'
     if _curve(v):
         return f"<td>{sparkline(v)}</td>"
     cls = ' class="num"' if is_number(v) else ""

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ._html import inside
+
 log = logging.getLogger(__name__)
 
 COORD_KEYS = ("embedding", "coords", "coordinates", "xy")
@@ -57,14 +59,8 @@ def _num_list(v: Any, n: int) -> bool:
 
 
 def _load_arrays(folder: Path, name: Any) -> dict[str, Any]:
-    if not isinstance(name, str):
-        return {}
-    p = (folder / name).resolve()
-    try:
-        p.relative_to(folder.resolve())
-    except ValueError:
-        return {}
-    if not p.is_file():
+    p = inside(folder, name)
+    if p is None:  # not a file inside the result folder: never read
         return {}
     try:
         if p.suffix == ".npz":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +26,7 @@ from ._html import (
     IMAGE_SUFFIXES,
     bytes_uri,
     data_uri,
+    inside,
     esc,
     fmt,
     heatmap,
@@ -109,6 +111,9 @@ def find_results(root: str | os.PathLike[str]) -> tuple[list[ResultFolder], list
         for name, bucket in (("result.json", results), ("run.json", runs)):
             if name not in filenames:
                 continue
+            if _outside(base, (d / name).relative_to(base).as_posix()):
+                problems.append(f"{rel}/{name}: a link to a file outside {base.name}; not read")
+                continue
             try:
                 doc = read_json(d / name)
                 if not isinstance(doc, dict):
@@ -127,8 +132,11 @@ def find_results(root: str | os.PathLike[str]) -> tuple[list[ResultFolder], list
 class _Thumbs:
     """Image thumbnails of observations, fetched from the dataset a result names (cached)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, root: Path | None = None, allow_external_data: bool = False) -> None:
         self.enabled = enabled
+        self.root = root
+        self.allow_external_data = allow_external_data
+        self.refused: list[str] = []
         self.datasets: dict[str, Any] = {}
         self.sprites: dict[tuple[str, int], tuple[str, tuple[int, int], int, dict[Any, int]]] = {}
 
@@ -140,6 +148,10 @@ class _Thumbs:
             try:
                 if spec.partition(":")[0].strip().lower() not in ("mnist", "cifar10", "imagefolder", "npz"):
                     raise DataError(f"{spec!r} is not an image dataset")  # recordings etc.: labels only
+                if not self.allowed(spec):
+                    if self._exists(spec):  # a missing path: no thumbnails, nothing to say
+                        self.refused.append(spec)
+                    raise DataError(f"{spec!r} names data outside the report folder")
                 ds = load_dataset(spec)
                 if not isinstance(ds, ArrayDataset) or len(ds.input_shape) != 3 or ds.input_shape[0] not in (1, 3):
                     ds = None
@@ -147,6 +159,34 @@ class _Thumbs:
                 log.info("no thumbnails from %s: %s", spec, err)
             self.datasets[spec] = ds
         return self.datasets[spec]
+
+    def allowed(self, spec: str) -> bool:
+        """Whether thumbnails may be read from ``spec``: a bundled dataset (no path), a path inside
+        the report folder, or anything when ``allow_external_data`` is set."""
+        if self.allow_external_data:
+            return True
+        from ..data import parse_data_spec
+
+        try:
+            _, path, _ = parse_data_spec(spec)
+        except DataError:
+            return False
+        if path is None:
+            return True  # bundled data (mnist, mnist:test, ...), shipped with layerscope
+        path = re.sub(r"@\d+x\d+$", "", path)  # imagefolder:PATH@HxW
+        if self.root is None:
+            return False
+        return not _outside(self.root, str(Path.cwd() / path))  # load_dataset reads relative paths from the cwd
+
+    @staticmethod
+    def _exists(spec: str) -> bool:
+        from ..data import parse_data_spec
+
+        try:
+            path = parse_data_spec(spec)[1]
+        except DataError:
+            return False
+        return path is not None and Path(re.sub(r"@\d+x\d+$", "", path)).exists()
 
     def sprite(self, spec: str, ids: list[Any]) -> tuple[str, tuple[int, int], int, list[int]] | None:
         """``(data_uri, tile, columns, index_per_point)`` or None."""
@@ -179,6 +219,7 @@ class _Page:
     n_plots: int = 0
     sprites: dict[str, str] = field(default_factory=dict)  # data uri -> element id
     blocks: list[str] = field(default_factory=list)  # hidden sprite images and plot JSON
+    notes: list[str] = field(default_factory=list)  # files refused (outside the folders given)
 
     def sprite_id(self, uri: str) -> str:
         if uri not in self.sprites:
@@ -199,16 +240,15 @@ def _figure(folder: Path, fig: Any, used: set[str]) -> str:
         return ""
     rel = fig["path"]
     used.add(rel)
-    p = (folder / rel).resolve()
     title = fig.get("title") or Path(rel).stem.replace("_", " ")
     caption = fig.get("caption") or ""
     cap = f"<figcaption><b>{esc(title)}</b>{(' — ' + esc(caption)) if caption else ''}</figcaption>"
-    try:
-        p.relative_to(folder.resolve())
-    except ValueError:
-        return f'<p class="note">figure {esc(rel)} lies outside its result folder; not included.</p>'
-    if not p.is_file():
+    found = inside(folder, rel)
+    if found is None:
+        if _outside(folder, rel):
+            return f'<p class="note">figure {esc(rel)} lies outside its result folder; not included.</p>'
         return f'<p class="note">figure {esc(rel)} is missing.</p>'
+    p = found
     if p.stat().st_size > MAX_FIGURE_BYTES:
         return f'<p class="note">figure {esc(rel)} is larger than {MAX_FIGURE_BYTES >> 20} MB; not inlined.</p>'
     suffix = p.suffix.lower()
@@ -218,6 +258,15 @@ def _figure(folder: Path, fig: Any, used: set[str]) -> str:
     if suffix in AUDIO_SUFFIXES:
         return f'<figure><audio controls preload="none" src="{data_uri(p)}"></audio>{cap}</figure>'
     return f'<p class="note">{esc(title)}: {esc(rel)} (not an image; see the result folder)</p>'
+
+
+def _outside(folder: Path, rel: str) -> bool:
+    """Whether ``folder / rel`` resolves outside ``folder`` (absolute path, ``..``, symlink)."""
+    try:
+        (folder.resolve() / rel).resolve().relative_to(folder.resolve())
+    except (ValueError, OSError, RuntimeError):
+        return True
+    return False
 
 
 def _png_width(path: Path) -> int:
@@ -307,8 +356,11 @@ def _scatter_plots(r: ResultFolder, page: _Page) -> tuple[str, int]:
         keep = spec.pop("_keep")
         if "thumbnails" not in spec and "id" in spec:
             sprite = pset.get("sprite")
-            if isinstance(sprite, dict) and isinstance(sprite.get("path"), str) and (r.folder / sprite["path"]).is_file():
-                uri = data_uri(r.folder / sprite["path"])
+            sprite_file = inside(r.folder, sprite.get("path")) if isinstance(sprite, dict) else None
+            if isinstance(sprite, dict) and sprite.get("path") is not None and sprite_file is None:
+                page.notes.append(f"{r.rel or '.'}: sprite {sprite.get('path')!s:.200} is not a file inside the result folder; not included.")
+            if isinstance(sprite, dict) and sprite_file is not None:
+                uri = data_uri(sprite_file)
                 spec.update(sprite=page.sprite_id(uri), tile=list(sprite.get("tile") or [28, 28]), cols=int(sprite.get("columns") or 1))
                 spec["spriteIndex"] = keep
             else:
@@ -538,6 +590,7 @@ def build_report(
     *,
     title: str | None = None,
     thumbnails: bool = True,
+    allow_external_data: bool = False,
 ) -> Path:
     """Write one self-contained HTML file for every result under ``run_dir``.
 
@@ -551,7 +604,17 @@ def build_report(
         Page title; default "layerscope report: <folder name>".
     thumbnails
         Fetch image thumbnails for projection points from the dataset a result names when the
-        result has none (the plots show labels only otherwise).
+        result has none (the plots show labels only otherwise). Only bundled datasets (``mnist``,
+        ``mnist:test``, ...) and data paths inside ``run_dir`` are read, unless
+        ``allow_external_data`` is set.
+    allow_external_data
+        Also read thumbnails from data specs naming paths outside ``run_dir`` (a result.json
+        from someone else could otherwise make the report embed any image folder on this disk).
+
+    The report reads no file outside ``run_dir``: figures, sprites, arrays and table images must
+    lie inside their result folder (after resolving symlinks); others are skipped with a note,
+    and ``result.json``/``run.json`` files that are symlinks resolving outside ``run_dir`` are
+    not read.
 
     Returns
     -------
@@ -564,7 +627,7 @@ def build_report(
     root = Path(run_dir)
     results, runs, problems = find_results(root)
     out_path = Path(out) if out is not None else root / "report.html"
-    page = _Page(_Thumbs(thumbnails))
+    page = _Page(_Thumbs(thumbnails, root, allow_external_data))
     sections: list[tuple[str, str, str, str]] = []  # (id, title, where, body)
     training = ("sec-training", ANALYSIS_TITLES["training"], f"{len(runs)} run folder(s)", _section_training(runs)) if runs else None
     for i, r in enumerate(results, 1):
@@ -584,8 +647,10 @@ def build_report(
     )
     if not sections:
         body = '<p class="note">No result.json or run.json was found under this folder. Run an analysis command first (e.g. <code>layerscope demo</code>).</p>'
+    problems += page.notes
+    problems += [f"thumbnails from {spec!r}: the data lies outside the report folder; not read (pass allow_external_data / --allow-external-data to allow it)" for spec in dict.fromkeys(page.thumbs.refused)]
     if problems:
-        body += "<section class='analysis' id='sec-problems'><h2>Unreadable files</h2><ul>" + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></section>"
+        body += "<section class='analysis' id='sec-problems'><h2>Unreadable files (or not read)</h2><ul>" + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></section>"
     name = title or f"layerscope report: {root.resolve().name}"
     created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc = f"""<!DOCTYPE html>

@@ -6,7 +6,9 @@ and speaker embeddings from their hidden layers (Garcia-Romero et al. 2017).
 * :mod:`.analysis` — per hidden layer: projections coloured by digit and speaker, neighbourhood hit
   and linear probes for both labels.
 * :mod:`.embeddings` — utterance embeddings (frame activations averaged), agglomerative clustering.
-* :mod:`.runs` — the above on run folders, written as result folders; :mod:`.plots` — figures.
+* :mod:`.runs` — the above on run folders (:func:`analyze_speech_runs`, :func:`embed_speech_run`), and
+  :mod:`.listen` (:func:`speech_topk`), returning result objects (:mod:`.results`) that save the
+  folders the CLI writes; :mod:`.plots` — figures (``matplotlib.figure.Figure``).
 
 Example::
 
@@ -24,7 +26,10 @@ from __future__ import annotations
 from .analysis import LayerAnalysis, analyze_layers, grouped_neighborhood_hit, summarize
 from .embeddings import EmbeddingStudy, cluster_scores, embedding_study, purity_score, utterance_embeddings
 from .features import FeatureConfig, FrameExtractor, frame_features, fsdd_split, normalize_utterance, stack_context
+from .listen import speech_topk
 from .recipe import AcousticRun, load_acoustic_run, run_frames, train_acoustic_model, utterance_accuracy
+from .results import SpeakerEmbeddings, SpeechAnalysis, SpeechTopK
+from .runs import analyze_speech_runs, embed_speech_run, export_frames, merge_results
 
 __all__ = [
     "FeatureConfig",
@@ -47,4 +52,12 @@ __all__ = [
     "cluster_scores",
     "embedding_study",
     "purity_score",
+    "analyze_speech_runs",
+    "SpeechAnalysis",
+    "embed_speech_run",
+    "SpeakerEmbeddings",
+    "speech_topk",
+    "SpeechTopK",
+    "export_frames",
+    "merge_results",
 ]

@@ -46,7 +46,7 @@ import numpy as np
 from torch import nn
 
 from .._io import to_jsonable
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from ..capture import collect_activations
 from ..data.base import ArrayDataset, stratified_indices
 from ..exceptions import DataError, ParameterError
@@ -174,7 +174,7 @@ def analyze_layers(
     random_state: int | None = 0,
     name: str = "model",
     info: dict[str, Any] | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
 ) -> LayerAnalysis:
     """Digit vs speaker structure of every hidden layer of an acoustic model (Mohamed et al. 2012).
 
@@ -220,7 +220,7 @@ def analyze_layers(
     names = list(layers) if layers is not None else list(getattr(model, "hidden_layers", []))
     if not names:
         raise ParameterError("No layers to analyse: pass layers=[...] (the model has no hidden_layers attribute).")
-    track = progress or no_progress
+    track = resolve_progress(progress)
     idx = sample_frames(frames, n_frames, random_state)
     acts = collect_activations(model, frames, names, indices=idx, predictions=True, batch_size=1024)
     digit = np.asarray(acts.extra_labels.get("digit", acts.labels))
@@ -233,7 +233,7 @@ def analyze_layers(
     rows: list[dict[str, Any]] = []
     embeddings: dict[str, np.ndarray] = {}
     prev = None
-    for i, (layer, X) in enumerate(track(list(arrays.items()), len(arrays), f"layers of {name}")):
+    for i, (layer, X) in enumerate(track(list(arrays.items()), total=len(arrays), desc=f"layers of {name}")):
         if not include_input:
             i += 1
         proj = project(X, digit, method=method, random_state=random_state, k=k, layer=layer,  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from torch import nn
 
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from ..capture import collect_activations
 from ..data.base import ArrayDataset
 from ..exceptions import DataError, ParameterError
@@ -60,7 +60,7 @@ def utterance_embeddings(
     *,
     include_input: bool = True,
     batch_size: int = 2048,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Mean activation over each recording's frames, per layer.
 
@@ -87,7 +87,7 @@ def utterance_embeddings(
     names = list(layers) if layers is not None else list(getattr(model, "hidden_layers", []))
     if not names:
         raise ParameterError("No layers to embed: pass layers=[...].")
-    acts = collect_activations(model, frames, names, batch_size=batch_size, progress=progress)
+    acts = collect_activations(model, frames, names, batch_size=batch_size, progress=resolve_progress(progress))
     utt = np.asarray(frames.extra_labels["utterance"])[acts.sample_ids]
     ids, inv = np.unique(utt, return_inverse=True)
     counts = np.bincount(inv).astype(np.float64)[:, None]
@@ -207,7 +207,7 @@ def embedding_study(
     max_recordings: int | None = None,
     random_state: int | None = 0,
     info: dict[str, Any] | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
 ) -> EmbeddingStudy:
     """Cluster the recordings of ``frames`` by speaker with each layer's utterance embeddings.
 
@@ -227,7 +227,7 @@ def embedding_study(
     """
     from sklearn.metrics import adjusted_rand_score
 
-    track = progress or no_progress
+    track = resolve_progress(progress)
     utt_all = np.asarray(frames.extra_labels["utterance"])
     spk_all = np.asarray(frames.extra_labels["speaker"])
     if max_recordings is not None:
@@ -249,7 +249,7 @@ def embedding_study(
     spk = spk_all[first]
     dig = np.asarray(frames.extra_labels.get("digit", frames.y.numpy()))[first]
     rows, assignments = [], {}
-    for i, (layer, e) in enumerate(track(list(embs.items()), len(embs), "cluster layers")):
+    for i, (layer, e) in enumerate(track(list(embs.items()), total=len(embs), desc="cluster layers")):
         scores, pred = cluster_scores(e, spk, n_clusters=n_clusters, linkage=linkage, metric=metric)
         # do the clusters follow the spoken digit instead? (a digit model's deep layers: yes)
         scores["ari_digit"] = float(adjusted_rand_score(dig, pred))

@@ -30,7 +30,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from ..data.audio import AudioDataset
 from ..data.base import ArrayDataset, Normalization
 from ..exceptions import DataError, ParameterError
@@ -266,18 +266,18 @@ class FrameExtractor:
         return got
 
     def fit(self, audio: AudioDataset, rows: Sequence[int] | np.ndarray | None = None,
-            progress: Tracker | None = None) -> "FrameExtractor":
+            progress: ProgressArg = None) -> "FrameExtractor":
         """Learn per-feature mean and std over the frames of ``rows`` (global normalisation only)."""
         if self.config.normalize != "global":
             return self
         r = np.arange(len(audio)) if rows is None else np.asarray(rows, dtype=np.int64)
         if r.size == 0:
             raise DataError("Cannot fit global statistics on zero recordings.")
-        track = progress or no_progress
+        track = resolve_progress(progress)
         s = np.zeros(self.config.n_features, np.float64)
         s2 = np.zeros(self.config.n_features, np.float64)
         n = 0
-        for i in track(r, len(r), "feature statistics"):
+        for i in track(r, total=len(r), desc="feature statistics (recordings)"):
             f = self._raw(audio, int(i)).astype(np.float64)
             s += f.sum(0)
             s2 += (f * f).sum(0)
@@ -315,7 +315,7 @@ class FrameExtractor:
         frame_step: int = 1,
         target: Literal["digit", "speaker"] = "digit",
         speakers: Sequence[str] | None = None,
-        progress: Tracker | None = None,
+        progress: ProgressArg = None,
     ) -> ArrayDataset:
         """Frames of the recordings ``rows`` as an :class:`ArrayDataset`.
 
@@ -343,9 +343,9 @@ class FrameExtractor:
             raise DataError("No recordings selected: the frame dataset would be empty.")
         spk_names = list(speakers) if speakers is not None else list(audio.speaker_names)
         spk_map = {audio.speaker_names.index(s): i for i, s in enumerate(spk_names) if s in audio.speaker_names}
-        track = progress or no_progress
+        track = resolve_progress(progress)
         xs, utt, frm = [], [], []
-        for i in track(r, len(r), "features"):
+        for i in track(r, total=len(r), desc="features (recordings)"):
             f = self.utterance(audio, int(i))
             keep = np.arange(0, f.shape[0], frame_step)
             xs.append(stack_context(f, self.config.context)[keep])

@@ -18,18 +18,18 @@ as the recording's log-mel spectrogram with the frame's context window marked, a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from .._progress import Tracker
+from .._progress import ProgressArg, resolve_progress
 from ..capture import collect_activations
 from ..data.audio import AudioDataset
 from ..exceptions import ParameterError
 from ..layers import resolve_layer
-from ..results import model_description, write_result
+from ..results import model_description
 from .recipe import load_acoustic_run
+from .results import SpeechTopK
 
 __all__ = ["top_frames", "speech_topk"]
 
@@ -56,20 +56,23 @@ def top_frames(activations: np.ndarray, utterances: np.ndarray, k: int) -> np.nd
 
 def speech_topk(
     run_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
     *,
     layer: str,
     units: Sequence[int] | None = None,
     k: int = 5,
     part: Literal["train", "test", "all"] = "test",
     audio: AudioDataset | None = None,
-    progress: Tracker | None = None,
-) -> dict[str, Any]:
-    """Top-k frames of units of ``layer`` over a run's recordings; spectrogram figure, wav files, result.json."""
-    import matplotlib
+    progress: ProgressArg = None,
+) -> SpeechTopK:
+    """Top-k frames of units of ``layer`` over a run's recordings (what ``layerscope speech topk`` writes).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Returns a :class:`~.results.SpeechTopK` (spectrogram figure, the recordings as wav files);
+    with ``out_dir`` it is also saved there.
+    """
+    import io
+
+    from matplotlib.figure import Figure
     from scipy.io import wavfile
 
     from .runs import _load_audio, run_name
@@ -80,7 +83,7 @@ def speech_topk(
     resolve_layer(run.model, layer)
     aud = _load_audio(run, audio)
     frames = run.frames(aud, part)
-    acts = collect_activations(run.model, frames, [layer], batch_size=2048, progress=progress)
+    acts = collect_activations(run.model, frames, [layer], batch_size=2048, progress=resolve_progress(progress))
     a = np.asarray(acts.arrays[layer]).reshape(len(frames), -1)
     alive = a.max(axis=0) > 0
     if units is None:  # the first 8 units that fire at all (ReLU units can be dead: 0 everywhere)
@@ -94,9 +97,9 @@ def speech_topk(
     frm = np.asarray(frames.extra_labels["frame"])
     cfg = run.extractor.config
     _, hop, n_fft = cfg.frame_params(aud.sample_rate)
-    out = Path(out_dir)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(len(chosen), k, figsize=(2.2 * k, 1.9 * len(chosen)), squeeze=False)
+    files: dict[str, bytes] = {}
+    fig = Figure(figsize=(2.2 * k, 1.9 * len(chosen)))
+    axes = fig.subplots(len(chosen), k, squeeze=False)
     units_doc: list[dict[str, Any]] = []
     figures: list[dict[str, Any]] = []
     from .features import FeatureConfig, frame_features
@@ -111,7 +114,9 @@ def speech_topk(
             name = aud.filenames[u]
             rel = f"audio/u{unit}_{r_i + 1}_{name}"
             wav = np.clip(aud.waveforms[u] * 32768.0, -32768, 32767).astype(np.int16)
-            wavfile.write(out / rel, aud.sample_rate, wav)
+            buf = io.BytesIO()
+            wavfile.write(buf, aud.sample_rate, wav)
+            files[rel] = buf.getvalue()
             time_s = (t * hop + n_fft / 2) / aud.sample_rate
             entry = {"utterance": u, "filename": name, "frame": t, "time_s": round(time_s, 3),
                      "activation": float(a[row, unit]), "digit": int(aud.labels[u]),
@@ -134,8 +139,6 @@ def speech_topk(
         units_doc.append({"unit": unit, "dead": not bool(alive[unit]), "top": top})
     fig.suptitle(f"{run_name(run)} {layer}: top-{k} frames per unit (cyan: the input's context window)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "topk_spectrograms.png", dpi=90)
-    plt.close(fig)
 
     def purity(key: str) -> float:
         vals = []
@@ -155,5 +158,7 @@ def speech_topk(
                      "caption": "Log-mel spectrogram of each recording; the cyan band is the context window "
                                 "the unit saw, the line its centre frame."}] + figures,
     }
-    write_result(out, "speech_topk", **doc)
-    return doc
+    result = SpeechTopK(doc, {"topk_spectrograms": lambda: fig}, files=files)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result

@@ -1,26 +1,28 @@
-"""Figures of the speech analyses (matplotlib, Agg backend, PNG)."""
+"""Figures of the speech analyses, as :class:`matplotlib.figure.Figure` objects.
+
+Each function builds its figure with ``Figure(...)`` directly (no pyplot state, no backend
+switch), so the figures show in a notebook and are saved by the caller (``fig.savefig(path)``).
+"""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib
 import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
 
-from .analysis import LayerAnalysis  # noqa: E402
-from .embeddings import EmbeddingStudy  # noqa: E402
+    from .analysis import LayerAnalysis
 
 __all__ = ["plot_layer_projections", "plot_trends", "plot_embedding_scores", "plot_embedding_points"]
 
 
-def _scatter(ax: plt.Axes, xy: np.ndarray, labels: np.ndarray, names: Sequence[str], cmap: str, legend: bool) -> None:
-    colors = plt.get_cmap(cmap)
+def _scatter(ax: "Axes", xy: np.ndarray, labels: np.ndarray, names: Sequence[str], cmap: str, legend: bool) -> None:
+    colors = matplotlib.colormaps[cmap]
     uniq = np.unique(labels)
     for j, c in enumerate(uniq):
         m = labels == c
@@ -32,10 +34,11 @@ def _scatter(ax: plt.Axes, xy: np.ndarray, labels: np.ndarray, names: Sequence[s
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, markerscale=3, frameon=False)
 
 
-def plot_layer_projections(analysis: LayerAnalysis, path: str | os.PathLike[str]) -> Path:
+def plot_layer_projections(analysis: "LayerAnalysis") -> Figure:
     """Rows = layers (input first), columns = the same projection coloured by digit | by speaker."""
     layers = list(analysis.embeddings)
-    fig, axes = plt.subplots(len(layers), 2, figsize=(8.2, 3.1 * len(layers)), squeeze=False)
+    fig = Figure(figsize=(8.2, 3.1 * len(layers)))
+    axes = fig.subplots(len(layers), 2, squeeze=False)
     by_layer = {r["layer"]: r for r in analysis.rows}
     for i, layer in enumerate(layers):
         xy = analysis.embeddings[layer]
@@ -46,19 +49,17 @@ def plot_layer_projections(analysis: LayerAnalysis, path: str | os.PathLike[str]
         axes[i, 1].set_title(f"{layer}: by speaker  NH {r['nh_speaker']:.2f} (other rec. {r['nh_speaker_xutt']:.2f})", fontsize=9)
     fig.suptitle(f"{analysis.name}: {analysis.info.get('method', '')} of {len(analysis.digit)} frames", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
-    p = Path(path)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
+    return fig
 
 
-def plot_trends(analyses: Sequence[LayerAnalysis], path: str | os.PathLike[str]) -> Path:
+def plot_trends(analyses: Sequence["LayerAnalysis"]) -> Figure:
     """NH (other recordings, projection) and probe accuracy per layer; digit solid, speaker dashed."""
     metrics = [("nh_{}_xutt", "NH on the projection (neighbours from other recordings)"),
                ("nh_{}_original_xutt", "NH in activation space (other recordings)"),
                ("probe_{}", "linear probe accuracy (held-out recordings)")]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
-    colors = plt.get_cmap("tab10")
+    fig = Figure(figsize=(5.2 * len(metrics), 4.2))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
+    colors = matplotlib.colormaps["tab10"]
     for j, (key, title) in enumerate(metrics):
         ax = axes[0, j]
         for i, a in enumerate(analyses):
@@ -76,47 +77,49 @@ def plot_trends(analyses: Sequence[LayerAnalysis], path: str | os.PathLike[str])
     axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
     fig.suptitle("Digit (solid) vs speaker (dashed) information per layer; grey: chance", fontsize=11)
     fig.tight_layout()
-    p = Path(path)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
+    return fig
 
 
-def plot_embedding_scores(study: EmbeddingStudy, path: str | os.PathLike[str]) -> Path:
-    """Purity, ARI and NMI of the speaker clustering per layer."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    x = [r["layer_index"] for r in study.rows]
+def plot_embedding_scores(rows: Sequence[dict[str, Any]], info: dict[str, Any]) -> Figure:
+    """Purity, ARI and NMI of the speaker clustering per layer.
+
+    ``rows``: :attr:`EmbeddingStudy.rows <layerscope.speech.embeddings.EmbeddingStudy.rows>`
+    (``layer``, ``layer_index``, ``purity``, ``ari``, ``nmi``); ``info``: ``chance_purity``,
+    ``n_recordings``, ``n_speakers``.
+    """
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    x = [r["layer_index"] for r in rows]
     for key, style in (("purity", "-o"), ("ari", "-s"), ("nmi", "-^")):
-        ax.plot(x, [r[key] for r in study.rows], style, label=key.upper() if key != "purity" else "purity")
-    ax.axhline(study.info.get("chance_purity", 0), color="grey", lw=0.8, label="purity of one cluster")
+        ax.plot(x, [r[key] for r in rows], style, label=key.upper() if key != "purity" else "purity")
+    ax.axhline(info.get("chance_purity", 0), color="grey", lw=0.8, label="purity of one cluster")
     ax.set_xticks(x)
-    ax.set_xticklabels([r["layer"] for r in study.rows], rotation=30, fontsize=8)
+    ax.set_xticklabels([r["layer"] for r in rows], rotation=30, fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.set_title(
-        f"Agglomerative clustering of {study.info.get('n_recordings')} recordings, "
-        f"{study.info.get('n_speakers')} speakers", fontsize=10,
+        f"Agglomerative clustering of {info.get('n_recordings')} recordings, "
+        f"{info.get('n_speakers')} speakers", fontsize=10,
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    p = Path(path)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
+    return fig
 
 
-def plot_embedding_points(study: EmbeddingStudy, path: str | os.PathLike[str], layer: str | None = None) -> Path:
-    """2-D PCA of one layer's utterance embeddings: true speaker | cluster."""
-    pts = study.points(layer)
+def plot_embedding_points(points: dict[str, Any]) -> Figure:
+    """2-D PCA of one layer's utterance embeddings: true speaker | cluster.
+
+    ``points``: :meth:`EmbeddingStudy.points <layerscope.speech.embeddings.EmbeddingStudy.points>`
+    (``layer``, ``x``, ``y``, ``speaker``, ``cluster``, ``speaker_names``).
+    """
+    pts = points
     xy = np.column_stack([pts["x"], pts["y"]])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    _scatter(axes[0], xy, np.asarray(pts["speaker"]), study.speaker_names, "Dark2", legend=True)
+    fig = Figure(figsize=(10, 4.2))
+    axes = fig.subplots(1, 2)
+    _scatter(axes[0], xy, np.asarray(pts["speaker"]), list(pts.get("speaker_names") or []), "Dark2", legend=True)
     cl = np.asarray(pts["cluster"])
     _scatter(axes[1], xy, cl, [f"cluster {c}" for c in range(int(cl.max()) + 1)], "Set1", legend=True)
     axes[0].set_title(f"{pts['layer']}: true speaker", fontsize=10)
     axes[1].set_title(f"{pts['layer']}: agglomerative clusters", fontsize=10)
     fig.tight_layout()
-    p = Path(path)
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
+    return fig

@@ -32,6 +32,7 @@ from .._io import write_json
 from .._progress import Tracker
 from ..data.audio import AudioDataset
 from ..data.base import ArrayDataset
+from ..data.registry import register_data_kind
 from ..exceptions import DataError, ParameterError
 from ..models import build_model, parse_arch_spec
 from ..training import RUN_FILE, TrainRun, train
@@ -88,7 +89,8 @@ def utterance_accuracy(model: nn.Module, frames: ArrayDataset, batch_size: int =
 
     ``frames.extra_labels["utterance"]`` groups the frames; the recording's label is its frames' label.
     """
-    from ..capture import _batches, model_device, model_state_guard
+    from ..capture import model_device, model_state_guard
+    from ..seam import call_model, iter_batches
 
     if "utterance" not in frames.extra_labels:
         raise DataError("utterance_accuracy needs frames with extra_labels['utterance'] (from FrameExtractor).")
@@ -97,8 +99,8 @@ def utterance_accuracy(model: nn.Module, frames: ArrayDataset, batch_size: int =
     logp = []
     with model_state_guard(model), torch.no_grad():
         model.eval()
-        for _, x, _ in _batches(frames, batch_size, None):
-            logp.append(torch.log_softmax(model(x.to(dev)), 1).cpu().numpy())
+        for batch in iter_batches(frames, batch_size, model=model, device=dev):
+            logp.append(torch.log_softmax(call_model(model, batch), 1).cpu().numpy())
     lp = np.concatenate(logp)
     ids, inv = np.unique(utt, return_inverse=True)
     sums = np.zeros((len(ids), lp.shape[1]))
@@ -240,3 +242,13 @@ def run_frames(run_dir: str | os.PathLike[str], audio: AudioDataset | None = Non
             raise DataError(f"The run's data {run.meta.get('data')!r} is not a set of recordings.")
         audio = loaded
     return run.frames(audio, part, frame_step=frame_step)
+
+
+def _speech_frames(path: str | None, split: str | None) -> ArrayDataset:
+    return run_frames(str(path), part=split or "test")  # type: ignore[arg-type]
+
+
+register_data_kind(
+    "speech", _speech_frames, default_split="test", train_split="train", eval_split="test", needs_path=True,
+    description="the feature frames a `layerscope speech train` run was trained (train) or tested (test) on",
+)

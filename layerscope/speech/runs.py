@@ -1,8 +1,8 @@
 """Analyses of speech run folders, written as result folders (``result.json`` + PNG figures).
 
-* :func:`analyze_runs` — :func:`~.analysis.analyze_layers` for one or more runs (e.g. filterbank vs
+* :func:`analyze_speech_runs` — :func:`~.analysis.analyze_layers` for one or more runs (e.g. filterbank vs
   MFCC, shallow vs deep) into one table; ``analysis = "speech"`` (schema in :mod:`.analysis`).
-* :func:`embed_run` — :func:`~.embeddings.embedding_study` of a run's test recordings;
+* :func:`embed_speech_run` — :func:`~.embeddings.embedding_study` of a run's test recordings;
   ``analysis = "speaker_embeddings"`` (schema in :mod:`.embeddings`).
 * :func:`merge_results` — several ``speech`` result folders into one comparison (nothing recomputed).
 * :func:`export_frames` — a run's frames as ``.npz`` for the general commands (``--data npz:PATH``).
@@ -16,15 +16,16 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from .._progress import Tracker
+from .._progress import ProgressArg
 from ..data.audio import AudioDataset
 from ..exceptions import DataError
 from ..results import model_description, write_result
 from .analysis import LayerAnalysis, analyze_layers, summarize
-from .embeddings import EmbeddingStudy, embedding_study
+from .embeddings import embedding_study
 from .recipe import AcousticRun, load_acoustic_run
+from .results import SpeakerEmbeddings, SpeechAnalysis
 
-__all__ = ["analyze_runs", "embed_run", "export_frames", "merge_results", "run_name"]
+__all__ = ["analyze_speech_runs", "embed_speech_run", "export_frames", "merge_results", "run_name"]
 
 
 def _safe(name: str) -> str:
@@ -48,9 +49,9 @@ def _load_audio(run: AcousticRun, audio: AudioDataset | None) -> AudioDataset:
     return loaded
 
 
-def analyze_runs(
+def analyze_speech_runs(
     run_dirs: Sequence[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
     *,
     audio: AudioDataset | None = None,
     part: Literal["train", "test", "all"] = "test",
@@ -59,20 +60,20 @@ def analyze_runs(
     k: int = 6,
     probe_test_size: float = 0.3,
     random_state: int = 0,
-    progress: Tracker | None = None,
-) -> tuple[list[LayerAnalysis], dict[str, Any]]:
-    """Per-layer digit / speaker analysis of each run; figures and ``result.json`` into ``out_dir``.
+    progress: ProgressArg = None,
+) -> SpeechAnalysis:
+    """Per-layer digit / speaker analysis of each run (what ``layerscope speech analyze`` writes).
 
-    Returns the analyses and the result document.
+    Returns a :class:`~.results.SpeechAnalysis`; with ``out_dir`` it is also saved there
+    (``result.save(out_dir)``: ``result.json``, ``trends.png`` and one projection figure per run).
     """
     if not run_dirs:
         raise DataError("No runs to analyse: pass at least one speech run folder.")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     from .plots import plot_layer_projections, plot_trends
 
     analyses: list[LayerAnalysis] = []
     figures: list[dict[str, str]] = []
+    makers: dict[str, Any] = {}
     models = []
     for n_run, rd in enumerate(run_dirs, start=1):
         run = load_acoustic_run(rd)
@@ -106,12 +107,12 @@ def analyze_runs(
                            random_state=random_state, name=name, info=info, progress=progress)
         analyses.append(a)
         fig = f"model{n_run}_{_safe(run.directory.name)}_projections.png"
-        plot_layer_projections(a, out / fig)
+        makers[fig[:-4]] = lambda a=a: plot_layer_projections(a)
         figures.append({"path": fig, "title": f"{name}: frames per layer, by digit and by speaker",
                         "caption": f"{method} of {a.info['n_frames']} {part} frames; left coloured by digit, right by "
                                    "speaker; NH in brackets counts only neighbours from other recordings."})
         models.append({**model_description(run.model), "name": name, **info})
-    plot_trends(analyses, out / "trends.png")
+    makers = {"trends": lambda: plot_trends(analyses), **makers}
     figures.insert(0, {"path": "trends.png", "title": "Digit vs speaker information per layer",
                        "caption": "NH (k = 6, neighbours from other recordings) and linear-probe accuracy "
                                   "(held-out recordings) for digit (solid) and speaker (dashed)."})
@@ -130,13 +131,15 @@ def analyze_runs(
         "points": analyses[0].points(),
         "figures": figures,
     }
-    write_result(out, "speech", **doc)
-    return analyses, doc
+    result = SpeechAnalysis(doc, makers, analyses=analyses)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
 
 
-def embed_run(
+def embed_speech_run(
     run_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
     *,
     audio: AudioDataset | None = None,
     part: Literal["train", "test", "all"] = "test",
@@ -146,11 +149,13 @@ def embed_run(
     max_recordings: int | None = 600,
     frame_step: int = 1,
     random_state: int = 0,
-    progress: Tracker | None = None,
-) -> tuple[EmbeddingStudy, dict[str, Any]]:
-    """Speaker clustering of a run's recordings per layer; figures and ``result.json`` into ``out_dir``."""
-    from .plots import plot_embedding_points, plot_embedding_scores
+    progress: ProgressArg = None,
+) -> SpeakerEmbeddings:
+    """Speaker clustering of a run's recordings per layer (what ``layerscope speech embed`` writes).
 
+    Returns a :class:`~.results.SpeakerEmbeddings`; with ``out_dir`` it is also saved there
+    (``result.json``, ``embedding_clusters.png``, ``embedding_best_layer.png``).
+    """
     run = load_acoustic_run(run_dir)
     aud = _load_audio(run, audio)
     tr, te = run.split_rows(aud)
@@ -164,10 +169,6 @@ def embed_run(
             "val_accuracy": cps[-1].get("val_accuracy") if cps else None}
     study = embedding_study(run.model, frames, linkage=linkage, metric=metric, n_clusters=n_clusters,
                             max_recordings=max_recordings, random_state=random_state, info=info, progress=progress)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_embedding_scores(study, out / "embedding_clusters.png")
-    plot_embedding_points(study, out / "embedding_best_layer.png")
     doc = {
         "model": {**model_description(run.model), "name": run_name(run)},
         "data": f"fsdd recordings ({part} part of the run: speakers {', '.join(held)})",
@@ -186,8 +187,10 @@ def embed_run(
              "caption": "2-D PCA of the utterance embeddings: true speakers (left), clusters (right)."},
         ],
     }
-    write_result(out, "speaker_embeddings", **doc)
-    return study, doc
+    result = SpeakerEmbeddings(doc, study=study)  # figures drawn from the document's numbers
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
 
 
 def export_frames(
@@ -268,7 +271,7 @@ def merge_results(result_dirs: Sequence[str | os.PathLike[str]], out_dir: str | 
                 rel = f"src{i}_{Path(f['path']).name}"
                 shutil.copyfile(src, out / rel)
                 figures.append({**f, "path": rel})
-    plot_trends(series, out / "trends.png")  # type: ignore[arg-type]
+    plot_trends(series).savefig(out / "trends.png", dpi=SpeechAnalysis.dpi)  # type: ignore[arg-type]
     figures.insert(0, {"path": "trends.png", "title": "Digit vs speaker information per layer, all models",
                        "caption": "NH (k = 6, neighbours from other recordings) and linear-probe accuracy "
                                   "(held-out recordings) for digit (solid) and speaker (dashed)."})

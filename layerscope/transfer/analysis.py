@@ -33,7 +33,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._io import atomic_open, to_jsonable
-from ..results import write_result
+from .._results_util import plain_fields
+from ..results import AnalysisResult, write_result
 from .grid import BASES, CONDITIONS, plan_cells
 from .store import TransferStore
 
@@ -57,23 +58,110 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-@dataclass(frozen=True)
-class TransferResult:
-    """The transfer grid's numbers (see the module docstring for the fields)."""
+@plain_fields
+@dataclass(frozen=True, repr=False)
+class TransferResult(AnalysisResult):
+    """The transfer grid's numbers (see the module docstring for the fields).
+
+    An :class:`~layerscope.results.AnalysisResult`: :attr:`metrics`, :meth:`figures`
+    (``{"transfer": Figure}``), :meth:`save` (``result.json``, ``transfer.csv``,
+    ``transfer.png``: the grid folder's outputs) and :meth:`load`.
+    """
+
+    analysis = "transfer"
+    key_figure = "transfer"
 
     table: list[dict[str, Any]]
     summary: list[dict[str, Any]]
     effects: list[dict[str, Any]]
     splits: dict[str, Any]
-    parameters: dict[str, Any]
+    parameters: dict[str, Any] = field()  # field(): not the inherited property as a default
     n_layers: int
     cells_done: int
     cells_total: int
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: what was trained: ``{"arch", "n_layers", ...}`` (result.json ``model``)
+    model: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None
+    val_data: str | None = None
 
     @property
     def complete(self) -> bool:
         return self.cells_done == self.cells_total
+
+    @property
+    def effect_labels(self) -> dict[str, tuple[str, str, str]]:
+        """``{effect: (left condition, right condition, label)}`` (effect = left − right)."""
+        return dict(EFFECTS)
+
+    def figures(self) -> dict[str, Any]:
+        """``{"transfer": Figure}`` (accuracy vs n and the effects), or ``{}`` with no finished cell."""
+        if not self.table:
+            return {}
+        from .plots import plot_transfer
+
+        return {"transfer": plot_transfer(self)}
+
+    def _figure_entries(self) -> list[dict[str, str]]:
+        if not self.table:
+            return []
+        k_best = self.parameters.get("k_best")
+        seeds = self.parameters.get("seeds") or []
+        return [{
+            "path": "transfer.png",
+            "title": "Transferability of layers (Yosinski et al. 2014)",
+            "caption": (
+                f"Top-1 validation accuracy on task B (mean of the {k_best} best epochs) of networks whose first n "
+                f"layers are copied from baseB (BnB) or baseA (AnB), frozen or fine-tuned (+), or random and frozen; "
+                f"{len(seeds)} seed(s), each a dot, lines = means. Lower panel: co-adaptation (baseB − BnB), "
+                "specificity (BnB − AnB) and fine-tuning boost (AnB+ − baseB), bars = seed min–max."
+            ),
+        }]
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write ``result.json``, ``transfer.csv`` and (with finished cells) ``transfer.png`` into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self._write(out)
+        return out
+
+    def _write(self, out: Path) -> None:
+        _write_csv(self, out / "transfer.csv")
+        for stem, fig in self.figures().items():
+            fig.savefig(out / f"{stem}.png", dpi=110, metadata={"Software": None})
+        doc = self.to_dict()
+        write_result(
+            out,
+            "transfer",
+            model=self.model,
+            data=self.data,
+            val_data=self.val_data,
+            parameters=doc.pop("parameters"),
+            metrics=doc.pop("metrics"),
+            figures=self._figure_entries(),
+            table_csv="transfer.csv",
+            **doc,
+        )
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "TransferResult":
+        """Read a grid folder's ``result.json`` back (the store is not needed)."""
+        from ..exceptions import DataError
+        from ..results import read_result
+
+        doc = read_result(out_dir)
+        if doc.get("analysis") != "transfer":
+            raise DataError(f"{out_dir} holds a {doc.get('analysis')!r} result, not a transfer grid.")
+        try:
+            return cls(
+                table=list(doc["table"]), summary=list(doc["summary"]), effects=list(doc["effects"]),
+                splits=dict(doc.get("splits") or {}), parameters=dict(doc.get("parameters") or {}),
+                n_layers=int(doc["n_layers"]), cells_done=int(doc["cells_done"]), cells_total=int(doc["cells_total"]),
+                metrics=dict(doc.get("metrics") or {}), model=dict(doc.get("model") or {}), data=doc.get("data"),
+                val_data=doc.get("val_data"),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{out_dir}/result.json is not a complete transfer result ({type(err).__name__}: {err}).") from err
 
     def metric(self, condition: str, n: int, seed: int) -> float | None:
         for r in self.table:
@@ -167,6 +255,9 @@ def build_result(store: TransferStore) -> TransferResult:
         cells_done=len(table),
         cells_total=len(plan),
         metrics=metrics,
+        model={"arch": cfg.arch, "n_layers": store.n_layers, **store.meta.get("model", {})},
+        data=cfg.data,
+        val_data=cfg.val_data,
     )
 
 
@@ -180,40 +271,6 @@ def _write_csv(result: TransferResult, path: Path) -> None:
 
 def write_outputs(store: TransferStore, out_dir: str | os.PathLike[str] | None = None) -> TransferResult:
     """Rebuild ``result.json``, ``transfer.csv`` and ``transfer.png`` from the store alone."""
-    from .plots import plot_transfer
-
-    out = Path(out_dir) if out_dir is not None else store.directory
-    out.mkdir(parents=True, exist_ok=True)
     result = build_result(store)
-    _write_csv(result, out / "transfer.csv")
-    figures = []
-    if result.table:
-        plot_transfer(result, out / "transfer.png")
-        cfg = store.config
-        figures.append(
-            {
-                "path": "transfer.png",
-                "title": "Transferability of layers (Yosinski et al. 2014)",
-                "caption": (
-                    f"Top-1 validation accuracy on task B (mean of the {cfg.k_best} best epochs) of networks whose first n "
-                    f"layers are copied from baseB (BnB) or baseA (AnB), frozen or fine-tuned (+), or random and frozen; "
-                    f"{len(cfg.seeds)} seed(s), each a dot, lines = means. Lower panel: co-adaptation (baseB − BnB), "
-                    "specificity (BnB − AnB) and fine-tuning boost (AnB+ − baseB), bars = seed min–max."
-                ),
-            }
-        )
-    cfg = store.config
-    doc = result.to_dict()
-    write_result(
-        out,
-        "transfer",
-        model={"arch": cfg.arch, "n_layers": result.n_layers, **store.meta.get("model", {})},
-        data=cfg.data,
-        val_data=cfg.val_data,
-        parameters=doc.pop("parameters"),
-        metrics=doc.pop("metrics"),
-        figures=figures,
-        table_csv="transfer.csv",
-        **doc,
-    )
+    result.save(out_dir if out_dir is not None else store.directory)
     return result

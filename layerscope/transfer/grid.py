@@ -192,13 +192,10 @@ class GridConfig:
 
 
 def default_val_data(data: str) -> str | None:
-    """The test split of a ``mnist`` / ``cifar10`` / ``npz`` training spec (None otherwise)."""
-    from ..data import parse_data_spec
+    """The evaluation split of a training spec (``layerscope.data.eval_spec_for``; None if it has none)."""
+    from ..data import eval_spec_for
 
-    kind, path, split = parse_data_spec(data)
-    if kind in ("mnist", "cifar10", "npz") and (split == "train" or (split is None and kind == "mnist")):
-        return f"{kind}:{path}:test" if path else f"{kind}:test"
-    return None
+    return eval_spec_for(data)
 
 
 @dataclass(frozen=True, order=True)
@@ -481,7 +478,9 @@ def task_data(config: GridConfig, seed: int, which: str) -> tuple[Any, Any, Clas
     """
     if config.val_data is None:
         raise DataError(f"No validation data for {config.data!r}; give val_data (e.g. the test split).")
-    train_all, val_all = _load(config.data), _load(config.val_data)
+    from ..data import train_spec_for
+
+    train_all, val_all = _load(train_spec_for(config.data)), _load(config.val_data)
     if list(train_all.classes) != list(val_all.classes):
         raise DataError(f"Training data classes {train_all.classes} and validation classes {val_all.classes} differ.")
     split = config.split_for(seed, train_all.classes)

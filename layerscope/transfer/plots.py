@@ -7,7 +7,6 @@ panel: the effects per n with seed min–max bars.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
     from .analysis import TransferResult
 
 __all__ = ["plot_transfer", "STYLE"]
@@ -30,17 +31,12 @@ STYLE = {
 }
 
 
-def plot_transfer(result: "TransferResult", path: str | os.PathLike[str]) -> Path:
-    """Draw the transfer figure of ``result`` into a PNG at ``path``."""
-    import matplotlib
+def plot_transfer(result: "TransferResult") -> "Figure":
+    """The transfer figure of ``result`` (a :class:`matplotlib.figure.Figure`; save it with ``fig.savefig``)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .analysis import EFFECTS
-
-    path = Path(path)
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 8.5), gridspec_kw={"height_ratios": [3, 2]}, sharex=True)
+    fig = Figure(figsize=(8, 8.5))
+    ax, ax2 = fig.subplots(2, 1, gridspec_kw={"height_ratios": [3, 2]}, sharex=True)
     rows = result.table
     conds = ["BnB", "BnB+", "AnB", "AnB+", "random"]
     offsets = dict(zip(conds, np.linspace(-0.2, 0.2, len(conds))))
@@ -84,7 +80,7 @@ def plot_transfer(result: "TransferResult", path: str | os.PathLike[str]) -> Pat
     ax.legend(fontsize=8, loc="best", ncol=2, framealpha=0.8)
 
     colors = {"co_adaptation": "#1f4fd1", "specificity": "#c8102e", "fine_tuning_boost": "#2a9d3a"}
-    for i, (key, (_l, _r, label)) in enumerate(EFFECTS.items()):
+    for i, (key, (_l, _r, label)) in enumerate(result.effect_labels.items()):
         es = [e for e in result.effects if e.get(key)]
         if not es:
             continue
@@ -99,7 +95,4 @@ def plot_transfer(result: "TransferResult", path: str | os.PathLike[str]) -> Pat
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

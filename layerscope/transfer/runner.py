@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .._io import folder_lock
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from .analysis import TransferResult, write_outputs
 from .executors import LocalExecutor
 from .grid import Cell, GridConfig, _load, count_layers, iter_tasks, plan_cells, run_cell
@@ -50,7 +50,7 @@ def run_grid(
     config: GridConfig,
     out_dir: str | os.PathLike[str],
     executor: Any | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
     meta: dict[str, Any] | None = None,
 ) -> TransferResult:
     """Run (or continue) the grid ``config`` in ``out_dir``; return the result.
@@ -78,7 +78,7 @@ def run_grid(
 def resume_grid(
     directory: str | os.PathLike[str],
     executor: Any | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
     settings: dict[str, Any] | None = None,
 ) -> TransferResult:
     """Finish the grid stored in ``directory`` (its own config); return the result.
@@ -93,14 +93,14 @@ def resume_grid(
         return _run(store, executor, progress)
 
 
-def _run(store: TransferStore, executor: Any | None, progress: Tracker | None) -> TransferResult:
-    track = progress or no_progress
+def _run(store: TransferStore, executor: Any | None, progress: ProgressArg) -> TransferResult:
+    track = resolve_progress(progress)
     redo = store.repair()  # unreadable cells / bases are recomputed (logged as warnings)
     if redo:
         log.warning("transfer grid %s: recomputing %d unreadable cell(s): %s", store.directory, len(redo), ", ".join(redo))
     ex = executor or LocalExecutor()
     todo = len(pending_cells(store))
     log.info("transfer grid %s: %d cells to run", store.directory, todo)
-    for _ in track(_execute(store, ex), todo, "cells"):
+    for _ in track(_execute(store, ex), total=todo, desc="transfer cells"):
         pass
     return write_outputs(store, Path(store.directory))

@@ -202,14 +202,13 @@ class TransferStore:
 
     def put(self, record: dict[str, Any]) -> None:
         """Write a finished cell (base weights first, then the record that marks it done)."""
-        from safetensors.torch import save_file
+        from ..training import save_safetensors
 
         record = dict(record)
         state = record.pop("state", None)
         cid = record["cell"]
         if state is not None:
-            with atomic_path(self.base_path(cid)) as tmp:
-                save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+            save_safetensors(state, self.base_path(cid))  # 0644 like every other file (not save_file's 0600)
         write_json(self.cell_path(cid), record)
 
     def base_state(self, cell_id: str) -> dict[str, torch.Tensor]:

@@ -8,33 +8,38 @@ maximum over positions (one activation per image and unit, as in the paper), and
 ``(k, units)`` table is merged with :func:`torch.topk`. Memory does not grow with the data set.
 
 Patches are cropped by the unit's true receptive field
-(:func:`~layerscope.attribution.receptive_field.receptive_field`) and padded where the field
-leaves the image; projections (:mod:`~layerscope.attribution.deconvnet`) are cropped the same way.
+(:func:`~layerscope.convnets.receptive_field.receptive_field`) and padded where the field
+leaves the image; projections (:mod:`~layerscope.convnets.deconvnet`) are cropped the same way.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._progress import Tracker, no_progress
-from ..capture import _batches, capture, model_device, model_state_guard
+from ..capture import capture, model_device, model_state_guard
+from ..seam import iter_batches
 from ..exceptions import DataError, InputShapeError, ParameterError
+from ._result import FolderResult, read_folder, track
 from .deconvnet import RULES, Rule, project_activations
 from .receptive_field import ReceptiveField, crop_patch, receptive_field
 
 __all__ = ["TopK", "top_activations", "dataset_inputs", "display_normalization"]
 
 
-@dataclass(frozen=True)
-class TopK:
+@dataclass(frozen=True, repr=False)
+class TopK(FolderResult):
     """The ``k`` strongest activations of each unit of ``layer`` over a data set.
+
+    An analysis result (:class:`~layerscope.results.AnalysisResult`): :attr:`metrics`
+    (``mean_top1``, ``n_units``), :meth:`figures` (``{"topk": Figure}``, Z&F Fig. 2), :meth:`save`
+    writes the folder of ``layerscope topk`` (topk.png, topk.npz, result.json), :meth:`load`
+    reads it back.
 
     Attributes
     ----------
@@ -59,8 +64,16 @@ class TopK:
     projections
         ``(U, k, C, *rf_size)`` float32 projections (``rule``) cropped like the patches, or ``None``.
     rule
-        Projection rule used, or ``None``.
+        Projection rule used, or ``None``. Projections are seeded with 1 at the activation (see
+        :mod:`~layerscope.convnets.deconvnet`); ``values`` holds the activations.
+    limit, max_units
+        Only the first ``limit`` samples were searched (``None``: all); units shown in the figure.
+    model, data
+        Description of the model (:func:`~layerscope.results.model_description`) and data spec.
     """
+
+    analysis = "topk"
+    arrays_file = "topk.npz"
 
     layer: str
     units: np.ndarray
@@ -73,10 +86,41 @@ class TopK:
     projections: np.ndarray | None = None
     rule: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    max_units: int = 16
+    model: dict[str, Any] | None = None
+    data: str | None = None
 
     @property
     def k(self) -> int:
         return int(self.values.shape[1])
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"layer": self.layer, "units": self.units.tolist(), "k": self.k, "rule": self.rule,
+                "limit": self.limit, "max_units": self.max_units}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {"mean_top1": float(self.values[:, 0].mean()), "n_units": int(len(self.units))}
+
+    def figures(self) -> dict[str, Any]:
+        from .plots import plot_topk
+
+        return {"topk": plot_topk(self, max_units=self.max_units)}
+
+    def figure_info(self) -> dict[str, tuple[str, str]]:
+        return {"topk": (f"Top-{self.k} activations of {self.layer}",
+                         "Per unit: projections of its strongest activations (left) and the input patches cropped "
+                         "by the unit's receptive field (right), as in Zeiler & Fergus 2014, Fig. 2.")}
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        return {"units": self.units, "values": self.values, "sample_ids": self.sample_ids,
+                "positions": self.positions, "labels": self.labels, "patches": self.patches,
+                "projections": self.projections}
+
+    def extra(self) -> dict[str, Any]:
+        return {"topk": self.to_dict()}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,52 +141,23 @@ class TopK:
             ],
         }
 
-    def save(self, out_dir: str | os.PathLike[str], **common: Any) -> Path:
-        """Write ``OUT/topk.npz`` and ``OUT/result.json`` (analysis ``"topk"``; ``common`` are the
-        other :func:`~layerscope.results.write_result` keys: model, data, parameters, metrics,
-        figures). :meth:`load` reads the folder back."""
-        from ..results import write_result
-
-        d = Path(out_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        self.save_arrays(d / "topk.npz")
-        return write_result(d, "topk", arrays="topk.npz", topk=self.to_dict(), **common)
-
     @classmethod
     def load(cls, out_dir: str | os.PathLike[str]) -> "TopK":
         """Read a folder written by :meth:`save` (or ``layerscope topk``)."""
-        from ..results import read_result
-
-        d = Path(out_dir)
-        doc = read_result(d)["topk"]
-        z = np.load(d / "topk.npz")
-        rf = doc.get("receptive_field")
+        doc, z = read_folder(out_dir, "topk")
+        top, params = doc["topk"], doc.get("parameters") or {}
+        rf = top.get("receptive_field")
         return cls(
-            layer=doc["layer"], units=z["units"], values=z["values"], sample_ids=z["sample_ids"],
+            layer=top["layer"], units=z["units"], values=z["values"], sample_ids=z["sample_ids"],
             positions=z["positions"], labels=z["labels"],
             receptive_field=None if rf is None else ReceptiveField(
                 rf["layer"], tuple(rf["jump"]), tuple(rf["size"]), tuple(rf["start"]), tuple(rf["input_size"]),
                 bool(rf["is_global"]),
             ),
-            patches=z["patches"] if "patches" in z.files else None,
-            projections=z["projections"] if "projections" in z.files else None,
-            rule=doc.get("rule"),
+            patches=z.get("patches"), projections=z.get("projections"), rule=top.get("rule"),
+            limit=params.get("limit"), max_units=int(params.get("max_units", 16)),
+            model=doc.get("model"), data=doc.get("data"),
         )
-
-    def save_arrays(self, path: str | os.PathLike[str]) -> Path:
-        """Write the arrays to an ``.npz`` file."""
-        from .._io import atomic_path
-
-        arrays = {k: v for k, v in (
-            ("units", self.units), ("values", self.values), ("sample_ids", self.sample_ids),
-            ("positions", self.positions), ("labels", self.labels), ("patches", self.patches),
-            ("projections", self.projections),
-        ) if v is not None}
-        p = Path(path)
-        with atomic_path(p) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs match **arrays against allow_pickle: bool
-        return p
 
 
 def display_normalization(dataset: Any = None, model: Any = None) -> Any:
@@ -187,8 +202,12 @@ def top_activations(
     patches: bool = True,
     rule: str | None = "deconvnet",
     fill: float = 0.0,
+    limit: int | None = None,
+    max_units: int = 16,
     device: torch.device | str | None = None,
-    progress: Tracker | None = None,
+    progress: Any = None,
+    model_info: dict[str, Any] | None = None,
+    data_spec: str | None = None,
 ) -> TopK:
     """The ``k`` strongest activations of many units of ``layer`` in one pass (Z&F 2014, Fig. 2).
 
@@ -207,14 +226,22 @@ def top_activations(
         positions in that sample).
     batch_size, indices
         Batching and an optional subset of dataset rows.
+    limit
+        Use only the first ``limit`` rows (of ``indices``, or of the data set).
     patches
         Also crop each sample's input by the unit's receptive field (display range, padded with
         ``fill`` outside the image).
     rule
         Also project each activation back to the input with this rule (``"gradient"``,
         ``"deconvnet"``, ``"guided"``) and crop it like the patch; ``None``: no projections.
+        Each projection is seeded with 1 at the activation (the values are in ``values``).
+    max_units
+        Units shown in the figure.
     progress
-        A tracker for the data pass.
+        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc=...)``.
+    model_info, data_spec
+        Stored on the result (default :func:`~layerscope.results.model_description` of ``model``
+        and the data set's ``name``).
 
     Returns
     -------
@@ -226,10 +253,13 @@ def top_activations(
         raise ParameterError(f"batch_size must be >= 1; got {batch_size}.")
     if rule is not None and rule not in RULES:
         raise ParameterError(f"rule must be one of {', '.join(RULES)} or None; got {rule!r}.")
+    if limit is not None:
+        if limit < 1:
+            raise ParameterError(f"limit must be >= 1 (samples to search); got {limit}.")
+        indices = (np.arange(len(dataset)) if indices is None else np.asarray(indices))[: int(limit)]
     n_total = len(dataset) if indices is None else len(indices)
     if n_total == 0:
         raise DataError("The dataset is empty: there are no activations to rank.")
-    track = progress or no_progress
     dev = model_device(model, device)
     rf = None
     if patches or rule is not None:  # refuse before the data pass if the field cannot be computed
@@ -245,8 +275,10 @@ def top_activations(
     with model_state_guard(model), torch.no_grad():
         model.eval()
         with capture(model, [layer], stop_early=True) as cap:
-            for ids, x, _y in track(_batches(dataset, batch_size, indices), n_batches, f"top-{k} {layer}"):
-                cap.run(x.to(dev))
+            batches = iter_batches(dataset, batch_size, indices=indices, model=model, device=device)
+            for batch in track(progress, batches, n_batches, f"layer {layer}: top-{k}"):
+                ids = batch.ids
+                cap.run(batch)
                 if layer not in cap.activations:
                     raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer forward() uses.")
                 a = cap.activations.pop(layer)
@@ -290,7 +322,11 @@ def top_activations(
     else:
         positions = np.zeros((n_u, k, 0), dtype=np.int64)
     units_np = unit_idx.cpu().numpy()
-    result = TopK(layer, units_np, values, sids, positions, _labels(dataset, sids))
+    from ..results import model_description
+
+    result = TopK(layer, units_np, values, sids, positions, _labels(dataset, sids), limit=limit, max_units=max_units,
+                  model=model_info if model_info is not None else model_description(model),
+                  data=data_spec if data_spec is not None else getattr(dataset, "name", None))
     if patches or rule is not None:
         result = add_patches(model, dataset, result, patches=patches, rule=rule, fill=fill, device=device, rf=rf)
     return result
@@ -337,7 +373,4 @@ def add_patches(
                 patch_arr[ui, ki] = crop_patch(disp[i], box, fill)
             if proj_arr is not None and maps is not None:
                 proj_arr[ui, ki] = crop_patch(maps[i], box, 0.0)
-    return TopK(
-        top.layer, top.units, top.values, top.sample_ids, top.positions, top.labels,
-        receptive_field=rf, patches=patch_arr, projections=proj_arr, rule=rule, meta=dict(top.meta),
-    )
+    return replace(top, receptive_field=rf, patches=patch_arr, projections=proj_arr, rule=rule, meta=dict(top.meta))

@@ -9,22 +9,20 @@
   each chosen layer and true-class probability.
 * :func:`plot_evolution` — Fig. 4: units x epochs grid of projected top activations.
 * :func:`plot_correspondence` — Δ per layer, parts vs random masks.
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state, no backend
+switch) and returns it: it shows in a notebook, and ``fig.savefig(path)`` writes it.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .._io import atomic_path  # noqa: E402
+import matplotlib.patches
+import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = [
     "image_for_display",
@@ -68,13 +66,11 @@ def _mosaic(tiles: Sequence[np.ndarray], cols: int, gap: int = 1, fill: float = 
     return out
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return p
+def _subplots(rows: int, cols: int, figsize: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A new :class:`~matplotlib.figure.Figure` (no pyplot state) and its ``(rows, cols)`` axes."""
+    fig = Figure(figsize=figsize)
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+    return fig, axes
 
 
 def _imshow(ax: Any, img: np.ndarray, **kw: Any) -> None:
@@ -83,7 +79,7 @@ def _imshow(ax: Any, img: np.ndarray, **kw: Any) -> None:
     ax.set_yticks([])
 
 
-def plot_topk(top: Any, path: str | os.PathLike[str], max_units: int = 16, class_names: Sequence[str] | None = None) -> Path:
+def plot_topk(top: Any, max_units: int = 16) -> Figure:
     """Z&F Fig. 2: per unit, projections (left) and receptive-field patches (right)."""
     n_u = min(len(top.units), max_units)
     k = top.k
@@ -92,7 +88,8 @@ def plot_topk(top: Any, path: str | os.PathLike[str], max_units: int = 16, class
     rows = math.ceil(n_u / cols)
     n_panels = 2 if top.projections is not None and top.patches is not None else 1
     if top.projections is None and top.patches is None:  # ranking only: a bar chart of the values
-        fig, ax = plt.subplots(figsize=(1.0 + 0.5 * n_u, 3.0))
+        fig, axes = _subplots(1, 1, (1.0 + 0.5 * n_u, 3.0))
+        ax = axes[0, 0]
         for j in range(k):
             ax.scatter(np.arange(n_u), top.values[:n_u, j], s=8, color="k")
         ax.set_xticks(np.arange(n_u))
@@ -100,8 +97,8 @@ def plot_topk(top: Any, path: str | os.PathLike[str], max_units: int = 16, class
         ax.set_xlabel("unit")
         ax.set_ylabel(f"top-{k} activations")
         ax.set_title(f"{top.layer}: top-{k} activations per unit", fontsize=9)
-        return _save(fig, path)
-    fig, axes = plt.subplots(rows, cols * n_panels, figsize=(2.2 * cols * n_panels, 2.4 * rows), squeeze=False)
+        return fig
+    fig, axes = _subplots(rows, cols * n_panels, (2.2 * cols * n_panels, 2.4 * rows))
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n_u):
@@ -120,16 +117,15 @@ def plot_topk(top: Any, path: str | os.PathLike[str], max_units: int = 16, class
     rf = top.receptive_field
     rf_txt = f", receptive field {'x'.join(map(str, rf.size))}" if rf is not None and not rf.is_global else ""
     fig.suptitle(f"{top.layer}: top-{k} activations per unit ({top.rule or 'no'} projection{rf_txt})", fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
 def plot_projections(
     image: np.ndarray,
     projections: Mapping[str, np.ndarray],
-    path: str | os.PathLike[str],
     title: str = "",
     row_labels: Sequence[str] | None = None,
-) -> Path:
+) -> Figure:
     """One row per projected activation: the input, then one column per rule.
 
     ``projections[rule]`` is ``(R, C, H, W)``; ``image`` is ``(C, H, W)`` (display range) or
@@ -138,7 +134,7 @@ def plot_projections(
     rules = list(projections)
     n_rows = next(iter(projections.values())).shape[0]
     imgs = image if image.ndim == 4 else np.repeat(image[None], n_rows, axis=0)
-    fig, axes = plt.subplots(n_rows, 1 + len(rules), figsize=(1.6 * (1 + len(rules)), 1.7 * n_rows), squeeze=False)
+    fig, axes = _subplots(n_rows, 1 + len(rules), (1.6 * (1 + len(rules)), 1.7 * n_rows))
     for r in range(n_rows):
         _imshow(axes[r, 0], image_for_display(imgs[r]))
         if row_labels is not None:
@@ -149,17 +145,16 @@ def plot_projections(
                 axes[r, 1 + j].set_title(rule, fontsize=8)
     axes[0, 0].set_title("input", fontsize=8)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
 def plot_occlusion(
     images: Sequence[np.ndarray],
     results: Sequence[Any],
-    path: str | os.PathLike[str],
     class_names: Sequence[str] | None = None,
     true_labels: Sequence[int] | None = None,
     projections: Sequence[np.ndarray] | None = None,
-) -> Path:
+) -> Figure:
     """Z&F Fig. 7: per image (a) input, (b) feature-map activation, (c) projection of that feature
     map's strongest activation (if ``projections`` given, ``(C, H, W)`` each), (d) p(true class),
     (e) most probable label."""
@@ -168,9 +163,9 @@ def plot_occlusion(
     has_b = any(r.activation is not None for r in results)
     has_c = projections is not None
     cols = 3 + int(has_b) + int(has_c)
-    fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.2 * n), squeeze=False)
+    fig, axes = _subplots(n, cols, (2.3 * cols, 2.2 * n))
     n_classes = max(int(max(r.label.max(), r.target, r.base_label)) for r in results) + 1
-    cmap = plt.get_cmap("tab10" if n_classes <= 10 else "tab20", max(n_classes, 2))
+    cmap = matplotlib.colormaps["tab10" if n_classes <= 10 else "tab20"].resampled(max(n_classes, 2))
     for i, (img, res) in enumerate(zip(images, results)):
         col = 0
         ax = axes[i, col]
@@ -216,15 +211,15 @@ def plot_occlusion(
         ax.set_yticks([])
     r0 = results[0]
     fig.suptitle(f"Occlusion: {r0.size}x{r0.size} square, stride {r0.stride}", fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
-def plot_invariance(curves: Any, path: str | os.PathLike[str], layers: Sequence[str] | None = None) -> Path:
+def plot_invariance(curves: Any, layers: Sequence[str] | None = None) -> Figure:
     """Z&F Fig. 5: rows = transformations; columns = distance at each layer, then p(true class)."""
     kinds = list(curves.transforms)
     layers = list(layers or curves.layers)
     ncol = len(layers) + 1
-    fig, axes = plt.subplots(len(kinds), ncol, figsize=(2.6 * ncol, 2.2 * len(kinds)), squeeze=False)
+    fig, axes = _subplots(len(kinds), ncol, (2.6 * ncol, 2.2 * len(kinds)))
     for r, kind in enumerate(kinds):
         params = curves.params[kind]
         for c, layer in enumerate(layers):
@@ -252,17 +247,16 @@ def plot_invariance(curves: Any, path: str | os.PathLike[str], layers: Sequence[
         for ax in axes[r]:
             ax.set_xlabel(unit, fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def plot_evolution(
     tiles: np.ndarray,
     epochs: Sequence[int],
     units: Sequence[int],
-    path: str | os.PathLike[str],
     title: str = "",
     kind: str = "projection",
-) -> Path:
+) -> Figure:
     """Z&F Fig. 4: one row per unit, one column per epoch, each a projected top activation.
 
     ``tiles`` is ``(U, E, C, h, w)``: projections (``kind="projection"``, each scaled to its own
@@ -270,7 +264,7 @@ def plot_evolution(
     """
     show = projection_for_display if kind == "projection" else image_for_display
     n_u, n_e = tiles.shape[:2]
-    fig, axes = plt.subplots(n_u, n_e, figsize=(1.1 * n_e + 0.6, 1.1 * n_u + 0.5), squeeze=False)
+    fig, axes = _subplots(n_u, n_e, (1.1 * n_e + 0.6, 1.1 * n_u + 0.5))
     for i in range(n_u):
         for j in range(n_e):
             ax = axes[i, j]
@@ -280,14 +274,15 @@ def plot_evolution(
             if j == 0:
                 ax.set_ylabel(f"unit {units[i]}", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
-def plot_correspondence(res: Any, path: str | os.PathLike[str]) -> Path:
+def plot_correspondence(res: Any) -> Figure:
     """Δ per layer: one group of bars per layer, one bar per masked part and one for random masks."""
     layers = list(res.layers)
     names = list(res.parts) + ["random"]
-    fig, ax = plt.subplots(figsize=(1.4 + 1.2 * len(layers), 3.0))
+    fig, axes = _subplots(1, 1, (1.4 + 1.2 * len(layers), 3.0))
+    ax = axes[0, 0]
     width = 0.8 / len(names)
     x = np.arange(len(layers))
     for i, name in enumerate(names):
@@ -301,4 +296,4 @@ def plot_correspondence(res: Any, path: str | os.PathLike[str]) -> Path:
     ax.legend(fontsize=6)
     ax.set_title("Correspondence: lower Δ = more consistent change", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig

@@ -15,22 +15,39 @@
 Examples
 --------
 >>> import layerscope as ls
->>> from layerscope.attribution import top_activations, project_activations, occlusion, dataset_mean
+>>> from layerscope.convnets import top_activations, project_activations, occlusion, dataset_mean
 >>> model, data = ls.load_model("mnist-cnn"), ls.load_dataset("mnist:test")
 >>> top = top_activations(model, data, "relu2", k=9)            # all 16 maps, one pass
 >>> top.patches.shape                                           # (16, 9, 1, 10, 10): 10x10 fields
 >>> p = project_activations(model, data.x[:4], "relu2", [0, 1, 2, 3], rule="guided")
 >>> occ = occlusion(model, data.x[0], target=int(data.y[0]), size=7, stride=1,
 ...                 value=dataset_mean(data), layer="relu2")    # 28x28 maps (b), (d), (e)
+>>> top.save("out/topk")                                        # the folder `layerscope topk` writes
+>>> top.figures()["topk"]                                       # a matplotlib Figure
+
+Every analysis returns a result (:class:`~layerscope.results.AnalysisResult`) with ``metrics``,
+``parameters``, ``figures()``, ``save(dir)`` and ``load(dir)``: :class:`TopK`
+(:func:`top_activations`), :class:`DeconvProjections` (:func:`deconv_projections`),
+:class:`OcclusionMaps` (:func:`occlusion_maps`), :class:`InvarianceCurves`
+(:func:`invariance_curves`), :class:`Evolution` (:func:`feature_evolution`),
+:class:`Correspondence` (:func:`correspondence`).
 
 Command line: ``layerscope topk | deconv | occlude | invariance | evolution | correspondence``.
 """
 
 from .correspondence import Correspondence, correspondence, default_parts, sign_delta
-from .deconvnet import RULES, Projections, UnsupportedModelError, project_activation, project_activations
+from .deconvnet import (
+    RULES,
+    ActivationProjections,
+    DeconvProjections,
+    UnsupportedModelError,
+    deconv_projections,
+    project_activation,
+    project_activations,
+)
 from .evolution import Evolution, feature_evolution
 from .invariance import InvarianceCurves, invariance_curves, transform_images
-from .occlusion import Occlusion, dataset_mean, occlusion, window_grid
+from .occlusion import Occlusion, OcclusionMaps, dataset_mean, occlusion, occlusion_maps, window_grid
 from .receptive_field import ReceptiveField, ReceptiveFieldError, crop_patch, receptive_field
 from .topk import TopK, add_patches, top_activations
 
@@ -45,13 +62,17 @@ __all__ = [
     "invariance_curves",
     "transform_images",
     "RULES",
-    "Projections",
+    "ActivationProjections",
+    "DeconvProjections",
     "UnsupportedModelError",
+    "deconv_projections",
     "project_activation",
     "project_activations",
     "Occlusion",
+    "OcclusionMaps",
     "dataset_mean",
     "occlusion",
+    "occlusion_maps",
     "window_grid",
     "ReceptiveField",
     "ReceptiveFieldError",

@@ -17,6 +17,16 @@ rule                    what each ReLU passes back
 
 Max-pool switches, transposed convolutions, batch norm and residual adds come from autograd.
 
+**Seed convention.** The backward pass is seeded with **1** at the chosen activation (0 at every
+other one), whatever the activation's value; the value itself is returned separately
+(``values``). With the plain gradient the map is then exactly ``d activation / d input``. The
+deconvnet and guided rules are positively homogeneous, so for an activation ``a > 0`` the map of
+Zeiler & Fergus (who pass the activation's own value down) is ``a`` times this map — the same
+picture. For ``a <= 0`` (a pre-ReLU layer, a position chosen by hand) seeding with ``a`` would
+not give a sign-flipped map under these rules (they rectify the backward signal) but a
+different, meaningless one; seeding with 1 keeps one meaning for every activation: the input
+pattern that drives this unit *up*.
+
 The rule is applied by a forward hook on every ``nn.ReLU`` module that swaps the module's output
 for the same values computed by a small autograd function whose backward implements the rule
 (forward hooks may replace a module's output). ReLUs that are *not* ``nn.ReLU`` modules cannot be
@@ -35,7 +45,8 @@ Every hook is removed and every flag restored on exit, also after an error.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
@@ -47,8 +58,20 @@ from torch.overrides import TorchFunctionMode
 from ..capture import _StopForward, first_tensor, model_device, model_state_guard, run_model
 from ..exceptions import InputShapeError, ParameterError
 from ..layers import resolve_layer
+from ._dtype import model_dtype
+from ._result import FolderResult, read_folder
 
-__all__ = ["Rule", "RULES", "UnsupportedModelError", "project_activations", "project_activation", "relu_guard"]
+__all__ = [
+    "Rule",
+    "RULES",
+    "UnsupportedModelError",
+    "ActivationProjections",
+    "DeconvProjections",
+    "project_activations",
+    "project_activation",
+    "deconv_projections",
+    "relu_guard",
+]
 
 Rule = Literal["gradient", "deconvnet", "guided"]
 RULES: tuple[str, ...] = ("gradient", "deconvnet", "guided")
@@ -178,21 +201,22 @@ def _check_spy(spy: _RectifierSpy | None, model: nn.Module, rule: str) -> None:
 
 
 @dataclass(frozen=True)
-class Projections:
-    """Projections of single activations to input space.
+class ActivationProjections:
+    """Projections of single activations to input space (one rule), from :func:`project_activations`.
 
     Attributes
     ----------
     layer, rule
         Where from and with which rule.
     maps
-        ``(B, C, *spatial)`` float32: the projection of each activation (model-input space).
+        ``(B, C, *spatial)`` float32: the projection of each activation (model-input space),
+        seeded with 1 at the activation (see the module's docstring).
     units
         ``(B,)`` channel of each projected activation.
     positions
         ``(B, n_spatial)`` int position in the layer's map (empty second axis for dense layers).
     values
-        ``(B,)`` the activation values that were projected.
+        ``(B,)`` the values of the projected activations (not used as the seed).
     """
 
     layer: str
@@ -212,12 +236,13 @@ def project_activations(
     *,
     rule: Rule = "deconvnet",
     device: torch.device | str | None = None,
-) -> Projections:
+) -> ActivationProjections:
     """Project one activation per input back to input space (Zeiler & Fergus 2014, §2.1).
 
     For input ``x[b]`` the activation of channel ``units[b]`` at ``positions[b]`` of ``layer``
-    is kept (with its value), every other activation of that layer is zeroed, and the signal is
-    sent down to the input with ``rule`` at each ReLU. The inputs are independent: the batch is
+    is seeded with 1, every other activation of that layer with 0, and the signal is sent down
+    to the input with ``rule`` at each ReLU (for an activation ``a > 0`` Zeiler & Fergus's map,
+    seeded with ``a``, is ``a`` times this one; see the module's docstring). The inputs are independent: the batch is
     one forward and one backward pass (the model runs in ``eval()`` mode).
 
     Parameters
@@ -238,8 +263,8 @@ def project_activations(
 
     Returns
     -------
-    Projections
-        ``maps`` of shape ``(B, C, *spatial)``.
+    ActivationProjections
+        ``maps`` of shape ``(B, C, *spatial)``; ``values`` the activations.
 
     Raises
     ------
@@ -264,7 +289,8 @@ def project_activations(
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        xin = x.detach().to(dev).clone().requires_grad_(True)
+        xf = x.detach().to(dev, model_dtype(model)) if x.is_floating_point() else x.detach().to(dev)
+        xin = xf.clone().requires_grad_(True)
         with relu_guard(model, rule) as spy:
             handle = module.register_forward_hook(grab)
             try:
@@ -300,18 +326,18 @@ def project_activations(
                 flat_pos = torch.as_tensor(np.ravel_multi_index(tuple(pos.T), spatial), device=out.device)
             values = flat[rows, uidx, flat_pos]
             seed = torch.zeros_like(flat)
-            seed[rows, uidx, flat_pos] = values
+            seed[rows, uidx, flat_pos] = 1.0  # the stated convention: unit seed, value kept apart
             (grad,) = torch.autograd.grad(out, xin, grad_outputs=seed.view_as(out))
     pos_out = (
         np.stack(np.unravel_index(flat_pos.cpu().numpy(), spatial), axis=1) if spatial else np.zeros((b, 0), np.int64)
     )
-    return Projections(
+    return ActivationProjections(
         layer=layer,
         rule=rule,
-        maps=grad.detach().cpu().numpy().astype(np.float32),
+        maps=grad.detach().cpu().float().numpy(),
         units=units_arr,
         positions=pos_out.astype(np.int64),
-        values=values.cpu().numpy().astype(np.float32),
+        values=values.cpu().float().numpy(),
     )
 
 
@@ -330,3 +356,191 @@ def project_activation(
     """
     res = project_activations(model, x.unsqueeze(0), layer, [unit], None if position is None else [position], rule=rule)
     return res.maps[0]
+
+
+@dataclass(frozen=True, repr=False)
+class DeconvProjections(FolderResult):
+    """Single activations projected to the input with several rules (``layerscope deconv``).
+
+    An analysis result (:class:`~layerscope.results.AnalysisResult`): :attr:`metrics`
+    (``cosine_<ruleA>_<ruleB>``: mean cosine similarity of the two rules' maps), :meth:`figures`
+    (``{"projections": Figure}``), :meth:`save` writes projections.png, deconv.npz and
+    result.json, :meth:`load` reads them back.
+
+    Attributes
+    ----------
+    layer
+        Layer whose activations were projected.
+    maps
+        ``{rule: (B, C, *spatial)}`` projections (seeded with 1; see the module's docstring).
+    units, sample_ids
+        ``(B,)`` channel and dataset row of each projected activation.
+    positions
+        ``(B, n_spatial)`` position in the layer's map.
+    values
+        ``(B,)`` the activations' values.
+    inputs
+        ``(B, C, *spatial)`` the inputs in display range.
+    limit
+        The strongest activations were searched among the first ``limit`` samples (``None``: all,
+        or rows given by hand).
+    model, data
+        Description of the model and data spec.
+    """
+
+    analysis = "deconv"
+    arrays_file = "deconv.npz"
+
+    layer: str
+    maps: dict[str, np.ndarray]
+    units: np.ndarray
+    sample_ids: np.ndarray
+    positions: np.ndarray
+    values: np.ndarray
+    inputs: np.ndarray
+    limit: int | None = None
+    model: dict[str, Any] | None = None
+    data: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rules(self) -> list[str]:
+        return list(self.maps)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"layer": self.layer, "units": self.units.tolist(), "rules": self.rules, "limit": self.limit,
+                "seed": 1.0}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        names, n = self.rules, len(self.sample_ids)
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                a = self.maps[names[i]].reshape(n, -1).astype(np.float64)
+                b = self.maps[names[j]].reshape(n, -1).astype(np.float64)
+                cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+                out[f"cosine_{names[i]}_{names[j]}"] = float(cos.mean())
+        return out
+
+    def figures(self) -> dict[str, Any]:
+        from .plots import plot_projections
+
+        labels = [f"unit {int(u)}, sample {int(i)}" for u, i in zip(self.units, self.sample_ids)]
+        return {"projections": plot_projections(self.inputs, self.maps, title=f"{self.layer}: one activation projected "
+                                                "to the input", row_labels=labels)}
+
+    def figure_info(self) -> dict[str, tuple[str, str]]:
+        return {"projections": (f"Projections of single {self.layer} activations",
+                                "Each row: the input and the projection of one activation (all others zeroed) with "
+                                "each rule; grey = 0. Deconvnet = Zeiler & Fergus 2014.")}
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        return {"inputs": self.inputs, "sample_ids": self.sample_ids, "units": self.units,
+                **{f"map_{k}": v for k, v in self.maps.items()}}
+
+    def extra(self) -> dict[str, Any]:
+        return {"sample_ids": self.sample_ids.tolist(), "units": self.units.tolist(),
+                "positions": self.positions.tolist(), "values": self.values.tolist()}
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "DeconvProjections":
+        """Read a folder written by :meth:`save` (or ``layerscope deconv``)."""
+        doc, z = read_folder(out_dir, "deconv")
+        params = doc.get("parameters") or {}
+        n = len(doc["sample_ids"])
+        return cls(
+            layer=params["layer"], maps={r: z[f"map_{r}"] for r in params["rules"]}, units=z["units"],
+            sample_ids=z["sample_ids"], positions=np.asarray(doc["positions"], dtype=np.int64).reshape(n, -1),
+            values=np.asarray(doc["values"], dtype=np.float32), inputs=z["inputs"], limit=params.get("limit"),
+            model=doc.get("model"), data=doc.get("data"),
+        )
+
+
+def deconv_projections(
+    model: nn.Module,
+    dataset: Any,
+    layer: str,
+    *,
+    units: Sequence[int] | None = None,
+    rules: Sequence[str] = RULES,
+    indices: Sequence[int] | np.ndarray | None = None,
+    limit: int | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    progress: Any = None,
+    model_info: dict[str, Any] | None = None,
+    data_spec: str | None = None,
+) -> DeconvProjections:
+    """Project single activations of ``layer`` to the input with each rule (``layerscope deconv``).
+
+    Parameters
+    ----------
+    model
+        Any ``nn.Module``; left unchanged.
+    dataset
+        Map-style dataset of ``(x, y)`` items.
+    layer
+        Dotted layer name.
+    units
+        Channels (default: the first 8 of the layer, or one per row of ``indices``, at most 8).
+    rules
+        Rules to compare (:data:`RULES`).
+    indices
+        Dataset rows to project from, one per unit (repeated cyclically when shorter; positions:
+        each unit's maximum in that row). Default: for each unit, the sample with its strongest
+        activation (:func:`~.topk.top_activations` with ``k=1``) among the first ``limit``
+        samples.
+    progress
+        Any tqdm-compatible callable (keywords ``total=``, ``desc=``) for the search pass.
+    model_info, data_spec
+        Stored on the result (default: the model's description and the data set's ``name``).
+
+    Returns
+    -------
+    DeconvProjections
+    """
+    from ..results import model_description
+    from .topk import dataset_inputs, display_normalization, top_activations
+
+    rule_list = list(rules)
+    if not rule_list:
+        raise ParameterError(f"rules must name at least one of {', '.join(RULES)}.")
+    for r in rule_list:
+        if r not in RULES:
+            raise ParameterError(f"rules must be among {', '.join(RULES)}; got {r!r}.")
+    unit_list = None if units is None else [int(u) for u in units]
+    positions: np.ndarray | None
+    if indices is not None:
+        ids = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise ParameterError("indices is empty: give at least one dataset row.")
+        if (ids < 0).any() or (ids >= len(dataset)).any():
+            raise ParameterError(f"indices must be rows in [0, {len(dataset) - 1}]; got {ids.tolist()}.")
+        if unit_list is None:
+            unit_list = list(range(min(8, len(ids))))
+        ids = np.resize(ids, len(unit_list))
+        positions = None
+    else:
+        top = top_activations(model, dataset, layer, units=unit_list, k=1, batch_size=batch_size, limit=limit,
+                              patches=False, rule=None, device=device, progress=progress, model_info={})
+        keep = len(top.units) if unit_list is not None else min(8, len(top.units))
+        unit_list = top.units[:keep].tolist()
+        ids, top_pos = top.sample_ids[:keep, 0], top.positions[:keep, 0]
+        positions = None if top_pos.shape[-1] == 0 else top_pos
+    x = dataset_inputs(dataset, ids)
+    maps: dict[str, np.ndarray] = {}
+    last: ActivationProjections | None = None
+    for r in rule_list:
+        last = project_activations(model, x, layer, unit_list, positions, rule=r, device=device)  # type: ignore[arg-type]
+        maps[r] = last.maps
+    assert last is not None  # rule_list is not empty
+    norm = display_normalization(dataset, model)
+    disp = norm.denormalize(x) if norm is not None else x.float().numpy()
+    return DeconvProjections(
+        layer=layer, maps=maps, units=np.asarray(unit_list, dtype=np.int64), sample_ids=np.asarray(ids, dtype=np.int64),
+        positions=last.positions, values=last.values, inputs=np.asarray(disp), limit=limit if indices is None else None,
+        model=model_info if model_info is not None else model_description(model),
+        data=data_spec if data_spec is not None else getattr(dataset, "name", None),
+    )

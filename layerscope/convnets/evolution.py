@@ -15,16 +15,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._progress import Tracker, no_progress
 from ..exceptions import ParameterError
+from ._result import FolderResult, read_folder, track
 from .topk import top_activations
 
 __all__ = ["Evolution", "feature_evolution"]
 
 
-@dataclass(frozen=True)
-class Evolution:
+@dataclass(frozen=True, repr=False)
+class Evolution(FolderResult):
     """Projected top activations of ``units`` at each checkpoint.
+
+    An analysis result (:class:`~layerscope.results.AnalysisResult`): :attr:`metrics`
+    (``mean_top_value_last_epoch``, ``fraction_same_sample_as_last``), :meth:`figures`
+    (``evolution``, ``evolution_patches``), :meth:`save` writes the folder of
+    ``layerscope evolution`` (the two PNGs, evolution.npz, result.json), :meth:`load` reads it back.
 
     Attributes
     ----------
@@ -40,7 +45,14 @@ class Evolution:
         ``(U, E)`` the strongest activation at each checkpoint.
     sample_ids
         ``(U, E)`` the sample it came from.
+    limit
+        Only the first ``limit`` samples were searched (``None``: all).
+    model, data
+        Description of the model (the run's final one) and data spec.
     """
+
+    analysis = "evolution"
+    arrays_file = "evolution.npz"
 
     layer: str
     rule: str
@@ -50,6 +62,55 @@ class Evolution:
     patches: np.ndarray
     values: np.ndarray
     sample_ids: np.ndarray
+    limit: int | None = None
+    model: dict[str, Any] | None = None
+    data: str | None = None
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"layer": self.layer, "units": self.units.tolist(), "epochs": self.epochs.tolist(), "rule": self.rule,
+                "limit": self.limit}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return {"mean_top_value_last_epoch": float(self.values[:, -1].mean()),
+                "fraction_same_sample_as_last": float((self.sample_ids == self.sample_ids[:, -1:]).mean())}
+
+    def figures(self) -> dict[str, Any]:
+        from .plots import plot_evolution
+
+        ep, un = self.epochs.tolist(), self.units.tolist()
+        return {
+            "evolution": plot_evolution(self.projections, ep, un, title=f"{self.layer}: strongest activation per unit, "
+                                        f"{self.rule} projection, by epoch"),
+            "evolution_patches": plot_evolution(self.patches, ep, un, kind="image", title=f"{self.layer}: input "
+                                                "patches of the strongest activations, by epoch"),
+        }
+
+    def figure_info(self) -> dict[str, tuple[str, str]]:
+        return {
+            "evolution": (f"Feature evolution of {self.layer}",
+                          f"Rows: units; columns: checkpoints. Each tile is the {self.rule} projection of the unit's "
+                          "strongest activation over the data at that epoch (Zeiler & Fergus 2014, Fig. 4)."),
+            "evolution_patches": ("Input patches of those activations",
+                                  "The receptive-field patches of the same activations."),
+        }
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        return {"epochs": self.epochs, "units": self.units, "projections": self.projections, "patches": self.patches,
+                "values": self.values, "sample_ids": self.sample_ids}
+
+    def extra(self) -> dict[str, Any]:
+        return {"evolution": self.to_dict()}
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> "Evolution":
+        """Read a folder written by :meth:`save` (or ``layerscope evolution``)."""
+        doc, z = read_folder(out_dir, "evolution")
+        p = doc["parameters"]
+        return cls(layer=p["layer"], rule=p["rule"], epochs=z["epochs"], units=z["units"], projections=z["projections"],
+                   patches=z["patches"], values=z["values"], sample_ids=z["sample_ids"], limit=p.get("limit"),
+                   model=doc.get("model"), data=doc.get("data"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,7 +134,10 @@ def feature_evolution(
     rule: str = "deconvnet",
     indices: Sequence[int] | np.ndarray | None = None,
     batch_size: int = 256,
-    progress: Tracker | None = None,
+    limit: int | None = None,
+    progress: Any = None,
+    model_info: dict[str, Any] | None = None,
+    data_spec: str | None = None,
 ) -> Evolution:
     """Project the strongest activation of each unit at every checkpoint of a training run.
 
@@ -91,12 +155,20 @@ def feature_evolution(
         Checkpoint epochs to use (default: all saved).
     rule
         Projection rule (``"deconvnet"`` as in the paper, ``"guided"``, ``"gradient"``).
+    indices, limit, batch_size
+        Rows of ``dataset`` searched (the first ``limit`` of them), samples per forward pass.
+    progress
+        Any tqdm-compatible callable (keywords ``total=``, ``desc=``), over the checkpoints.
+    model_info, data_spec
+        Stored on the result (default: the description of the run's final model and the data
+        set's ``name``).
 
     Returns
     -------
     Evolution
     """
     from ..loading import load_run_model
+    from ..results import model_description
     from ..training import list_checkpoints
 
     saved = [e for e, _ in list_checkpoints(run_dir)]
@@ -109,16 +181,15 @@ def feature_evolution(
         if missing:
             raise ParameterError(f"Run {run_dir} has no checkpoints at epochs {missing}; it has {saved}.")
         use = list(epochs)
-    track = progress or no_progress
     tops = []
-    for epoch in track(use, len(use), "checkpoints"):
+    for epoch in track(progress, use, len(use), f"layer {layer}: checkpoints (epochs)"):
         model = load_run_model(run_dir, epoch)
         if units is not None:
             u = list(units)
         else:  # the first 8 channels of the layer
             u = list(range(min(8, _n_channels(model, dataset, layer))))
         tops.append(top_activations(model, dataset, layer, units=u, k=1, batch_size=batch_size, indices=indices,
-                                    patches=True, rule=rule))
+                                    limit=limit, patches=True, rule=rule, model_info={}))
     first = tops[0]
     proj = np.stack([t.projections[:, 0] for t in tops], axis=1)  # type: ignore[index]
     patches = np.stack([t.patches[:, 0] for t in tops], axis=1)  # type: ignore[index]
@@ -131,6 +202,9 @@ def feature_evolution(
         patches=patches,
         values=np.stack([t.values[:, 0] for t in tops], axis=1),
         sample_ids=np.stack([t.sample_ids[:, 0] for t in tops], axis=1),
+        limit=limit,
+        model=model_info if model_info is not None else model_description(load_run_model(run_dir)),
+        data=data_spec if data_spec is not None else getattr(dataset, "name", None),
     )
 
 
