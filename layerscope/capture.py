@@ -838,15 +838,12 @@ def _collect(
                         total_bytes = sum(per_sample.values()) * (n_known or 0)
                         stream = memory_budget is not None and (n_known is None or total_bytes > memory_budget)
                         if stream:
-                            import tempfile
-
                             if out_path is None:
+                                import tempfile
+
                                 tmp_dir = Path(tempfile.mkdtemp(prefix="layerscope-capture-"))
-                            else:  # a leftover name of out_path: ignored by readers, cleaned by the next writer
-                                out_path.parent.mkdir(parents=True, exist_ok=True)
-                                tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.tmp-{os.getpid()}-stream-", dir=out_path.parent))
-                            target_dir = tmp_dir
-                            assert target_dir is not None  # set just above
+                            target_dir = out_path or tmp_dir
+                            assert target_dir is not None  # one of the two is set just above
                             target_dir.mkdir(parents=True, exist_ok=True)
                             for i, n in enumerate(cap.layers):
                                 shape = (n_known, *cap.activations[n].shape[1:])
@@ -933,12 +930,8 @@ def _collect(
         meta=meta,
     )
     if out_path is not None:
-        acts.save(out_path)  # old folder or new one, never a mix (result_folder)
+        acts.save(out_path)
         acts.directory = out_path
-        if streams:  # map the saved files, then drop the stream folder
-            acts.arrays = {n: np.load(out_path / f"layer{i:03d}_{_safe(n)}.npy", mmap_mode="r") for i, n in enumerate(acts.arrays)}
-            if tmp_dir is not None:
-                shutil.rmtree(tmp_dir, ignore_errors=True)
     return acts
 
 

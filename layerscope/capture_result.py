@@ -235,7 +235,7 @@ def capture_dataset(
     CaptureResult
     """
     from .capture import collect_activations
-    from .layers import list_layers
+    from .capture import list_layers
     from .results import model_description
 
     names = [layers] if isinstance(layers, str) else list(layers)
