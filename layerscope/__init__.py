@@ -49,13 +49,14 @@ EXPORTS: dict[str, str] = {
     # visualizing convnets (Zeiler & Fergus 2014)
     "top_activations": ".convnets",
     "TopK": ".convnets",
-    "deconv_projections": ".convnets",
-    "DeconvProjections": ".convnets",
     "project_activations": ".convnets",
     "project_activation": ".convnets",
+    "ActivationProjections": ".convnets",
+    "deconv_projections": ".convnets",
+    "DeconvProjections": ".convnets",
     "occlusion": ".convnets",
-    "occlusion_maps": ".convnets",
     "Occlusion": ".convnets",
+    "occlusion_maps": ".convnets",
     "OcclusionMaps": ".convnets",
     "invariance_curves": ".convnets",
     "InvarianceCurves": ".convnets",
@@ -155,6 +156,7 @@ sys.modules[__name__].__class__ = _Package
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .capture_result import CaptureResult, capture_dataset
     from .convnets import (
+        ActivationProjections,
         Correspondence,
         DeconvProjections,
         Evolution,
