@@ -179,7 +179,7 @@ def test_internal_error_is_one_line_exit_3_with_the_traceback_saved(
     path.unlink()
 
 
-def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(sys.modules["layerscope.capture"], "list_layers", _boom)
     monkeypatch.delenv("LAYERSCOPE_DEBUG", raising=False)
     with pytest.raises(ZeroDivisionError):
@@ -188,7 +188,7 @@ def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], monkeypat
     with pytest.raises(ZeroDivisionError):
         main(["layers", "-m", "mnist-mlp"])
     # --debug does not change expected errors: still one line, exit 2
-    code, err = run_main(capsys, "--debug", "capture", "-m", "mnist-mlp", "-l", "fc9", "-o", "unused")
+    code, err = run_main(capsys, "--debug", "capture", "-m", "mnist-mlp", "-l", "fc9", "-o", str(tmp_path / "unused"))
     assert "fc9" in assert_one_line(code, err)
 
 
