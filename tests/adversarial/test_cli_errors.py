@@ -8,6 +8,7 @@ Most cases call :func:`layerscope.cli.main` in this process (the same code path 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -146,7 +147,7 @@ def test_os_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str], monke
     def denied(*a: Any, **k: Any) -> Any:
         raise PermissionError(13, "Permission denied", "/somewhere/weights.safetensors")
 
-    monkeypatch.setattr(sys.modules["layerscope.capture"], "list_layers", denied)
+    monkeypatch.setattr(importlib.import_module("layerscope.capture"), "list_layers", denied)
     code, err = run_main(capsys, "layers", "-m", "mnist-mlp")
     assert assert_one_line(code, err) == "error: Permission denied: /somewhere/weights.safetensors"
 
@@ -155,7 +156,7 @@ def test_multi_line_messages_are_joined_into_one(capsys: pytest.CaptureFixture[s
     def bad(*a: Any, **k: Any) -> Any:
         raise DataError("first part\n  second part\n")
 
-    monkeypatch.setattr(sys.modules["layerscope.capture"], "list_layers", bad)
+    monkeypatch.setattr(importlib.import_module("layerscope.capture"), "list_layers", bad)
     code, err = run_main(capsys, "layers", "-m", "mnist-mlp")
     assert assert_one_line(code, err) == "error: first part second part"
 
@@ -167,7 +168,7 @@ def _boom(*a: Any, **k: Any) -> Any:
 def test_internal_error_is_one_line_exit_3_with_the_traceback_saved(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys.modules["layerscope.capture"], "list_layers", _boom)
+    monkeypatch.setattr(importlib.import_module("layerscope.capture"), "list_layers", _boom)
     monkeypatch.delenv("LAYERSCOPE_DEBUG", raising=False)
     code, err = run_main(capsys, "layers", "-m", "mnist-mlp")
     line = assert_one_line(code, err, EXIT_INTERNAL)
@@ -180,7 +181,7 @@ def test_internal_error_is_one_line_exit_3_with_the_traceback_saved(
 
 
 def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(sys.modules["layerscope.capture"], "list_layers", _boom)
+    monkeypatch.setattr(importlib.import_module("layerscope.capture"), "list_layers", _boom)
     monkeypatch.delenv("LAYERSCOPE_DEBUG", raising=False)
     with pytest.raises(ZeroDivisionError):
         main(["--debug", "layers", "-m", "mnist-mlp"])
