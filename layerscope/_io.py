@@ -273,8 +273,8 @@ def folder_lock(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
 def _clean_leftovers(parent: Path, name: str) -> None:
     """Remove staging / backup folders of ``name`` left by killed writers (the lock is held).
 
-    Names carrying this process's pid are kept: they are in use (e.g. a capture streaming its
-    arrays into ``.<name>.tmp-<pid>-stream-*`` before saving the result).
+    Names carrying this process's pid are kept: they belong to this (living) process and may be
+    in use by it.
     """
     mine = (f".{name}.tmp-{os.getpid()}-", f".{name}.old-{os.getpid()}-")  # this process's own, in use
     for prefix in (f".{name}.tmp-", f".{name}.old-"):
