@@ -227,7 +227,9 @@ def test_cli_report(tmp_path: Path, capsys):
     from layerscope.cli import main
 
     make_results(tmp_path / "res")
-    main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "out.html")])  # success returns (exit 0)
+    with pytest.raises(SystemExit) as ex:
+        main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "out.html")])
+    assert ex.value.code == 0
     assert (tmp_path / "out.html").stat().st_size > 1000
     assert "out.html" in capsys.readouterr().out
     with pytest.raises(SystemExit) as ex:
