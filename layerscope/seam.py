@@ -157,8 +157,61 @@ def model_device(model: nn.Module, device: torch.device | str | None = None) -> 
     return torch.device("cpu")
 
 
+def static_chunks(model: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[int, tuple[Any, ...], dict[str, Any]]] | None:
+    """For a program with a static batch size B called on n != B samples: the calls to make instead.
+
+    ``[(m, args, kwargs), ...]``: the n rows in chunks of B, the last one padded by repeating its
+    last row; ``m`` is the number of real rows of each chunk. ``None`` when no chunking is needed
+    (no static batch, or exactly B rows). Tensors whose first axis is not the batch pass unchanged.
+    """
+    static = getattr(model, "layerscope_static_batch", None)
+    if not static:
+        return None
+    n = _rows(list(inputs) + list(kwargs.values()))
+    if n is None or n == static:
+        return None
+    b = int(static)
+
+    def part(x: Any, a: int, z: int) -> Any:
+        if isinstance(x, torch.Tensor) and x.ndim and x.shape[0] == n:
+            return _pad_rows(x[a:z], b)
+        if isinstance(x, dict):
+            return {k: part(v, a, z) for k, v in x.items()}
+        if isinstance(x, (list, tuple)) and not (x and isinstance(x[0], str)):
+            return type(x)(part(v, a, z) for v in x)
+        return x
+
+    return [(min(b, n - a), part(inputs, a, a + b), part(kwargs, a, a + b)) for a in range(0, n, b)]
+
+
+def cat_rows(parts: list[tuple[int, Any]]) -> Any:
+    """Join the outputs of :func:`static_chunks` calls: each output's first ``m`` rows, concatenated."""
+    first = parts[0][1]
+    if first is None:
+        return None
+    if isinstance(first, torch.Tensor):
+        return torch.cat([o[:m] for m, o in parts])
+    if isinstance(first, Mapping):
+        return type(first)(**{k: cat_rows([(m, o[k]) for m, o in parts]) for k in first}) if hasattr(first, "to_tuple") else {
+            k: cat_rows([(m, o[k]) for m, o in parts]) for k in first
+        }
+    if isinstance(first, (tuple, list)):
+        return type(first)(cat_rows([(m, o[i]) for m, o in parts]) for i in range(len(first)))
+    raise InputShapeError(
+        f"A static-batch program returned {type(first).__name__}; layerscope can only split its calls when it "
+        "returns tensors (or tuples/dicts of them). Re-export it with a dynamic batch dimension."
+    )
+
+
 def run_model(model: nn.Module, *inputs: Any, **kwargs: Any) -> Any:
-    """Call ``model(*inputs)``, turning torch's shape errors into :class:`InputShapeError`."""
+    """Call ``model(*inputs)``, turning torch's shape errors into :class:`InputShapeError`.
+
+    A program exported with a static batch size runs in chunks of that size (the last one padded)
+    and the outputs are joined, so callers can pass any number of samples.
+    """
+    chunks = static_chunks(model, inputs, kwargs)
+    if chunks is not None:
+        return cat_rows([(m, run_model(model, *a, **k)) for m, a, k in chunks])
     try:
         return model(*inputs, **kwargs)
     except _StopForward:

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..capture import _StopForward, first_tensor, model_device, model_state_guard, run_model
+from ..capture import capture, model_device, model_state_guard
 from ..exceptions import InputShapeError, ParameterError
 from ..layers import resolve_layer
 from ._dtype import model_dtype
@@ -278,12 +278,6 @@ def project_activations(
     units_arr = np.broadcast_to(np.asarray(units, dtype=np.int64), (b,)).copy()
     store: dict[str, torch.Tensor] = {}
 
-    def grab(m: nn.Module, inp: Any, out: Any) -> None:
-        t = first_tensor(out)
-        if t is not None:
-            store["out"] = t
-            raise _StopForward()
-
     with model_state_guard(model):
         model.eval()
         for p in model.parameters():
@@ -291,15 +285,13 @@ def project_activations(
         xf = x.detach().to(dev, model_dtype(model)) if x.is_floating_point() else x.detach().to(dev)
         xin = xf.clone().requires_grad_(True)
         with relu_guard(model, rule) as spy:
-            handle = module.register_forward_hook(grab)
-            try:
-                with torch.enable_grad(), (spy if spy is not None else contextlib.nullcontext()):
-                    try:
-                        run_model(model, xin)
-                    except _StopForward:
-                        pass
-            finally:
-                handle.remove()
+            # through capture: the layer's output as the model computes it (copied if changed in
+            # place later), the pass stopped after it, static-batch programs run in their batch size
+            with torch.enable_grad(), (spy if spy is not None else contextlib.nullcontext()):
+                with capture(model, [layer], detach=False, grad=True, stop_early=True, eval=False) as cap:
+                    cap.run(xin)
+                    if layer in cap.activations:
+                        store["out"] = cap.activations[layer]
             _check_spy(spy, model, rule)
             if "out" not in store:
                 raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer that forward() uses.")

@@ -283,7 +283,7 @@ def top_activations(
                 cap.run(batch)
                 if layer not in cap.activations:
                     raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer forward() uses.")
-                a = cap.activations.pop(layer)
+                a = cap.activations.pop(layer)[: batch.n]  # rows past n pad a static batch
                 if a.ndim < 2:
                     raise InputShapeError(f"Layer {layer!r} gives shape {tuple(a.shape)}; expected (N, C, ...).")
                 if unit_idx is None:

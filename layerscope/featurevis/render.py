@@ -392,7 +392,7 @@ def unit_data_max(
         with capture(model, [layer], stop_early=True) as cap:
             for batch in track(iter_batches(dataset, batch_size, model=model, device=dev), total=n_batches, desc=f"data max of layer {layer}"):
                 cap.run(batch)
-                vals = unit_values(cap[layer], kind, None, position).cpu()  # (B, C)
+                vals = unit_values(cap[layer][: batch.n], kind, None, position).cpu()  # (B, C)
                 best = torch.maximum(best, vals[:, u].amax(dim=0))
     return best.numpy().astype(np.float64)
 
