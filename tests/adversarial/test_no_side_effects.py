@@ -1,0 +1,282 @@
+"""No analysis changes the user's model: a matrix in the style of Captum's hook-removal tests.
+
+One table (:data:`ENTRIES`) of every public analysis entry point that takes a model, each called at
+tiny sizes on the tiny convnet of :mod:`sideeffects`. Every entry is run under every outcome:
+
+* ``success``: a valid call;
+* ``bad``: an out-of-range unit / class / layer: must raise a ``LayerscopeError``;
+* ``raise``: a module of the model raises ``RuntimeError`` from its N-th call: the error (or a
+  layerscope error caused by it) must reach the caller, not be swallowed;
+
+on the model state ``all`` (train mode + BatchNorm + in-place ReLU + user hooks), and each single
+model state (train, BatchNorm, in-place, user hooks) under a representative subset. After each call
+the model must be exactly as before (:func:`sideeffects.differences`: state_dict bitwise incl.
+buffers and ``num_batches_tracked``, training flags, requires_grad, ``.grad``, every hook dict of
+every module and parameter, the global hooks, module and parameter objects, grad mode), the data
+tensors unchanged, and the user's hooks must still fire exactly once per forward pass and give the
+same output as before.
+
+The array-only analyses (``project``, ``neuron_projection``, ``linear_probe``, ``linear_cka``,
+``cka_matrix``, ``neighborhood_hit``) take no model; they are checked to leave their input arrays
+unchanged and to refuse a bad class. ``feature_evolution`` takes a run folder, not a model, and is
+not in the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import layerscope as ls
+from layerscope.exceptions import LayerscopeError
+from layerscope.featurevis import objectives
+from sideeffects import STATES, UserHooks, boom, build_model, differences, snapshot
+
+N = 12
+BS = 5  # 3 batches of the 12 samples: a module failing on its 2nd call fails mid-way
+SHAPE = (1, 8, 8)
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(N, *SHAPE, generator=g), torch.arange(N) % 3
+
+
+Call = Callable[[nn.Module, torch.Tensor, torch.Tensor, bool], Any]
+
+
+def _capture(m: nn.Module, x: torch.Tensor, y: torch.Tensor, bad: bool) -> Any:
+    with ls.capture(m, ["conv2", "nope" if bad else "fc"]) as cap:
+        cap.run(x[:BS])
+    return cap
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One analysis: ``call(model, x, y, bad)``; ``fail_at``: the forward call on which the model raises."""
+
+    call: Call
+    fail_at: int = 2
+    #: outcome -> reason, for known bugs (strict xfail)
+    bugs: dict[str, str] = field(default_factory=dict)
+
+
+_CAPTURE_DATASET_BUG = ("capture_dataset imports list_layers from layerscope.layers, which has none "
+                        "(it lives in layerscope.capture): every call raises ImportError")
+
+_INVARIANCE_BUG = ("invariance_curves does not check labels against the number of classes: out of range raises a "
+                   "raw IndexError, negative ones silently pick the probability of another class")
+_DATA_MAX_BUG = ("unit_data_max does not check units against the layer's channels: out of range raises a raw "
+                 "IndexError, negative ones silently give the maximum of another channel")
+
+ENTRIES: dict[str, Entry] = {
+    "list_layers": Entry(lambda m, x, y, bad: ls.list_layers(m, torch.zeros(2, 3, 8, 8) if bad else x[:2]), fail_at=1),
+    "capture": Entry(_capture, fail_at=1),
+    "collect_activations": Entry(lambda m, x, y, bad: ls.collect_activations(
+        m, TensorDataset(x, y), ["conv2", "conv9" if bad else "fc"], batch_size=BS, predictions=True)),
+    "capture_dataset": Entry(lambda m, x, y, bad: ls.capture_dataset(
+        m, TensorDataset(x, y), ["nope" if bad else "conv2"], batch_size=BS),
+        bugs={o: _CAPTURE_DATASET_BUG for o in ("success", "bad", "raise")}),
+    "top_activations": Entry(lambda m, x, y, bad: ls.top_activations(
+        m, TensorDataset(x, y), "conv2", units=[0, 9 if bad else 1], k=2, batch_size=BS, patches=True,
+        rule="deconvnet")),
+    "deconv_projections": Entry(lambda m, x, y, bad: ls.deconv_projections(
+        m, TensorDataset(x, y), "conv2", units=[6 if bad else 1], indices=[0, 1, 2, 3, 4, 5, 6], batch_size=BS,
+        rules=("gradient", "guided"))),
+    "project_activations": Entry(lambda m, x, y, bad: ls.project_activations(
+        m, x[:2], "conv2", [0, 6 if bad else 5], rule="guided"), fail_at=1),
+    "project_activation": Entry(lambda m, x, y, bad: ls.project_activation(
+        m, x[0], "conv2", 6 if bad else 5, (1, 2), rule="deconvnet"), fail_at=1),
+    "occlusion": Entry(lambda m, x, y, bad: ls.occlusion(
+        m, x[:1], target=3 if bad else 2, size=4, stride=2, batch_size=4)),
+    "occlusion_maps": Entry(lambda m, x, y, bad: ls.occlusion_maps(
+        m, TensorDataset(x, y), [0, 1], size=4, stride=4, value=0.0, layer="conv2", unit=6 if bad else 5,
+        batch_size=2)),
+    "invariance_curves": Entry(lambda m, x, y, bad: ls.invariance_curves(
+        m, x[:3], (y[:3] + 5) if bad else y[:3], layers=["conv2", "fc"], transforms=["translate"],
+        ranges={"translate": [0, 1, 2]}, batch_size=2), bugs={"bad": _INVARIANCE_BUG}),
+    "correspondence": Entry(lambda m, x, y, bad: ls.correspondence(
+        m, TensorDataset(x, y), ["conv2"], parts={"a": (0, 0, 3, 3)}, n_random=2, label=3 if bad else 1)),
+    "maximize": Entry(lambda m, x, y, bad: ls.maximize(
+        m, "fc", [3 if bad else 2], steps=2, input_shape=SHAPE, data=TensorDataset(x, y), batch_size=BS)),
+    "render": Entry(lambda m, x, y, bad: ls.render(
+        m, objectives.channel("conv2", 6 if bad else 5), steps=2, input_shape=SHAPE, param="pixel")),
+    "unit_data_max": Entry(lambda m, x, y, bad: ls.unit_data_max(
+        m, TensorDataset(x, y), "conv2", [6 if bad else 5], batch_size=BS), bugs={"bad": _DATA_MAX_BUG}),
+    "receptive_field": Entry(lambda m, x, y, bad: ls.receptive_field(m, "conv9" if bad else "conv2", SHAPE),
+                             fail_at=1),
+    "project_model": Entry(lambda m, x, y, bad: ls.project_model(
+        m, TensorDataset(x, y), ["conv2", "nope" if bad else "fc"], n=None, method="pca", thumbnails=0,
+        batch_size=BS)),
+    "probe_model": Entry(lambda m, x, y, bad: ls.probe_model(
+        m, TensorDataset(x, y), ["conv2", "nope" if bad else "fc"], n=None, batch_size=BS)),
+    "cka_model": Entry(lambda m, x, y, bad: ls.cka_model(
+        m, TensorDataset(x, y), ["conv2", "nope" if bad else "fc"], n=None, batch_size=BS)),
+}
+OUTCOMES = ("success", "bad", "raise")
+#: the entries every single model state is run under
+SUBSET = ("capture", "collect_activations", "top_activations", "occlusion", "maximize", "probe_model")
+
+
+def _probe(model: nn.Module, hooks: UserHooks | None) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """One forward + backward pass of a fixed input: the output, and how often each user hook fired."""
+    x = torch.linspace(-1, 1, 2 * 64).reshape(2, *SHAPE)
+    before = (hooks.forward, hooks.pre, hooks.backward) if hooks else (0, 0, 0)
+    out = model(x)
+    out.sum().backward()
+    for p in model.parameters():
+        p.grad = None
+    after = (hooks.forward, hooks.pre, hooks.backward) if hooks else (0, 0, 0)
+    return out.detach(), (after[0] - before[0], after[1] - before[1], after[2] - before[2])
+
+
+def _chain(e: BaseException | None) -> str:
+    text = []
+    while e is not None:
+        text.append(f"{type(e).__name__}: {e}")
+        e = e.__cause__ or e.__context__
+    return " <- ".join(text)
+
+
+def run_case(name: str, outcome: str, state: str, entry: Entry | None = None) -> None:
+    """Run ``entry`` (default ``ENTRIES[name]``) under ``outcome`` on a fresh model in ``state``; check all."""
+    entry = entry or ENTRIES[name]
+    model, hooks = build_model(state)
+    x, y = _data()
+    x0, y0 = x.clone(), y.clone()
+    out_before, fired = _probe(model, hooks)
+    assert fired == ((1, 1, 1) if hooks else (0, 0, 0))
+    if outcome == "raise":
+        boom(model).calls = 0
+        boom(model).fail_at = entry.fail_at
+    snap = snapshot(model)
+    if outcome == "success":
+        entry.call(model, x, y, False)
+    elif outcome == "bad":
+        with pytest.raises(LayerscopeError):
+            entry.call(model, x, y, True)
+    else:
+        with pytest.raises(Exception) as info:
+            entry.call(model, x, y, False)
+        assert "boom on call" in _chain(info.value), _chain(info.value)
+    assert differences(model, snap) == []
+    assert torch.equal(x, x0) and torch.equal(y, y0), "the analysis changed the data tensors"
+    boom(model).fail_at = None
+    out_after, fired = _probe(model, hooks)
+    assert fired == ((1, 1, 1) if hooks else (0, 0, 0)), "user hooks gone, doubled or left disabled"
+    assert torch.equal(out_after, out_before), "the model computes something else after the analysis"
+    if hooks:
+        assert all(h.id in model.conv2._forward_hooks or h.id in model.fc._forward_pre_hooks
+                   or h.id in model.fc._backward_hooks for h in hooks.handles)
+
+
+def _params(names: Any, outcomes: Any, states: Any) -> list[Any]:
+    cases = []
+    for name in names:
+        for outcome in outcomes:
+            for state in states:
+                bug = ENTRIES[name].bugs.get(outcome)
+                marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
+                cases.append(pytest.param(name, outcome, state, marks=marks, id=f"{name}-{outcome}-{state}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "outcome", "state"), _params(ENTRIES, OUTCOMES, ["all"]))
+def test_every_analysis_and_outcome_leaves_the_model_unchanged(name: str, outcome: str, state: str) -> None:
+    run_case(name, outcome, state)
+
+
+@pytest.mark.parametrize(("name", "outcome", "state"),
+                         _params(SUBSET, OUTCOMES, [s for s in STATES if s != "all"]))
+def test_every_model_state_is_left_unchanged(name: str, outcome: str, state: str) -> None:
+    run_case(name, outcome, state)
+
+
+#: a negative unit / class must be refused, not read from the end (a silently wrong number)
+NEGATIVE: dict[str, Entry] = {
+    "top_activations": Entry(lambda m, x, y, bad: ls.top_activations(
+        m, TensorDataset(x, y), "conv2", units=[-1], k=2, batch_size=BS, rule=None, patches=False)),
+    "deconv_projections": Entry(lambda m, x, y, bad: ls.deconv_projections(
+        m, TensorDataset(x, y), "conv2", units=[-1], indices=[0, 1], rules=("gradient",))),
+    "project_activations": Entry(lambda m, x, y, bad: ls.project_activations(m, x[:2], "conv2", [-1])),
+    "project_activation": Entry(lambda m, x, y, bad: ls.project_activation(m, x[0], "conv2", -1, (1, 2))),
+    "occlusion": Entry(lambda m, x, y, bad: ls.occlusion(m, x[:1], target=-1, size=4, stride=4)),
+    "occlusion_maps": Entry(lambda m, x, y, bad: ls.occlusion_maps(
+        m, TensorDataset(x, y), [0], size=4, stride=4, value=0.0, layer="conv2", unit=-1)),
+    "invariance_curves": Entry(lambda m, x, y, bad: ls.invariance_curves(
+        m, x[:3], y[:3] - 3, layers=["fc"], transforms=["translate"], ranges={"translate": [0, 1]}),
+        bugs={"bad": _INVARIANCE_BUG}),
+    "correspondence": Entry(lambda m, x, y, bad: ls.correspondence(
+        m, TensorDataset(x, y), ["conv2"], parts={"a": (0, 0, 3, 3)}, n_random=1, label=-1)),
+    "maximize": Entry(lambda m, x, y, bad: ls.maximize(m, "fc", [-1], steps=1, input_shape=SHAPE, data_max=False)),
+    "render": Entry(lambda m, x, y, bad: ls.render(
+        m, objectives.channel("conv2", -1), steps=1, input_shape=SHAPE, param="pixel")),
+    "unit_data_max": Entry(lambda m, x, y, bad: ls.unit_data_max(m, TensorDataset(x, y), "conv2", [-1]),
+                           bugs={"bad": _DATA_MAX_BUG}),
+}
+
+
+@pytest.mark.parametrize(("name", "outcome", "state"), [
+    pytest.param(n, "bad", "all", id=n,
+                 marks=[pytest.mark.xfail(strict=True, reason=e.bugs["bad"])] if "bad" in e.bugs else [])
+    for n, e in NEGATIVE.items()])
+def test_negative_targets_are_refused_without_side_effects(name: str, outcome: str, state: str) -> None:
+    run_case(name, outcome, state, NEGATIVE[name])
+
+
+def test_the_matrix_covers_every_model_taking_export() -> None:
+    """A new public analysis that takes a model must be added to :data:`ENTRIES` (or listed here)."""
+    import inspect
+
+    not_analyses = {"model_state_guard", "load_model", "load_dataset", "iter_batches", "resolve_layer", "layer_names",
+                    "build_report", "run_grid", "resume_grid", "GridConfig"}
+    # speech analyses take a model but need speech frames; checked by tests/test_speech*.py
+    speech = {"analyze_layers", "embedding_study", "analyze_speech_runs", "embed_speech_run", "speech_topk"}
+    missing = []
+    for name in ls.EXPORTS:
+        obj = getattr(ls, name)
+        if inspect.isclass(obj) and name != "capture" or not callable(obj):
+            continue
+        params = list(inspect.signature(obj).parameters)
+        if params and params[0] == "model" and name not in ENTRIES and name not in not_analyses | speech:
+            missing.append(name)
+    assert missing == []
+
+
+# -- array-only analyses ---------------------------------------------------------------------------
+
+
+def _arrays() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(30, 5)).astype(np.float32), np.arange(30) % 3
+
+
+ARRAY_CALLS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
+    "project": lambda X, y: ls.project(X, y, method="pca", k=3),
+    "neuron_projection": lambda X, y: ls.neuron_projection(X, y, method="mds", n_estimators=5),
+    "linear_probe": lambda X, y: ls.linear_probe(X, y, test_size=0.3),
+    "linear_cka": lambda X, y: ls.linear_cka(X, X[:, ::-1]),
+    "neighborhood_hit": lambda X, y: ls.neighborhood_hit(X[:, :2], y, k=3),
+}
+
+
+@pytest.mark.parametrize("name", ARRAY_CALLS)
+def test_array_analyses_leave_their_inputs_unchanged(name: str) -> None:
+    X, y = _arrays()
+    X0, y0 = X.copy(), y.copy()
+    flags = (X.flags.writeable, y.flags.writeable)
+    ARRAY_CALLS[name](X, y)
+    assert np.array_equal(X, X0) and np.array_equal(y, y0)
+    assert (X.flags.writeable, y.flags.writeable) == flags
+
+
+def test_neuron_projection_refuses_an_absent_class() -> None:
+    X, y = _arrays()
+    with pytest.raises(LayerscopeError):
+        ls.neuron_projection(X, y, classes=[3], method="mds", n_estimators=5)
