@@ -4,7 +4,7 @@ A tiny convnet in four states (train mode, BatchNorm, in-place ReLU, user hooks,
 a module that raises on its N-th call, and a snapshot of everything an analysis could leave behind
 on a model: parameters and buffers (bitwise), ``training`` flags, ``requires_grad``, ``.grad``,
 every hook dictionary of every module and parameter, the global module hooks, the module and
-parameter objects themselves, and the grad mode.
+parameter objects themselves, the grad mode and torch's and numpy's global random states.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules import module as module_mod
@@ -156,6 +157,8 @@ class Snapshot:
     modules: dict[str, int]
     params: dict[str, int]
     grad_enabled: bool
+    torch_rng: torch.Tensor
+    numpy_rng: Any
 
 
 def snapshot(model: nn.Module) -> Snapshot:
@@ -172,6 +175,8 @@ def snapshot(model: nn.Module) -> Snapshot:
         modules={n: id(m) for n, m in model.named_modules()},
         params={n: id(p) for n, p in model.named_parameters()},
         grad_enabled=torch.is_grad_enabled(),
+        torch_rng=torch.get_rng_state(),
+        numpy_rng=np.random.get_state()[1].copy(),
     )
 
 
@@ -198,4 +203,8 @@ def differences(model: nn.Module, before: Snapshot) -> list[str]:
             diffs.append(f"{k}.grad changed ({'none' if g is None else 'set'} -> {'none' if g2 is None else 'set'})")
     if after.grad_enabled != before.grad_enabled:
         diffs.append(f"grad mode {before.grad_enabled} -> {after.grad_enabled}")
+    if not torch.equal(after.torch_rng, before.torch_rng):
+        diffs.append("torch's global random state changed (seeded or drawn from)")
+    if not np.array_equal(after.numpy_rng, before.numpy_rng):
+        diffs.append("numpy's global random state changed (seeded or drawn from)")
     return diffs

@@ -24,6 +24,7 @@ not in the table.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -165,7 +166,8 @@ def run_case(name: str, outcome: str, state: str, entry: Entry | None = None) ->
         with pytest.raises(Exception) as info:
             entry.call(model, x, y, False)
         assert "boom on call" in _chain(info.value), _chain(info.value)
-    assert differences(model, snap) == []
+    diffs = differences(model, snap)
+    assert not diffs, "; ".join(diffs)
     assert torch.equal(x, x0) and torch.equal(y, y0), "the analysis changed the data tensors"
     boom(model).fail_at = None
     out_after, fired = _probe(model, hooks)
@@ -228,6 +230,81 @@ NEGATIVE: dict[str, Entry] = {
     for n, e in NEGATIVE.items()])
 def test_negative_targets_are_refused_without_side_effects(name: str, outcome: str, state: str) -> None:
     run_case(name, outcome, state, NEGATIVE[name])
+
+
+# -- the checker itself: every kind of leak is seen ------------------------------------------------
+
+
+def _leave_hook(m: nn.Module) -> None:
+    m.conv1.register_forward_hook(lambda *a: None)
+
+
+def _drop_user_hooks(m: nn.Module) -> None:
+    m.conv2._forward_hooks.clear()
+
+
+def _forward_in_train_mode(m: nn.Module) -> None:
+    m(torch.randn(4, *SHAPE))  # BatchNorm in train mode: running stats and num_batches_tracked move
+
+
+def _leave_grad(m: nn.Module) -> None:
+    with torch.enable_grad():
+        m.eval()(torch.randn(2, *SHAPE)).sum().backward()
+    m.train()
+
+
+def _nudge_weight(m: nn.Module) -> None:
+    with torch.no_grad():
+        m.fc.weight[0, 0] += 1e-6
+
+
+def _swap_relu(m: nn.Module) -> None:
+    m.relu1 = nn.ReLU(inplace=True)
+
+
+def _global_hook(m: nn.Module) -> None:
+    nn.modules.module.register_module_forward_hook(lambda *a: None)  # removed by the test
+
+
+LEAKS: dict[str, tuple[Callable[[nn.Module], Any], str]] = {
+    "leaves a hook": (_leave_hook, "hooks of modules changed at ['conv1']"),
+    "removes the user's hook": (_drop_user_hooks, "hooks of modules changed at ['conv2']"),
+    "flips a training flag": (lambda m: m.eval(), "training changed"),
+    "freezes a parameter": (lambda m: m.conv1.weight.requires_grad_(False), "requires_grad changed at ['conv1.weight']"),
+    "moves BatchNorm statistics": (_forward_in_train_mode, "state_dict['bn1.num_batches_tracked'] changed"),
+    "leaves .grad": (_leave_grad, "fc.weight.grad changed (none -> set)"),
+    "changes a weight by 1e-6": (_nudge_weight, "state_dict['fc.weight'] changed"),
+    "swaps a module": (_swap_relu, "module objects changed at ['relu1']"),
+    "leaves a tensor hook": (lambda m: m.fc.bias.register_hook(lambda g: g), "hooks of parameters changed at ['fc.bias']"),
+    "adds a global hook": (_global_hook, "global module hooks changed"),
+    "reseeds torch": (lambda m: torch.manual_seed(0), "torch's global random state changed"),
+    "draws from numpy": (lambda m: np.random.rand(), "numpy's global random state changed"),
+}
+
+
+@pytest.mark.parametrize("leak", LEAKS)
+def test_the_checker_sees_every_kind_of_leak(leak: str) -> None:
+    fn, expected = LEAKS[leak]
+    saved = dict(nn.modules.module._global_forward_hooks)
+    try:
+        with pytest.raises(AssertionError, match=re.escape(expected)):
+            run_case("leaky", "success", "all", Entry(lambda m, x, y, bad: fn(m)))
+    finally:
+        nn.modules.module._global_forward_hooks.clear()
+        nn.modules.module._global_forward_hooks.update(saved)
+
+
+def test_the_checker_sees_swallowed_errors_and_changed_data() -> None:
+    def swallow(m: nn.Module, x: torch.Tensor, y: torch.Tensor, bad: bool) -> None:
+        try:
+            m(x)
+        except RuntimeError:
+            pass
+
+    with pytest.raises(pytest.fail.Exception, match="DID NOT RAISE"):
+        run_case("swallow", "raise", "train", Entry(swallow, fail_at=1))
+    with pytest.raises(AssertionError, match="changed the data tensors"):
+        run_case("relu_", "success", "train", Entry(lambda m, x, y, bad: x.relu_()))
 
 
 def test_the_matrix_covers_every_model_taking_export() -> None:
