@@ -77,7 +77,8 @@ def build_model(state: str) -> tuple[nn.Sequential, UserHooks | None]:
     non-trivial running statistics, ``train()`` mode (an analysis that forgets ``eval()`` moves
     them). ``inplace``: ``ReLU(inplace=True)`` after both convs, ``eval()`` mode. ``hooks``: a
     forward hook on ``conv2``, a forward pre-hook on ``fc`` and a full backward hook on ``fc``,
-    ``eval()`` mode. ``all``: everything at once, ``train()`` mode.
+    ``eval()`` mode. ``all``: everything at once, ``train()`` mode, with ``conv1.bias`` frozen
+    (and, see :func:`give_user_grads`, gradients the user accumulated before).
     """
     if state not in STATES:
         raise ValueError(state)
@@ -107,6 +108,8 @@ def build_model(state: str) -> tuple[nn.Sequential, UserHooks | None]:
             bnm.bias.copy_(torch.tensor([0.1, 0.0, -0.1, 0.2]))
         bnm.num_batches_tracked.fill_(7)
     model.train(state in ("train", "batchnorm", "all"))
+    if state == "all":
+        model.conv1.bias.requires_grad_(False)  # a frozen parameter must stay frozen
     hooks = None
     if state in ("hooks", "all"):
         hooks = UserHooks()
@@ -126,6 +129,14 @@ def build_model(state: str) -> tuple[nn.Sequential, UserHooks | None]:
             model.fc.register_full_backward_hook(bwd),
         ]
     return model, hooks
+
+
+def give_user_grads(model: nn.Module) -> None:
+    """Set ``.grad`` on two parameters as a user's pending gradient step would leave them."""
+    g = torch.Generator().manual_seed(3)
+    for p in (model.fc.weight, model.conv2.weight):
+        assert isinstance(p, nn.Parameter)
+        p.grad = torch.randn(p.shape, generator=g)
 
 
 def boom(model: nn.Module) -> Boom:

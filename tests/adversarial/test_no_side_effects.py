@@ -37,7 +37,7 @@ from torch.utils.data import TensorDataset
 import layerscope as ls
 from layerscope.exceptions import LayerscopeError
 from layerscope.featurevis import objectives
-from sideeffects import STATES, UserHooks, boom, build_model, differences, snapshot
+from sideeffects import STATES, UserHooks, boom, build_model, differences, give_user_grads, snapshot
 
 N = 12
 BS = 5  # 3 batches of the 12 samples: a module failing on its 2nd call fails mid-way
@@ -145,17 +145,22 @@ def _chain(e: BaseException | None) -> str:
     return " <- ".join(text)
 
 
-def run_case(name: str, outcome: str, state: str, entry: Entry | None = None) -> None:
-    """Run ``entry`` (default ``ENTRIES[name]``) under ``outcome`` on a fresh model in ``state``; check all."""
+def run_case(name: str, outcome: str, state: str, entry: Entry | None = None, fail_at: int | None = None) -> int:
+    """Run ``entry`` (default ``ENTRIES[name]``) under ``outcome`` on a fresh model in ``state``; check all.
+
+    Returns how many forward passes reached the model's middle (the calls of its ``Boom`` module).
+    """
     entry = entry or ENTRIES[name]
     model, hooks = build_model(state)
     x, y = _data()
     x0, y0 = x.clone(), y.clone()
     out_before, fired = _probe(model, hooks)
     assert fired == ((1, 1, 1) if hooks else (0, 0, 0))
+    if state == "all":
+        give_user_grads(model)
+    boom(model).calls = 0
     if outcome == "raise":
-        boom(model).calls = 0
-        boom(model).fail_at = entry.fail_at
+        boom(model).fail_at = fail_at or entry.fail_at
     snap = snapshot(model)
     if outcome == "success":
         entry.call(model, x, y, False)
@@ -166,6 +171,7 @@ def run_case(name: str, outcome: str, state: str, entry: Entry | None = None) ->
         with pytest.raises(Exception) as info:
             entry.call(model, x, y, False)
         assert "boom on call" in _chain(info.value), _chain(info.value)
+    calls = boom(model).calls
     diffs = differences(model, snap)
     assert not diffs, "; ".join(diffs)
     assert torch.equal(x, x0) and torch.equal(y, y0), "the analysis changed the data tensors"
@@ -176,6 +182,7 @@ def run_case(name: str, outcome: str, state: str, entry: Entry | None = None) ->
     if hooks:
         assert all(h.id in model.conv2._forward_hooks or h.id in model.fc._forward_pre_hooks
                    or h.id in model.fc._backward_hooks for h in hooks.handles)
+    return calls
 
 
 def _params(names: Any, outcomes: Any, states: Any) -> list[Any]:
@@ -192,6 +199,14 @@ def _params(names: Any, outcomes: Any, states: Any) -> list[Any]:
 @pytest.mark.parametrize(("name", "outcome", "state"), _params(ENTRIES, OUTCOMES, ["all"]))
 def test_every_analysis_and_outcome_leaves_the_model_unchanged(name: str, outcome: str, state: str) -> None:
     run_case(name, outcome, state)
+
+
+@pytest.mark.parametrize("name", [n for n in ENTRIES if n != "capture_dataset"])
+def test_a_module_raising_on_the_last_forward_call_leaves_the_model_unchanged(name: str) -> None:
+    """The raise outcome again, now on the analysis' last forward pass (counted by a successful run)."""
+    last = run_case(name, "success", "all")
+    assert last >= 1
+    run_case(name, "raise", "all", fail_at=last)
 
 
 @pytest.mark.parametrize(("name", "outcome", "state"),
