@@ -46,17 +46,21 @@ N_CLASSES = 3
 
 
 class Boom(nn.Module):
-    """Identity that raises ``RuntimeError("boom ...")`` from its ``fail_at``-th call on (``None``: never)."""
+    """Identity that raises ``exc("boom ...")`` from its ``fail_at``-th call on (``None``: never).
+
+    ``exc`` is ``RuntimeError`` (a failing model) or ``KeyboardInterrupt`` (Ctrl-C in a notebook).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.calls = 0
         self.fail_at: int | None = None
+        self.exc: type[BaseException] = RuntimeError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         if self.fail_at is not None and self.calls >= self.fail_at:
-            raise RuntimeError(f"boom on call {self.calls}")
+            raise self.exc(f"boom on call {self.calls}")
         return x
 
 

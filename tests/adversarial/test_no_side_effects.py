@@ -145,7 +145,8 @@ def _chain(e: BaseException | None) -> str:
     return " <- ".join(text)
 
 
-def run_case(name: str, outcome: str, state: str, entry: Entry | None = None, fail_at: int | None = None) -> int:
+def run_case(name: str, outcome: str, state: str, entry: Entry | None = None, fail_at: int | None = None,
+             exc: type[BaseException] = RuntimeError) -> int:
     """Run ``entry`` (default ``ENTRIES[name]``) under ``outcome`` on a fresh model in ``state``; check all.
 
     Returns how many forward passes reached the model's middle (the calls of its ``Boom`` module).
@@ -161,6 +162,7 @@ def run_case(name: str, outcome: str, state: str, entry: Entry | None = None, fa
     boom(model).calls = 0
     if outcome == "raise":
         boom(model).fail_at = fail_at or entry.fail_at
+        boom(model).exc = exc
     snap = snapshot(model)
     if outcome == "success":
         entry.call(model, x, y, False)
@@ -168,7 +170,7 @@ def run_case(name: str, outcome: str, state: str, entry: Entry | None = None, fa
         with pytest.raises(LayerscopeError):
             entry.call(model, x, y, True)
     else:
-        with pytest.raises(Exception) as info:
+        with pytest.raises(BaseException) as info:
             entry.call(model, x, y, False)
         assert "boom on call" in _chain(info.value), _chain(info.value)
     calls = boom(model).calls
@@ -203,10 +205,12 @@ def test_every_analysis_and_outcome_leaves_the_model_unchanged(name: str, outcom
 
 @pytest.mark.parametrize("name", [n for n in ENTRIES if n != "capture_dataset"])
 def test_a_module_raising_on_the_last_forward_call_leaves_the_model_unchanged(name: str) -> None:
-    """The raise outcome again, now on the analysis' last forward pass (counted by a successful run)."""
+    """The raise outcome again, on the analysis' last forward pass (counted by a successful run), and a
+    ``KeyboardInterrupt`` half-way (Ctrl-C in a notebook must leave the model as it was, too)."""
     last = run_case(name, "success", "all")
     assert last >= 1
     run_case(name, "raise", "all", fail_at=last)
+    run_case(name, "raise", "all", fail_at=(last + 1) // 2, exc=KeyboardInterrupt)
 
 
 @pytest.mark.parametrize(("name", "outcome", "state"),
@@ -372,3 +376,23 @@ def test_neuron_projection_refuses_an_absent_class() -> None:
     X, y = _arrays()
     with pytest.raises(LayerscopeError):
         ls.neuron_projection(X, y, classes=[3], method="mds", n_estimators=5)
+
+
+def test_capture_in_train_mode_changes_the_model_only_as_one_plain_forward_pass() -> None:
+    """``capture(eval=False)`` on a train-mode BatchNorm + in-place model: the batch statistics move
+    exactly once per :meth:`run` (as in a plain forward pass, not twice for the in-place re-run),
+    and each user hook fires once."""
+    import copy
+
+    model, hooks = build_model("all")
+    twin = copy.deepcopy(model)
+    assert hooks is not None
+    x = torch.linspace(-2, 2, 4 * 64).reshape(4, *SHAPE)
+    with ls.capture(model, ["bn1", "conv2"], eval=False) as cap:
+        out = cap.run(x)
+    assert (hooks.forward, hooks.pre) == (1, 1)
+    ref = twin(x)
+    assert torch.equal(out, ref)
+    a, b = model.state_dict(), twin.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert int(a["bn1.num_batches_tracked"]) == 8
