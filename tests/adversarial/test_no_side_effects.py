@@ -58,6 +58,15 @@ def _capture(m: nn.Module, x: torch.Tensor, y: torch.Tensor, bad: bool) -> Any:
     return cap
 
 
+def _frames(x: torch.Tensor, y: torch.Tensor) -> Any:
+    """The data as speech frames: 4 speakers, 2 frames per utterance."""
+    from layerscope.data.base import ArrayDataset, Normalization
+
+    n = x.shape[0]
+    return ArrayDataset(x, y, classes=["a", "b", "c"], normalization=Normalization(scale=1.0),
+                        extra_labels={"speaker": np.arange(n) % 4, "utterance": np.arange(n) // 2})
+
+
 @dataclass(frozen=True)
 class Entry:
     """One analysis: ``call(model, x, y, bad)``; ``fail_at``: the forward call on which the model raises."""
@@ -119,6 +128,12 @@ ENTRIES: dict[str, Entry] = {
         m, TensorDataset(x, y), ["conv2", "nope" if bad else "fc"], n=None, batch_size=BS)),
     "cka_model": Entry(lambda m, x, y, bad: ls.cka_model(
         m, TensorDataset(x, y), ["conv2", "nope" if bad else "fc"], n=None, batch_size=BS)),
+    # speech analyses on the same model, the data as frames (one forward pass: fail on the first)
+    "analyze_layers": Entry(lambda m, x, y, bad: ls.analyze_layers(
+        m, _frames(x, y), layers=["conv2", "nope" if bad else "fc"], n_frames=N, method="pca", k=3,
+        include_input=False), fail_at=1),
+    "embedding_study": Entry(lambda m, x, y, bad: ls.embedding_study(
+        m, _frames(x, y), layers=["conv2", "nope" if bad else "fc"]), fail_at=1),
 }
 OUTCOMES = ("success", "bad", "raise")
 #: the entries every single model state is run under
@@ -203,7 +218,7 @@ def test_every_analysis_and_outcome_leaves_the_model_unchanged(name: str, outcom
     run_case(name, outcome, state)
 
 
-@pytest.mark.parametrize("name", [n for n in ENTRIES if n != "capture_dataset"])
+@pytest.mark.parametrize("name", [n for n in ENTRIES if n not in ("capture_dataset", "analyze_layers")])
 def test_a_module_raising_on_the_last_forward_call_leaves_the_model_unchanged(name: str) -> None:
     """The raise outcome again, on the analysis' last forward pass (counted by a successful run), and a
     ``KeyboardInterrupt`` half-way (Ctrl-C in a notebook must leave the model as it was, too)."""
@@ -332,8 +347,8 @@ def test_the_matrix_covers_every_model_taking_export() -> None:
 
     not_analyses = {"model_state_guard", "load_model", "load_dataset", "iter_batches", "resolve_layer", "layer_names",
                     "build_report", "run_grid", "resume_grid", "GridConfig"}
-    # speech analyses take a model but need speech frames; checked by tests/test_speech*.py
-    speech = {"analyze_layers", "embedding_study", "analyze_speech_runs", "embed_speech_run", "speech_topk"}
+    # these take a run folder, not a model (checked by tests/test_speech*.py)
+    speech = {"analyze_speech_runs", "embed_speech_run", "speech_topk"}
     missing = []
     for name in ls.EXPORTS:
         obj = getattr(ls, name)
