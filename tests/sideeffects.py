@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -103,17 +103,17 @@ def build_model(state: str) -> tuple[nn.Sequential, UserHooks | None]:
     ]
     model = nn.Sequential(OrderedDict(layers))
     if bn:
-        bnm = model.bn1
+        bnm = model.get_submodule("bn1")
         assert isinstance(bnm, nn.BatchNorm2d)
         with torch.no_grad():
-            bnm.running_mean.copy_(torch.tensor([0.1, -0.2, 0.3, 0.05]))
-            bnm.running_var.copy_(torch.tensor([1.5, 0.7, 1.1, 2.0]))
+            model.get_buffer("bn1.running_mean").copy_(torch.tensor([0.1, -0.2, 0.3, 0.05]))
+            model.get_buffer("bn1.running_var").copy_(torch.tensor([1.5, 0.7, 1.1, 2.0]))
             bnm.weight.copy_(torch.tensor([1.2, 0.8, 1.0, 0.9]))
             bnm.bias.copy_(torch.tensor([0.1, 0.0, -0.1, 0.2]))
-        bnm.num_batches_tracked.fill_(7)
+        model.get_buffer("bn1.num_batches_tracked").fill_(7)
     model.train(state in ("train", "batchnorm", "all"))
     if state == "all":
-        model.conv1.bias.requires_grad_(False)  # a frozen parameter must stay frozen
+        model.get_parameter("conv1.bias").requires_grad_(False)  # a frozen parameter must stay frozen
     hooks = None
     if state in ("hooks", "all"):
         hooks = UserHooks()
@@ -128,9 +128,9 @@ def build_model(state: str) -> tuple[nn.Sequential, UserHooks | None]:
             hooks.backward += 1
 
         hooks.handles = [
-            model.conv2.register_forward_hook(fwd),
-            model.fc.register_forward_pre_hook(pre),
-            model.fc.register_full_backward_hook(bwd),
+            model.get_submodule("conv2").register_forward_hook(fwd),
+            model.get_submodule("fc").register_forward_pre_hook(pre),
+            model.get_submodule("fc").register_full_backward_hook(bwd),
         ]
     return model, hooks
 
@@ -138,7 +138,7 @@ def build_model(state: str) -> tuple[nn.Sequential, UserHooks | None]:
 def give_user_grads(model: nn.Module) -> None:
     """Set ``.grad`` on two parameters as a user's pending gradient step would leave them."""
     g = torch.Generator().manual_seed(3)
-    for p in (model.fc.weight, model.conv2.weight):
+    for p in (model.get_parameter("fc.weight"), model.get_parameter("conv2.weight")):
         assert isinstance(p, nn.Parameter)
         p.grad = torch.randn(p.shape, generator=g)
 
@@ -191,7 +191,7 @@ def snapshot(model: nn.Module) -> Snapshot:
         params={n: id(p) for n, p in model.named_parameters()},
         grad_enabled=torch.is_grad_enabled(),
         torch_rng=torch.get_rng_state(),
-        numpy_rng=np.random.get_state()[1].copy(),
+        numpy_rng=cast(Any, np.random.get_state())[1].copy(),
     )
 
 

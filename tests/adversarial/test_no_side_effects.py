@@ -109,7 +109,7 @@ ENTRIES: dict[str, Entry] = {
         m, TensorDataset(x, y), [0, 1], size=4, stride=4, value=0.0, layer="conv2", unit=6 if bad else 5,
         batch_size=2)),
     "invariance_curves": Entry(lambda m, x, y, bad: ls.invariance_curves(
-        m, x[:3], (y[:3] + 5) if bad else y[:3], layers=["conv2", "fc"], transforms=["translate"],
+        m, x[:3], ((y[:3] + 5) if bad else y[:3]).numpy(), layers=["conv2", "fc"], transforms=["translate"],
         ranges={"translate": [0, 1, 2]}, batch_size=2), bugs={"bad": _INVARIANCE_BUG}),
     "correspondence": Entry(lambda m, x, y, bad: ls.correspondence(
         m, TensorDataset(x, y), ["conv2"], parts={"a": (0, 0, 3, 3)}, n_random=2, label=3 if bad else 1)),
@@ -197,8 +197,9 @@ def run_case(name: str, outcome: str, state: str, entry: Entry | None = None, fa
     assert fired == ((1, 1, 1) if hooks else (0, 0, 0)), "user hooks gone, doubled or left disabled"
     assert torch.equal(out_after, out_before), "the model computes something else after the analysis"
     if hooks:
-        assert all(h.id in model.conv2._forward_hooks or h.id in model.fc._forward_pre_hooks
-                   or h.id in model.fc._backward_hooks for h in hooks.handles)
+        conv2, fc = model.get_submodule("conv2"), model.get_submodule("fc")
+        assert all(h.id in conv2._forward_hooks or h.id in fc._forward_pre_hooks or h.id in fc._backward_hooks
+                   for h in hooks.handles)
     return calls
 
 
@@ -246,7 +247,7 @@ NEGATIVE: dict[str, Entry] = {
     "occlusion_maps": Entry(lambda m, x, y, bad: ls.occlusion_maps(
         m, TensorDataset(x, y), [0], size=4, stride=4, value=0.0, layer="conv2", unit=-1)),
     "invariance_curves": Entry(lambda m, x, y, bad: ls.invariance_curves(
-        m, x[:3], y[:3] - 3, layers=["fc"], transforms=["translate"], ranges={"translate": [0, 1]}),
+        m, x[:3], (y[:3] - 3).numpy(), layers=["fc"], transforms=["translate"], ranges={"translate": [0, 1]}),
         bugs={"bad": _INVARIANCE_BUG}),
     "correspondence": Entry(lambda m, x, y, bad: ls.correspondence(
         m, TensorDataset(x, y), ["conv2"], parts={"a": (0, 0, 3, 3)}, n_random=1, label=-1)),
@@ -270,11 +271,11 @@ def test_negative_targets_are_refused_without_side_effects(name: str, outcome: s
 
 
 def _leave_hook(m: nn.Module) -> None:
-    m.conv1.register_forward_hook(lambda *a: None)
+    m.get_submodule("conv1").register_forward_hook(lambda *a: None)
 
 
 def _drop_user_hooks(m: nn.Module) -> None:
-    m.conv2._forward_hooks.clear()
+    m.get_submodule("conv2")._forward_hooks.clear()
 
 
 def _forward_in_train_mode(m: nn.Module) -> None:
@@ -289,7 +290,7 @@ def _leave_grad(m: nn.Module) -> None:
 
 def _nudge_weight(m: nn.Module) -> None:
     with torch.no_grad():
-        m.fc.weight[0, 0] += 1e-6
+        m.get_parameter("fc.weight")[0, 0] += 1e-6
 
 
 def _swap_relu(m: nn.Module) -> None:
@@ -304,12 +305,14 @@ LEAKS: dict[str, tuple[Callable[[nn.Module], Any], str]] = {
     "leaves a hook": (_leave_hook, "hooks of modules changed at ['conv1']"),
     "removes the user's hook": (_drop_user_hooks, "hooks of modules changed at ['conv2']"),
     "flips a training flag": (lambda m: m.eval(), "training changed"),
-    "freezes a parameter": (lambda m: m.conv1.weight.requires_grad_(False), "requires_grad changed at ['conv1.weight']"),
+    "freezes a parameter": (lambda m: m.get_parameter("conv1.weight").requires_grad_(False),
+                            "requires_grad changed at ['conv1.weight']"),
     "moves BatchNorm statistics": (_forward_in_train_mode, "state_dict['bn1.num_batches_tracked'] changed"),
-    "leaves .grad": (_leave_grad, "fc.weight.grad changed (none -> set)"),
+    "leaves .grad": (_leave_grad, "conv1.weight.grad changed (none -> set)"),
     "changes a weight by 1e-6": (_nudge_weight, "state_dict['fc.weight'] changed"),
     "swaps a module": (_swap_relu, "module objects changed at ['relu1']"),
-    "leaves a tensor hook": (lambda m: m.fc.bias.register_hook(lambda g: g), "hooks of parameters changed at ['fc.bias']"),
+    "leaves a tensor hook": (lambda m: m.get_parameter("fc.bias").register_hook(lambda g: g),
+                             "hooks of parameters changed at ['fc.bias']"),
     "adds a global hook": (_global_hook, "global module hooks changed"),
     "reseeds torch": (lambda m: torch.manual_seed(0), "torch's global random state changed"),
     "draws from numpy": (lambda m: np.random.rand(), "numpy's global random state changed"),
