@@ -77,7 +77,8 @@ class UserHooks:
 def build_model(state: str) -> tuple[nn.Sequential, UserHooks | None]:
     """The tiny convnet (input ``(1, 8, 8)``, 3 classes) in ``state`` (one of :data:`STATES`).
 
-    ``train``: plain layers, ``train()`` mode. ``batchnorm``: a BatchNorm after ``conv1`` with
+    ``train``: plain layers, ``train()`` mode (the Dropout before ``fc`` draws random numbers
+    if an analysis forgets ``eval()``). ``batchnorm``: a BatchNorm after ``conv1`` with
     non-trivial running statistics, ``train()`` mode (an analysis that forgets ``eval()`` moves
     them). ``inplace``: ``ReLU(inplace=True)`` after both convs, ``eval()`` mode. ``hooks``: a
     forward hook on ``conv2``, a forward pre-hook on ``fc`` and a full backward hook on ``fc``,
@@ -99,6 +100,7 @@ def build_model(state: str) -> tuple[nn.Sequential, UserHooks | None]:
         ("relu2", nn.ReLU(inplace=inplace)),
         ("gap", nn.AdaptiveAvgPool2d(1)),
         ("flat", nn.Flatten()),
+        ("drop", nn.Dropout(0.5)),  # in train mode it draws from torch's global generator
         ("fc", nn.Linear(6, N_CLASSES)),
     ]
     model = nn.Sequential(OrderedDict(layers))
