@@ -137,7 +137,7 @@ ENTRIES: dict[str, Entry] = {
 }
 OUTCOMES = ("success", "bad", "raise")
 #: the entries every single model state is run under
-SUBSET = ("capture", "collect_activations", "top_activations", "occlusion", "maximize", "probe_model")
+SUBSET = ("capture", "collect_activations", "top_activations", "occlusion", "maximize")
 
 
 def _probe(model: nn.Module, hooks: UserHooks | None) -> tuple[torch.Tensor, tuple[int, int, int]]:
