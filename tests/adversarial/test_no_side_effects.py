@@ -8,8 +8,11 @@ tiny sizes on the tiny convnet of :mod:`sideeffects`. Every entry is run under e
 * ``raise``: a module of the model raises ``RuntimeError`` from its N-th call: the error (or a
   layerscope error caused by it) must reach the caller, not be swallowed;
 
-on the model state ``all`` (train mode + BatchNorm + in-place ReLU + user hooks), and each single
-model state (train, BatchNorm, in-place, user hooks) under a representative subset. After each call
+on the model state ``all`` (train mode + BatchNorm + in-place ReLU + Dropout + user hooks + a frozen
+parameter + pending user gradients), and each single model state (train, BatchNorm, in-place, user
+hooks) under a representative subset. The raise outcome is repeated on each analysis' last forward
+pass, and as a ``KeyboardInterrupt`` half-way; every analysis is also run inside
+``torch.inference_mode()``. After each call
 the model must be exactly as before (:func:`sideeffects.differences`: state_dict bitwise incl.
 buffers and ``num_batches_tracked``, training flags, requires_grad, ``.grad``, every hook dict of
 every module and parameter, the global hooks, module and parameter objects, grad mode), the data
@@ -378,6 +381,7 @@ ARRAY_CALLS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
     "neuron_projection": lambda X, y: ls.neuron_projection(X, y, method="mds", n_estimators=5),
     "linear_probe": lambda X, y: ls.linear_probe(X, y, test_size=0.3),
     "linear_cka": lambda X, y: ls.linear_cka(X, X[:, ::-1]),
+    "cka_matrix": lambda X, y: ls.cka_matrix({"a": X, "b": X[:, :3]}),
     "neighborhood_hit": lambda X, y: ls.neighborhood_hit(X[:, :2], y, k=3),
 }
 
