@@ -78,6 +78,8 @@ __all__ = [
     "ReusedLayerError",
     "default_adapter",
     "iter_batches",
+    "gather",
+    "single_input",
     "call_model",
     "model_dtype",
     "model_device",
@@ -513,6 +515,47 @@ def iter_batches(
             args = tuple(_cast(a, dev, dt) for a in args)
             kwargs = {k: _cast(v, dev, dt) for k, v in kwargs.items()}
         yield Batch(args=args, kwargs=kwargs, labels=labels, ids=ids, n=n_real, size=size)
+
+
+def gather(
+    data: Any,
+    ids: Sequence[int] | np.ndarray,
+    *,
+    model: nn.Module | None = None,
+    adapter: Adapter | None = None,
+    device: torch.device | str | None = None,
+) -> Batch:
+    """One :class:`Batch` of the rows ``ids`` of map-style ``data`` (in that order), by the same rule
+    as :func:`iter_batches` — what analyses that revisit chosen samples (top-k patches, occlusion)
+    use."""
+    idx = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ParameterError("No rows to gather; pass at least one dataset row.")
+    out = list(iter_batches(data, len(idx), indices=idx, model=model, adapter=adapter, device=device))
+    if len(out) != 1:  # a static-batch program splits the rows into several padded batches
+        args = tuple(torch.cat([b.args[i][: b.n] for b in out]) for i in range(len(out[0].args)))
+        kwargs = {k: torch.cat([b.kwargs[k][: b.n] for b in out]) for k in out[0].kwargs}
+        labels = None if out[0].labels is None else torch.cat([b.labels[: b.n] for b in out if b.labels is not None])
+        return Batch(args=args, kwargs=kwargs, labels=labels, ids=idx, n=len(idx))
+    b = out[0]
+    if b.size != b.n:
+        b = Batch(
+            args=tuple(a[: b.n] if isinstance(a, torch.Tensor) else a for a in b.args),
+            kwargs={k: v[: b.n] if isinstance(v, torch.Tensor) else v for k, v in b.kwargs.items()},
+            labels=b.labels, ids=b.ids, n=b.n,
+        )
+    return b
+
+
+def single_input(batch: Batch, what: str = "this analysis") -> torch.Tensor:
+    """The one positional tensor input of ``batch`` (image analyses), or a clear error."""
+    if len(batch.args) == 1 and not batch.kwargs and isinstance(batch.args[0], torch.Tensor):
+        return batch.args[0]
+    kinds = [type(a).__name__ for a in batch.args] + [f"{k}=" for k in batch.kwargs]
+    raise InputShapeError(
+        f"{what} perturbs one input tensor (an image batch); this data gives {kinds}. Use a model that takes "
+        "one tensor, or pass an adapter that returns ((tensor,), {}, labels)."
+    )
 
 
 def call_model(model: nn.Module, batch: Batch) -> Any:
