@@ -80,9 +80,6 @@ class Entry:
     bugs: dict[str, str] = field(default_factory=dict)
 
 
-_CAPTURE_DATASET_BUG = ("capture_dataset imports list_layers from layerscope.layers, which has none "
-                        "(it lives in layerscope.capture): every call raises ImportError")
-
 _INVARIANCE_BUG = ("invariance_curves does not check labels against the number of classes: out of range raises a "
                    "raw IndexError, negative ones silently pick the probability of another class")
 _DATA_MAX_BUG = ("unit_data_max does not check units against the layer's channels: out of range raises a raw "
@@ -94,8 +91,7 @@ ENTRIES: dict[str, Entry] = {
     "collect_activations": Entry(lambda m, x, y, bad: ls.collect_activations(
         m, TensorDataset(x, y), ["conv2", "conv9" if bad else "fc"], batch_size=BS, predictions=True)),
     "capture_dataset": Entry(lambda m, x, y, bad: ls.capture_dataset(
-        m, TensorDataset(x, y), ["nope" if bad else "conv2"], batch_size=BS),
-        bugs={o: _CAPTURE_DATASET_BUG for o in ("success", "bad", "raise")}),
+        m, TensorDataset(x, y), ["nope" if bad else "conv2"], batch_size=BS)),
     "top_activations": Entry(lambda m, x, y, bad: ls.top_activations(
         m, TensorDataset(x, y), "conv2", units=[0, 9 if bad else 1], k=2, batch_size=BS, patches=True,
         rule="deconvnet")),
@@ -126,6 +122,9 @@ ENTRIES: dict[str, Entry] = {
                              fail_at=1),
     "project_model": Entry(lambda m, x, y, bad: ls.project_model(
         m, TensorDataset(x, y), ["conv2", "nope" if bad else "fc"], n=None, method="pca", thumbnails=0,
+        batch_size=BS)),
+    "project_neurons": Entry(lambda m, x, y, bad: ls.project_neurons(
+        m, TensorDataset(x, y), "conv2", n=None, classes=[0, 3 if bad else 2], method="mds", n_estimators=5,
         batch_size=BS)),
     "probe_model": Entry(lambda m, x, y, bad: ls.probe_model(
         m, TensorDataset(x, y), ["conv2", "nope" if bad else "fc"], n=None, batch_size=BS)),
@@ -224,7 +223,7 @@ def test_every_analysis_and_outcome_leaves_the_model_unchanged(name: str, outcom
     run_case(name, outcome, state)
 
 
-@pytest.mark.parametrize("name", [n for n in ENTRIES if n not in ("capture_dataset", "analyze_layers")])
+@pytest.mark.parametrize("name", [n for n in ENTRIES if n != "analyze_layers"])
 def test_a_module_raising_on_the_last_forward_call_leaves_the_model_unchanged(name: str) -> None:
     """The raise outcome again, on the analysis' last forward pass (counted by a successful run), and a
     ``KeyboardInterrupt`` half-way (Ctrl-C in a notebook must leave the model as it was, too)."""
@@ -259,6 +258,8 @@ NEGATIVE: dict[str, Entry] = {
     "maximize": Entry(lambda m, x, y, bad: ls.maximize(m, "fc", [-1], steps=1, input_shape=SHAPE, data_max=False)),
     "render": Entry(lambda m, x, y, bad: ls.render(
         m, objectives.channel("conv2", -1), steps=1, input_shape=SHAPE, param="pixel")),
+    "project_neurons": Entry(lambda m, x, y, bad: ls.project_neurons(
+        m, TensorDataset(x, y), "conv2", n=None, classes=[-1], method="mds", n_estimators=5)),
     "unit_data_max": Entry(lambda m, x, y, bad: ls.unit_data_max(m, TensorDataset(x, y), "conv2", [-1]),
                            bugs={"bad": _DATA_MAX_BUG}),
 }
@@ -437,14 +438,14 @@ _INFERENCE_GRAD_BUG = (_INFERENCE_BUG + "; and once capture copies inference ten
 #: entries that stop with the raw RuntimeError inside torch.inference_mode()
 _INFERENCE_FAILS = {"capture", "collect_activations", "occlusion_maps", "invariance_curves", "correspondence",
                     "maximize", "render", "unit_data_max", "project_model", "probe_model", "cka_model",
-                    "embedding_study"}
+                    "embedding_study", "capture_dataset", "project_neurons"}
 
 
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=[pytest.mark.xfail(
         strict=True, reason=_INFERENCE_GRAD_BUG if n in ("maximize", "render") else _INFERENCE_BUG)]
         if n in _INFERENCE_FAILS else [])
-    for n in ENTRIES if n not in ("capture_dataset", "analyze_layers")])
+    for n in ENTRIES if n != "analyze_layers"])
 def test_inside_inference_mode_an_analysis_works_or_refuses_cleanly(name: str) -> None:
     """A notebook cell under ``torch.inference_mode()``: the analysis runs, or raises a LayerscopeError
     (gradient-based ones cannot run there), never a raw torch error; the model is left as it was."""
