@@ -282,7 +282,8 @@ class capture:
                     t = reduce_output(t, self._reduce[name], layout, batch.mask if batch is not None else None, name)
                     if self.detach:
                         t = t.detach()
-                    if name in self.copied or self.model.training:
+                    if name in self.copied or self.model.training or t.is_inference():
+                        # (inference tensors have no version counter to watch: copy them too)
                         # (in training mode a second pass would change batch-norm statistics: always copy)
                         t = t.clone()
                     else:

@@ -270,7 +270,12 @@ def project_activations(
     UnsupportedModelError
         For ``"deconvnet"``/``"guided"`` when the model rectifies outside ``nn.ReLU`` modules.
     """
-    module = resolve_layer(model, layer)
+    resolve_layer(model, layer)  # unknown names: LayerNotFoundError with suggestions
+    if torch.is_inference_mode_enabled():
+        raise UnsupportedModelError(
+            f"Projections ({rule}) back-propagate to the input, which cannot happen inside torch.inference_mode(); "
+            "call it outside that block."
+        )
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise InputShapeError(f"x must be a batch tensor (B, C, ...); got {type(x).__name__} {getattr(x, 'shape', '')}.")
     dev = model_device(model, device)

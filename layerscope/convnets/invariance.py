@@ -330,7 +330,14 @@ def invariance_curves(
     with model_state_guard(model), torch.no_grad():
         model.eval()
         with capture(model, layer_list) as cap:
-            f0, _ = feats(cap, xd)
+            f0, p0 = feats(cap, xd)
+            n_cls = int(p0.shape[1])
+            y_np = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+            if y_np.size and (int(y_np.min()) < 0 or int(y_np.max()) >= n_cls):
+                raise ParameterError(
+                    f"Labels must be classes in [0, {n_cls - 1}] of the model's output to read p(true class); got "
+                    f"{sorted(set(int(v) for v in y_np if v < 0 or v >= n_cls))[:5]}. Use data labelled for this model."
+                )
             norms = {k: v.norm(dim=1).clamp_min(1e-12) for k, v in f0.items()}
             jobs = [(k, float(p)) for k in params for p in params[k]]
             results: dict[tuple[str, float], tuple[dict[str, torch.Tensor], torch.Tensor]] = {}

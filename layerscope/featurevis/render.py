@@ -151,6 +151,14 @@ class Rendering:
     intermediate: dict[int, np.ndarray] = field(default_factory=dict)
 
 
+def _refuse_inference_mode(what: str) -> None:
+    if torch.is_inference_mode_enabled():
+        raise ParameterError(
+            f"{what} is gradient ascent on the input, which cannot run inside torch.inference_mode(); "
+            "call it outside that block."
+        )
+
+
 def render(
     model: nn.Module,
     objective: Objective,
@@ -228,6 +236,7 @@ def render(
     -------
     Rendering
     """
+    _refuse_inference_mode("Rendering")
     if steps < 0:
         raise ParameterError(f"steps must be >= 0; got {steps}.")
     if rho is not None and not (rho > 0 and math.isfinite(rho)):
@@ -393,6 +402,7 @@ def unit_data_max(
             for batch in track(iter_batches(dataset, batch_size, model=model, device=dev), total=n_batches, desc=f"data max of layer {layer}"):
                 cap.run(batch)
                 vals = unit_values(cap[layer][: batch.n], kind, None, position).cpu()  # (B, C)
+                check_units([int(v) for v in u], vals.shape[1], layer, "channel" if kind == "channel" else "unit")
                 best = torch.maximum(best, vals[:, u].amax(dim=0))
     return best.numpy().astype(np.float64)
 
@@ -728,6 +738,7 @@ def maximize(
     fixed-step gradient ascent, with a step size that does not depend on the unit's scale. Pass
     ``lr`` to use one fixed step for every unit instead.
     """
+    _refuse_inference_mode("Activation maximization")
     t0 = time.perf_counter()
     if method not in ("erhan", "lucid"):
         raise ParameterError(f"method must be 'erhan' or 'lucid'; got {method!r}.")

@@ -80,10 +80,6 @@ class Entry:
     bugs: dict[str, str] = field(default_factory=dict)
 
 
-_INVARIANCE_BUG = ("invariance_curves does not check labels against the number of classes: out of range raises a "
-                   "raw IndexError, negative ones silently pick the probability of another class")
-_DATA_MAX_BUG = ("unit_data_max does not check units against the layer's channels: out of range raises a raw "
-                 "IndexError, negative ones silently give the maximum of another channel")
 
 ENTRIES: dict[str, Entry] = {
     "list_layers": Entry(lambda m, x, y, bad: ls.list_layers(m, torch.zeros(2, 3, 8, 8) if bad else x[:2]), fail_at=1),
@@ -109,7 +105,7 @@ ENTRIES: dict[str, Entry] = {
         batch_size=2)),
     "invariance_curves": Entry(lambda m, x, y, bad: ls.invariance_curves(
         m, x[:3], ((y[:3] + 5) if bad else y[:3]).numpy(), layers=["conv2", "fc"], transforms=["translate"],
-        ranges={"translate": [0, 1, 2]}, batch_size=2), bugs={"bad": _INVARIANCE_BUG}),
+        ranges={"translate": [0, 1, 2]}, batch_size=2), bugs={}),
     "correspondence": Entry(lambda m, x, y, bad: ls.correspondence(
         m, TensorDataset(x, y), ["conv2"], parts={"a": (0, 0, 3, 3)}, n_random=2, label=3 if bad else 1)),
     "maximize": Entry(lambda m, x, y, bad: ls.maximize(
@@ -117,7 +113,7 @@ ENTRIES: dict[str, Entry] = {
     "render": Entry(lambda m, x, y, bad: ls.render(
         m, objectives.channel("conv2", 6 if bad else 5), steps=2, input_shape=SHAPE, param="pixel")),
     "unit_data_max": Entry(lambda m, x, y, bad: ls.unit_data_max(
-        m, TensorDataset(x, y), "conv2", [6 if bad else 5], batch_size=BS), bugs={"bad": _DATA_MAX_BUG}),
+        m, TensorDataset(x, y), "conv2", [6 if bad else 5], batch_size=BS), bugs={}),
     "receptive_field": Entry(lambda m, x, y, bad: ls.receptive_field(m, "conv9" if bad else "conv2", SHAPE),
                              fail_at=1),
     "project_model": Entry(lambda m, x, y, bad: ls.project_model(
@@ -252,7 +248,7 @@ NEGATIVE: dict[str, Entry] = {
         m, TensorDataset(x, y), [0], size=4, stride=4, value=0.0, layer="conv2", unit=-1)),
     "invariance_curves": Entry(lambda m, x, y, bad: ls.invariance_curves(
         m, x[:3], (y[:3] - 3).numpy(), layers=["fc"], transforms=["translate"], ranges={"translate": [0, 1]}),
-        bugs={"bad": _INVARIANCE_BUG}),
+        bugs={}),
     "correspondence": Entry(lambda m, x, y, bad: ls.correspondence(
         m, TensorDataset(x, y), ["conv2"], parts={"a": (0, 0, 3, 3)}, n_random=1, label=-1)),
     "maximize": Entry(lambda m, x, y, bad: ls.maximize(m, "fc", [-1], steps=1, input_shape=SHAPE, data_max=False)),
@@ -261,7 +257,7 @@ NEGATIVE: dict[str, Entry] = {
     "project_neurons": Entry(lambda m, x, y, bad: ls.project_neurons(
         m, TensorDataset(x, y), "conv2", n=None, classes=[-1], method="mds", n_estimators=5)),
     "unit_data_max": Entry(lambda m, x, y, bad: ls.unit_data_max(m, TensorDataset(x, y), "conv2", [-1]),
-                           bugs={"bad": _DATA_MAX_BUG}),
+                           bugs={}),
 }
 
 
@@ -436,9 +432,7 @@ _INFERENCE_GRAD_BUG = (_INFERENCE_BUG + "; and once capture copies inference ten
                        "'element 0 of tensors does not require grad' (gradient ascent cannot run in inference mode: "
                        "refuse it with a LayerscopeError, as deconv_projections does)")
 #: entries that stop with the raw RuntimeError inside torch.inference_mode()
-_INFERENCE_FAILS = {"capture", "collect_activations", "occlusion_maps", "invariance_curves", "correspondence",
-                    "maximize", "render", "unit_data_max", "project_model", "probe_model", "cka_model",
-                    "embedding_study", "capture_dataset", "project_neurons"}
+_INFERENCE_FAILS: set[str] = set()  # (fixed: capture copies inference tensors; gradient analyses refuse)
 
 
 @pytest.mark.parametrize("name", [
@@ -461,7 +455,6 @@ def test_inside_inference_mode_an_analysis_works_or_refuses_cleanly(name: str) -
     assert not diffs, "; ".join(diffs)
 
 
-@pytest.mark.xfail(strict=True, reason=_INFERENCE_BUG)
 def test_inside_inference_mode_capture_records_the_values_before_an_in_place_relu() -> None:
     """In inference mode in-place ops do not bump version counters: capture must copy there, not trust them."""
     model, _ = build_model("inplace")
