@@ -29,7 +29,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def glosses() -> object:
-    return load_dataset("wordnet:per_class=30:classes=animal,plant,food")
+    return load_dataset("wordnet:per_class=15:classes=animal,plant,food")
 
 
 def _hand_pooled(model: torch.nn.Module, texts: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -164,17 +164,27 @@ def _hand_occlusion(model: torch.nn.Module, text: str, mode: str, n: int, target
     return out
 
 
+SHORT = [  # 10 short sentences in the tiny vocabulary (few tokens: the hand loop runs one pass per variant)
+    ("the dog is an animal", 0), ("a small tree with red fruit", 1), ("a wild bird of the sea", 0),
+    ("milk and bread and cheese", 1), ("a young cat", 0), ("the leaf of a plant", 1),
+    ("a large fish", 0), ("a sweet fruit of a tree", 1), ("an old dog", 0), ("a hard seed", 1),
+]
+
+
 @pytest.mark.parametrize("mode, n, target", [("mask", 1, 3), ("drop", 1, None), ("drop", 2, 5), ("mask", 2, "probe")])
-def test_occlusion_equals_hand_loop(tiny: torch.nn.Module, glosses: object, mode: str, n: int, target: object) -> None:
-    rows = list(range(0, 90, 9))  # 10 texts of 3 classes
+def test_occlusion_equals_hand_loop(tiny: torch.nn.Module, mode: str, n: int, target: object) -> None:
+    from layerscope.data.text import TextDataset
+
+    data = TextDataset([t for t, _ in SHORT], [y for _, y in SHORT], classes=["living", "food/plant"], name="short")
+    rows = list(range(10))
     probe = None
     if target == "probe":
         from sklearn.linear_model import LogisticRegression
 
-        feats, labels, _ = pooled_states(tiny, glosses, ["encoder.layer.1"], poolings=("mean",))
+        feats, labels, _ = pooled_states(tiny, data, ["encoder.layer.1"], poolings=("mean",))
         probe = LogisticRegression(max_iter=300).fit(feats["mean"]["encoder.layer.1"], labels)
         target = probe
-    r = text_occlusion(tiny, glosses, "encoder.layer.1", unit=target if isinstance(target, int) else None,
+    r = text_occlusion(tiny, data, "encoder.layer.1", unit=target if isinstance(target, int) else None,
                        probe=probe, class_index=1 if probe is not None else None, mode=mode, ngram=n, indices=rows)
     assert [t["row"] for t in r.texts] == rows
     diff = 0.0

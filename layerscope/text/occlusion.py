@@ -144,10 +144,10 @@ class TextOcclusionResult(AnalysisResult):
 
         cmap = colormaps["RdBu_r"]
         shown = self.texts[:max_texts]
-        fig = Figure(figsize=(11, 0.32 * len(shown) * 2 + 0.8))
+        fig = Figure(figsize=(11, 0.32 * len(shown) * 2 + 1.2))
         ax = fig.add_axes((0, 0, 1, 1))
         ax.set_xlim(0, 110)
-        ax.set_ylim(2 * len(shown) + 1, 0)
+        ax.set_ylim(2 * len(shown) + 1, -1.2)  # room for the suptitle
         ax.axis("off")
         scale = max((max(abs(c) for c in t["changes"]) for t in shown if t["changes"]), default=1.0) or 1.0
         for r, t in enumerate(shown):

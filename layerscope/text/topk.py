@@ -112,12 +112,12 @@ class TextTopKResult(AnalysisResult):
         for li, layer in enumerate(self.layers):
             units = self.units[layer][:max_units]
             rows = sum(len(self.contexts[layer][j]) + 1 for j in range(len(units)))
-            fig = Figure(figsize=(11, 0.22 * rows + 0.6))
+            fig = Figure(figsize=(11, 0.22 * (rows + 2)))
             ax = fig.add_axes((0, 0, 1, 1))
             ax.set_xlim(0, 110)
-            ax.set_ylim(rows + 1, 0)
+            ax.set_ylim(rows + 2, 0)
             ax.axis("off")
-            y = 0.5
+            y = 1.8  # below the suptitle
             for j, unit in enumerate(units):
                 s = self.summaries[layer][j]
                 top = ", ".join(f"{t} ({c})" for t, c in s["top_tokens"][:4])
