@@ -40,6 +40,8 @@ EXPORTS: dict[str, str] = {
     "load_model": ".loading",
     "AnalysisResult": ".results",
     "read_result": ".results",
+    "capture_dataset": ".capture_result",
+    "CaptureResult": ".capture_result",
     # activation maximization (Erhan et al. 2009)
     "maximize": ".featurevis",
     "ActMaxResult": ".featurevis",
@@ -49,13 +51,14 @@ EXPORTS: dict[str, str] = {
     # visualizing convnets (Zeiler & Fergus 2014)
     "top_activations": ".convnets",
     "TopK": ".convnets",
-    "deconv_projections": ".convnets",
-    "DeconvProjections": ".convnets",
     "project_activations": ".convnets",
     "project_activation": ".convnets",
+    "ActivationProjections": ".convnets",
+    "deconv_projections": ".convnets",
+    "DeconvProjections": ".convnets",
     "occlusion": ".convnets",
-    "occlusion_maps": ".convnets",
     "Occlusion": ".convnets",
+    "occlusion_maps": ".convnets",
     "OcclusionMaps": ".convnets",
     "invariance_curves": ".convnets",
     "InvarianceCurves": ".convnets",
@@ -73,6 +76,7 @@ EXPORTS: dict[str, str] = {
     "project_sequence": ".projection",
     "ProjectionSequence": ".projection",
     "neuron_projection": ".projection",
+    "project_neurons": ".projection",
     "NeuronProjection": ".projection",
     "neighborhood_hit": ".projection",
     # probes and similarity
@@ -81,6 +85,10 @@ EXPORTS: dict[str, str] = {
     "ProbeResult": ".similarity",
     "linear_cka": ".similarity",
     "cka_matrix": ".similarity",
+    "probe_model": ".similarity",
+    "ProbeStudy": ".similarity",
+    "cka_model": ".similarity",
+    "CKAResult": ".similarity",
     "probe_model": ".similarity",
     "ProbeStudy": ".similarity",
     "cka_model": ".similarity",
@@ -155,6 +163,7 @@ sys.modules[__name__].__class__ = _Package
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .capture_result import CaptureResult, capture_dataset
     from .convnets import (
+        ActivationProjections,
         Correspondence,
         DeconvProjections,
         Evolution,

@@ -271,9 +271,16 @@ def folder_lock(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _clean_leftovers(parent: Path, name: str) -> None:
-    """Remove staging / backup folders of ``name`` left by killed writers (the lock is held)."""
+    """Remove staging / backup folders of ``name`` left by killed writers (the lock is held).
+
+    Names carrying this process's pid are kept: they belong to this (living) process and may be
+    in use by it.
+    """
+    mine = (f".{name}.tmp-{os.getpid()}-", f".{name}.old-{os.getpid()}-")  # this process's own, in use
     for prefix in (f".{name}.tmp-", f".{name}.old-"):
         for p in parent.glob(f"{glob_escape(prefix)}*"):
+            if p.name.startswith(mine):
+                continue
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -394,10 +401,27 @@ def result_folder(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
             yield staging
             held.staging = None
             _swap_in(staging, out)
+        except OSError as err:
+            held.staging = None
+            full = err.errno in (None, errno.ENOSPC, errno.EDQUOT) and _nearly_full(parent)
+            shutil.rmtree(staging, ignore_errors=True)
+            if full:  # NumPy's short writes say "N requested and M written", without an errno
+                raise ParameterError(
+                    f"cannot write the output {out}: No space left on device ({parent}; {err}); the previous "
+                    "result, if any, is kept. Free space or choose another --out."
+                ) from err
+            raise
         except BaseException:
             held.staging = None
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+
+def _nearly_full(folder: Path, margin: int = 256 * 1024) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 def _swap_in(staging: Path, out: Path) -> None:

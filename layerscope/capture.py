@@ -44,6 +44,7 @@ from .seam import (
     reduce_output,
     run_model,
     select_output,
+    static_chunks,
 )
 
 __all__ = [
@@ -329,6 +330,10 @@ class capture:
         """
         if not self._active:
             raise RuntimeError("capture.run() must be called inside `with capture(...)`")
+        if not (len(inputs) == 1 and not kwargs and isinstance(inputs[0], Batch)):
+            chunks = static_chunks(self.model, inputs, kwargs)
+            if chunks is not None:  # a static-batch program: run in its batch size, join the records
+                return self._run_chunks(chunks)
         self._batch = inputs[0] if len(inputs) == 1 and not kwargs and isinstance(inputs[0], Batch) else None
         # the batch-axis check needs to know the batch size: known for a Batch; raw inputs may be
         # time-first (an RNN's (T, N, D)), so they are not checked
@@ -355,6 +360,25 @@ class capture:
             out = self._forward(inputs, kwargs)
         self._watch = {}
         return out
+
+    def _run_chunks(self, chunks: list[tuple[int, tuple[Any, ...], dict[str, Any]]]) -> Any:
+        from .seam import cat_rows
+
+        outs: list[tuple[int, Any]] = []
+        parts: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        marks = {n: len(h) for n, h in self.history.items()}
+        for m, args, kw in chunks:
+            self.activations.clear()
+            outs.append((m, self.run(*args, **kw)))
+            for name, t in self.activations.items():
+                parts.setdefault(name, []).append((m, t))
+        self.activations = {name: cat_rows(p) for name, p in parts.items()}
+        if self.keep == "all":
+            for n, mark in marks.items():
+                del self.history[n][mark:]
+                if n in self.activations:
+                    self.history[n].append(self.activations[n])
+        return None if any(o is None for _, o in outs) else cat_rows(outs)
 
     def _check_calls(self) -> None:
         for name, spec in self.specs.items():
@@ -969,16 +993,6 @@ def list_layers(model: nn.Module, sample_input: Any = None, *, adapter: Any = No
             batch = Batch(args=sample_input, kwargs={}, labels=None, ids=np.zeros(0, np.int64), n=0)
         else:
             batch = next(iter(iter_batches(sample_input, 2, model=model, adapter=adapter)))
-        static = getattr(model, "layerscope_static_batch", None)
-        if static and batch.args and isinstance(batch.args[0], torch.Tensor) and batch.args[0].shape[0] != static:
-            from .seam import _pad_rows
-
-            # an exported program with a static batch size runs only on batches of that size
-            batch = Batch(
-                args=_pad_rows(tuple(a[:static] for a in batch.args), static),
-                kwargs=_pad_rows({k: v[:static] for k, v in batch.kwargs.items()}, static),
-                labels=None, ids=np.arange(static), n=static,
-            )
         modules = dict(model.named_modules())
 
         def make(name: str) -> Callable[[nn.Module, Any, Any], None]:

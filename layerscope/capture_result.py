@@ -8,7 +8,8 @@ and returns a :class:`CaptureResult`, whose ``save(dir)`` writes the folder of `
 
     parameters: {layers, reduce, limit, stratify, random_state, batch_size, memory_budget, predictions}
     metrics: {n_samples, n_layers, megabytes, accuracy (classifiers on labelled data only), n_labelled}
-    layers: [{name, output_shape, dtype, file}]        # one record per captured layer
+    layers: [{name, output_shape, layout, dtype, file}]   # one record per captured layer
+    predictions: "arg-max of the model output" | "no predictions: <why>" | "not requested"
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ._progress import Tracker, no_progress
-from .capture import Activations, Reduce
+from ._progress import ProgressArg
+from .capture import Activations
 from .exceptions import DataError, ParameterError
 from .results import AnalysisResult, short_list
 
@@ -91,10 +92,12 @@ class CaptureResult(AnalysisResult):
         return m
 
     def layer_records(self, files: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        """One record per layer: name, output shape (per sample), dtype and, given ``files``
-        (layer -> file name), the ``.npy`` file that holds it."""
+        """One record per layer: name, output shape (per sample, as stored), its layout (how the
+        capture read its axes: flat, spatial, sequence), dtype and, given ``files`` (layer -> file
+        name), the ``.npy`` file that holds it."""
+        layouts = self.activations.meta.get("layouts") or {}
         return [
-            {"name": name, "output_shape": list(arr.shape[1:]), "dtype": str(arr.dtype),
+            {"name": name, "output_shape": list(arr.shape[1:]), "layout": layouts.get(name), "dtype": str(arr.dtype),
              **({"file": files[name]} if files is not None and name in files else {})}
             for name, arr in self.activations.arrays.items()
         ]
@@ -146,9 +149,11 @@ class CaptureResult(AnalysisResult):
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write the folder of ``layerscope capture`` (arrays, ``activations.png``, ``result.json``); returns it."""
-        d = Path(out_dir)
-        self._write(d)
-        return d
+        from ._io import result_folder
+
+        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
+            self._write(staging)
+        return Path(out_dir)
 
     def _write(self, d: Path) -> None:
         from ._io import read_json
@@ -164,7 +169,7 @@ class CaptureResult(AnalysisResult):
             save_figure(fig, d / f"{stem}.png")
             figures.append({"path": f"{stem}.png", "title": title, "caption": caption})
         write_result(d, "capture", model=self.model, data=self.data, parameters=self.parameters,
-                     metrics=self.metrics, figures=figures,
+                     metrics=self.metrics, figures=figures, predictions=self.activations.meta.get("predictions"),
                      layers=self.layer_records(dict(read_json(d / "activations.json")).get("files")))
 
     @classmethod
@@ -179,13 +184,23 @@ class CaptureResult(AnalysisResult):
                    model=doc.get("model"), data=doc.get("data"))
 
 
+def _describe_reduce(reduce: Any) -> Any:
+    """``reduce`` as JSON: names as they are, a callable by its name, a dict per layer."""
+    if isinstance(reduce, dict):
+        return {str(k): _describe_reduce(v) for k, v in reduce.items()}
+    if callable(reduce):
+        return f"callable {getattr(reduce, '__qualname__', type(reduce).__name__)}"
+    return reduce
+
+
 def capture_dataset(
     model: nn.Module,
     dataset: Any,
     layers: str | Sequence[str],
     *,
     batch_size: int = 256,
-    reduce: Reduce = None,
+    reduce: Any = None,
+    layouts: Mapping[str, str] | None = None,
     limit: int | None = None,
     stratify: bool = False,
     random_state: int = 0,
@@ -194,7 +209,7 @@ def capture_dataset(
     predictions: bool = True,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
 ) -> CaptureResult:
     """Capture the activations of ``layers`` over ``dataset`` (what ``layerscope capture`` runs).
 
@@ -207,8 +222,13 @@ def capture_dataset(
     layers : "all" or list of str
         Dotted layer names; ``"all"``: every leaf layer.
     batch_size : int
-    reduce : {"mean", "max"}, optional
-        Spatial reduction of conv maps inside the hook.
+    reduce : {"mean", "max", "first", "cls", "last"}, callable or dict, optional
+        Reduction of each layer's output by its layout, inside the hook
+        (:func:`layerscope.seam.reduce_output`: over positions or tokens, never features).
+    layouts : dict layer -> {"spatial", "sequence", "flat"}, optional
+        The layout of a layer whose output ``(N, A, B)`` layerscope cannot tell (a conv1d map or a
+        sequence; see :func:`layerscope.seam.layout_of`); the layouts used are recorded in
+        ``result.json`` (``layers[i]["layout"]``).
     limit : int, optional
         Use only the first ``limit`` samples, or a seeded stratified subset of that size with
         ``stratify=True``.
@@ -227,7 +247,8 @@ def capture_dataset(
         Description of the model for ``result.json`` (default: :func:`layerscope.results.model_description`).
     data_spec : str, optional
         The data spec, recorded in ``result.json``.
-    progress : tracker
+    progress : None, bool or tracker
+        ``True``: ``tqdm.auto``; or any tqdm-compatible callable (``total=``, ``desc=`` keywords).
         Any tqdm-compatible callable.
 
     Returns
@@ -235,7 +256,7 @@ def capture_dataset(
     CaptureResult
     """
     from .capture import collect_activations
-    from .layers import list_layers
+    from .capture import list_layers
     from .results import model_description
 
     names = [layers] if isinstance(layers, str) else list(layers)
@@ -251,9 +272,11 @@ def capture_dataset(
             indices = np.asarray(stratified_indices(_labels_of(dataset), limit, random_state))
         else:
             indices = np.arange(min(limit, len(dataset)))
-    acts = collect_activations(model, dataset, names, batch_size=batch_size, reduce=reduce, indices=indices,
-                               predictions=predictions, memory_budget=memory_budget, out_dir=out_dir, progress=progress)
-    params = {"layers": names, "reduce": reduce, "limit": limit, "stratify": stratify, "random_state": random_state,
-              "batch_size": batch_size, "memory_budget": memory_budget, "predictions": predictions}
+    acts = collect_activations(model, dataset, names, batch_size=batch_size, reduce=reduce, layouts=layouts,
+                               indices=indices, predictions=predictions, memory_budget=memory_budget, out_dir=out_dir,
+                               progress=progress)
+    params = {"layers": names, "reduce": _describe_reduce(reduce), "limit": limit, "stratify": stratify,
+              "random_state": random_state, "batch_size": batch_size, "memory_budget": memory_budget,
+              "predictions": predictions, "layouts": dict(layouts) if layouts else None}
     return CaptureResult(activations=acts, parameters=params,
                          model=model_info if model_info is not None else model_description(model), data=data_spec)

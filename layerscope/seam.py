@@ -78,6 +78,8 @@ __all__ = [
     "ReusedLayerError",
     "default_adapter",
     "iter_batches",
+    "gather",
+    "single_input",
     "call_model",
     "model_dtype",
     "model_device",
@@ -155,8 +157,61 @@ def model_device(model: nn.Module, device: torch.device | str | None = None) -> 
     return torch.device("cpu")
 
 
+def static_chunks(model: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[int, tuple[Any, ...], dict[str, Any]]] | None:
+    """For a program with a static batch size B called on n != B samples: the calls to make instead.
+
+    ``[(m, args, kwargs), ...]``: the n rows in chunks of B, the last one padded by repeating its
+    last row; ``m`` is the number of real rows of each chunk. ``None`` when no chunking is needed
+    (no static batch, or exactly B rows). Tensors whose first axis is not the batch pass unchanged.
+    """
+    static = getattr(model, "layerscope_static_batch", None)
+    if not static:
+        return None
+    n = _rows(list(inputs) + list(kwargs.values()))
+    if n is None or n == static:
+        return None
+    b = int(static)
+
+    def part(x: Any, a: int, z: int) -> Any:
+        if isinstance(x, torch.Tensor) and x.ndim and x.shape[0] == n:
+            return _pad_rows(x[a:z], b)
+        if isinstance(x, dict):
+            return {k: part(v, a, z) for k, v in x.items()}
+        if isinstance(x, (list, tuple)) and not (x and isinstance(x[0], str)):
+            return type(x)(part(v, a, z) for v in x)
+        return x
+
+    return [(min(b, n - a), part(inputs, a, a + b), part(kwargs, a, a + b)) for a in range(0, n, b)]
+
+
+def cat_rows(parts: list[tuple[int, Any]]) -> Any:
+    """Join the outputs of :func:`static_chunks` calls: each output's first ``m`` rows, concatenated."""
+    first = parts[0][1]
+    if first is None:
+        return None
+    if isinstance(first, torch.Tensor):
+        return torch.cat([o[:m] for m, o in parts])
+    if isinstance(first, Mapping):
+        return type(first)(**{k: cat_rows([(m, o[k]) for m, o in parts]) for k in first}) if hasattr(first, "to_tuple") else {
+            k: cat_rows([(m, o[k]) for m, o in parts]) for k in first
+        }
+    if isinstance(first, (tuple, list)):
+        return type(first)(cat_rows([(m, o[i]) for m, o in parts]) for i in range(len(first)))
+    raise InputShapeError(
+        f"A static-batch program returned {type(first).__name__}; layerscope can only split its calls when it "
+        "returns tensors (or tuples/dicts of them). Re-export it with a dynamic batch dimension."
+    )
+
+
 def run_model(model: nn.Module, *inputs: Any, **kwargs: Any) -> Any:
-    """Call ``model(*inputs)``, turning torch's shape errors into :class:`InputShapeError`."""
+    """Call ``model(*inputs)``, turning torch's shape errors into :class:`InputShapeError`.
+
+    A program exported with a static batch size runs in chunks of that size (the last one padded)
+    and the outputs are joined, so callers can pass any number of samples.
+    """
+    chunks = static_chunks(model, inputs, kwargs)
+    if chunks is not None:
+        return cat_rows([(m, run_model(model, *a, **k)) for m, a, k in chunks])
     try:
         return model(*inputs, **kwargs)
     except _StopForward:
@@ -491,7 +546,7 @@ def iter_batches(
         if not (isinstance(out, tuple) and len(out) == 3):
             raise ParameterError("adapter must return a tuple (args, kwargs, labels).")
         args, kwargs, labels = tuple(out[0]), dict(out[1]), out[2]
-        if len(args) == 1 and isinstance(args[0], list) and args[0] and isinstance(args[0][0], str) and not kwargs:
+        if len(args) == 1 and isinstance(args[0], (list, tuple)) and args[0] and isinstance(args[0][0], str) and not kwargs:
             if tokenize is None:
                 raise DataError(
                     "The data holds texts but the model has no tokenizer; load the model with an 'hf:' spec "
@@ -513,6 +568,47 @@ def iter_batches(
             args = tuple(_cast(a, dev, dt) for a in args)
             kwargs = {k: _cast(v, dev, dt) for k, v in kwargs.items()}
         yield Batch(args=args, kwargs=kwargs, labels=labels, ids=ids, n=n_real, size=size)
+
+
+def gather(
+    data: Any,
+    ids: Sequence[int] | np.ndarray,
+    *,
+    model: nn.Module | None = None,
+    adapter: Adapter | None = None,
+    device: torch.device | str | None = None,
+) -> Batch:
+    """One :class:`Batch` of the rows ``ids`` of map-style ``data`` (in that order), by the same rule
+    as :func:`iter_batches` — what analyses that revisit chosen samples (top-k patches, occlusion)
+    use."""
+    idx = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ParameterError("No rows to gather; pass at least one dataset row.")
+    out = list(iter_batches(data, len(idx), indices=idx, model=model, adapter=adapter, device=device))
+    if len(out) != 1:  # a static-batch program splits the rows into several padded batches
+        args = tuple(torch.cat([b.args[i][: b.n] for b in out]) for i in range(len(out[0].args)))
+        kwargs = {k: torch.cat([b.kwargs[k][: b.n] for b in out]) for k in out[0].kwargs}
+        labels = None if out[0].labels is None else torch.cat([b.labels[: b.n] for b in out if b.labels is not None])
+        return Batch(args=args, kwargs=kwargs, labels=labels, ids=idx, n=len(idx))
+    b = out[0]
+    if b.size != b.n:
+        b = Batch(
+            args=tuple(a[: b.n] if isinstance(a, torch.Tensor) else a for a in b.args),
+            kwargs={k: v[: b.n] if isinstance(v, torch.Tensor) else v for k, v in b.kwargs.items()},
+            labels=b.labels, ids=b.ids, n=b.n,
+        )
+    return b
+
+
+def single_input(batch: Batch, what: str = "this analysis") -> torch.Tensor:
+    """The one positional tensor input of ``batch`` (image analyses), or a clear error."""
+    if len(batch.args) == 1 and not batch.kwargs and isinstance(batch.args[0], torch.Tensor):
+        return batch.args[0]
+    kinds = [type(a).__name__ for a in batch.args] + [f"{k}=" for k in batch.kwargs]
+    raise InputShapeError(
+        f"{what} perturbs one input tensor (an image batch); this data gives {kinds}. Use a model that takes "
+        "one tensor, or pass an adapter that returns ((tensor,), {}, labels)."
+    )
 
 
 def call_model(model: nn.Module, batch: Batch) -> Any:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ._progress import Tracker, no_progress
+from ._progress import ProgressArg, resolve_progress
 from .exceptions import DataError, ParameterError
 from .results import AnalysisResult, short_list
 
@@ -241,7 +241,7 @@ def cka_matrix(
     a: Mapping[str, np.ndarray],
     b: Mapping[str, np.ndarray] | None = None,
     *,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
 ) -> tuple[list[str], list[str], np.ndarray]:
     """Linear CKA between every layer of ``a`` and every layer of ``b`` (``a`` itself if omitted).
 
@@ -260,7 +260,7 @@ def cka_matrix(
     cols = list(bb)
     out = np.full((len(rows), len(cols)), np.nan)
     pairs = [(i, j) for i in range(len(rows)) for j in range(len(cols)) if b is not None or j >= i]
-    for i, j in progress(pairs, total=len(pairs), desc="CKA of layer pairs"):
+    for i, j in resolve_progress(progress)(pairs, total=len(pairs), desc="CKA of layer pairs"):
         out[i, j] = linear_cka(a[rows[i]], bb[cols[j]])
         if b is None:
             out[j, i] = out[i, j]
@@ -275,13 +275,13 @@ def probe_layers(
     random_state: int | None = 0,
     groups: np.ndarray | None = None,
     C: float = 1.0,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
 ) -> list[ProbeResult]:
     """:func:`linear_probe` for every layer of ``activations`` (same split for all layers)."""
     names: Sequence[str] = list(activations)
     return [
         linear_probe(activations[n], y, test_size=test_size, random_state=random_state, groups=groups, C=C, layer=n)
-        for n in progress(names, total=len(names), desc="probes of layers")
+        for n in resolve_progress(progress)(names, total=len(names), desc="probes of layers")
     ]
 
 
@@ -376,9 +376,11 @@ class ProbeStudy(AnalysisResult):
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write the folder of ``layerscope probe`` (``probes.png``, ``result.json``); returns it."""
-        d = Path(out_dir)
-        self._write(d)
-        return d
+        from ._io import result_folder
+
+        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
+            self._write(staging)
+        return Path(out_dir)
 
     def _write(self, d: Path) -> None:
         from .results import write_result
@@ -412,11 +414,12 @@ def probe_model(
     C: float = 1.0,
     group_by: str | None = None,
     reduce: str | None = "mean",
+    layouts: Mapping[str, str] | None = None,
     random_state: int | None = 0,
     batch_size: int = 256,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
 ) -> ProbeStudy:
     """Linear probes (Alain & Bengio 2016) of every requested layer, for one model or several
     checkpoints, on a seeded stratified subset of ``dataset`` (what ``layerscope probe`` runs).
@@ -435,9 +438,17 @@ def probe_model(
         See :func:`linear_probe`.
     group_by : str, optional
         Hold out whole groups: the name of a per-sample label of the data (e.g. ``"speaker"``).
-    reduce : {"mean", "max"} or None, default "mean"
-        Spatial pooling of conv maps ``(N, C, H, W)`` inside the capture hook; None (or
-        ``"none"``) flattens them.
+    reduce : {"mean", "max", "first", "cls", "last"} or None, default "mean"
+        Reduction of each layer's output by its layout, inside the capture hook
+        (:func:`layerscope.seam.reduce_output`): the default ``"mean"`` averages a conv map
+        ``(N, C, H, W)`` over its positions and a sequence ``(N, T, D)`` over its tokens (masked by
+        the attention mask when there is one), and leaves flat ``(N, D)`` outputs as they are --
+        never the feature axis. ``"first"``/``"cls"``/``"last"`` take a token of a sequence; None
+        (or ``"none"``) flattens.
+    layouts : dict layer -> {"spatial", "sequence", "flat"}, optional
+        The layout of a layer whose output ``(N, A, B)`` layerscope cannot tell (a conv1d map or a
+        sequence; see :func:`layerscope.seam.layout_of`); the layouts used are recorded in
+        ``parameters["layouts"]``.
     random_state : int or None
         Seed of the subset and of the split.
     batch_size : int
@@ -446,8 +457,9 @@ def probe_model(
         of the first model).
     data_spec : str, optional
         The data spec, recorded in ``result.json``.
-    progress : tracker
-        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc="...")``.
+    progress : None, bool or tracker
+        ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
+        ``progress(iterable, total=n, desc="...")``.
 
     Returns
     -------
@@ -461,13 +473,11 @@ def probe_model(
     first = next(iter(models.values()))
     names = resolve_projection_layers(first, layers)
     idx = select_observations(dataset, n, random_state)
-    # TODO(seam): choose the default reduction per layout (spatial mean for N,C,H,W; masked mean over
-    # tokens for N,T,D) once the layout-aware reductions of the data/model seam are on main.
     red = None if reduce in (None, "none") else reduce
     results: dict[str, list[ProbeResult]] = {}
     for cp, net in models.items():
-        acts = collect_activations(net, dataset, names, batch_size=batch_size, indices=idx, reduce=red,  # type: ignore[arg-type]
-                                   progress=progress)
+        acts = collect_activations(net, dataset, names, batch_size=batch_size, indices=idx, reduce=red,
+                                   layouts=layouts, progress=progress)
         groups = None
         if group_by is not None:
             if group_by not in acts.extra_labels:
@@ -478,7 +488,7 @@ def probe_model(
             acts.arrays, acts.labels, test_size=test_size, random_state=random_state, groups=groups, C=C,
             progress=progress)
     params = {"layers": names, "checkpoints": list(models), "n": int(len(idx)), "test_size": test_size, "C": C,
-              "random_state": random_state, "groups": group_by, "reduce": red}
+              "random_state": random_state, "groups": group_by, "reduce": red, "layouts": acts.meta.get("layouts")}
     return ProbeStudy(results=results, layers=names, parameters=params,
                       model=model_info if model_info is not None else model_description(first), data=data_spec)
 
@@ -549,9 +559,11 @@ class CKAResult(AnalysisResult):
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write the folder of ``layerscope cka`` (``cka.png``, ``result.json``); returns it."""
-        d = Path(out_dir)
-        self._write(d)
-        return d
+        from ._io import result_folder
+
+        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
+            self._write(staging)
+        return Path(out_dir)
 
     def _write(self, d: Path) -> None:
         from .results import write_result
@@ -585,13 +597,14 @@ def cka_model(
     layers_b: str | Sequence[str] | None = None,
     n: int | None = 2000,
     reduce: str | None = None,
+    layouts: Mapping[str, str] | None = None,
     random_state: int | None = 0,
     batch_size: int = 256,
     label_a: str | None = None,
     label_b: str | None = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
 ) -> CKAResult:
     """Linear CKA (Kornblith et al. 2019) on a seeded stratified subset of ``dataset`` (what
     ``layerscope cka`` runs): between all pairs of a model's layers, between the layers of two
@@ -609,8 +622,13 @@ def cka_model(
         A second model (``mode="models"``); its layers are ``layers_b`` (default: as ``layers``).
     n : int or None, default 2000
         Size of the seeded stratified subset (all rows if None).
-    reduce : {"mean", "max"}, optional
-        Spatial pooling of conv maps (default: flatten them).
+    reduce : {"mean", "max", "first", "cls", "last"}, optional
+        Reduction of each layer's output by its layout (:func:`layerscope.seam.reduce_output`:
+        over positions or tokens, never features); default: flatten.
+    layouts : dict layer -> {"spatial", "sequence", "flat"}, optional
+        The layout of a layer whose output ``(N, A, B)`` layerscope cannot tell (a conv1d map or a
+        sequence; see :func:`layerscope.seam.layout_of`); the layouts used are recorded in
+        ``parameters["layouts"]``.
     random_state : int or None
         Seed of the subset.
     batch_size : int
@@ -621,8 +639,9 @@ def cka_model(
         Description of model A for ``result.json`` (default: :func:`layerscope.results.model_description`).
     data_spec : str, optional
         The data spec, recorded in ``result.json``.
-    progress : tracker
-        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc="...")``.
+    progress : None, bool or tracker
+        ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
+        ``progress(iterable, total=n, desc="...")``.
 
     Returns
     -------
@@ -651,12 +670,13 @@ def cka_model(
     names_b = (resolve_projection_layers(net_b, layers_b if layers_b is not None else layers)
                if net_b is not None else names_a)
     idx = select_observations(dataset, n, random_state)
-    acts_a = collect_activations(net_a, dataset, names_a, batch_size=batch_size, indices=idx, reduce=reduce,  # type: ignore[arg-type]
-                                 progress=progress)
-    acts_b = (collect_activations(net_b, dataset, names_b, batch_size=batch_size, indices=idx, reduce=reduce,  # type: ignore[arg-type]
-                                  progress=progress) if net_b is not None else None)
+    acts_a = collect_activations(net_a, dataset, names_a, batch_size=batch_size, indices=idx, reduce=reduce,
+                                 layouts=layouts, progress=progress)
+    acts_b = (collect_activations(net_b, dataset, names_b, batch_size=batch_size, indices=idx, reduce=reduce,
+                                  layouts=layouts, progress=progress) if net_b is not None else None)
     rows, cols, m = cka_matrix(acts_a.arrays, acts_b.arrays if acts_b is not None else None, progress=progress)
     params = {"layers": names_a, "layers_b": names_b, "n": int(len(idx)), "random_state": random_state, "mode": mode,
-              "a": label_a, "b": label_b, "reduce": reduce}
+              "a": label_a, "b": label_b, "reduce": reduce, "layouts": acts_a.meta.get("layouts"),
+              "layouts_b": acts_b.meta.get("layouts") if acts_b is not None else None}
     return CKAResult(matrix=m, rows=rows, cols=cols, mode=mode, label_a=label_a, label_b=label_b, parameters=params,
                      model=model_info if model_info is not None else model_description(net_a), data=data_spec)

@@ -49,7 +49,7 @@ def evaluate(model: nn.Module, dataset: Any, batch_size: int = 1000, device: tor
         for batch in iter_batches(dataset, batch_size, model=model, device=device):
             if batch.labels is None:
                 raise DataError("Cannot evaluate accuracy on data without labels.")
-            correct += int((call_model(model, batch).argmax(1).cpu() == batch.labels).sum())
+            correct += int((call_model(model, batch)[: batch.n].argmax(1).cpu() == batch.labels[: batch.n]).sum())
             n += batch.n
     if n == 0:
         raise DataError("Cannot evaluate on an empty dataset.")

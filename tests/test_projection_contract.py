@@ -363,3 +363,157 @@ def test_reprs_stay_short_with_many_layers(tmp_path: Path) -> None:
     names = [f"l{i}" for i in range(30)]
     cka = CKAResult(matrix=np.eye(30), rows=names, cols=names)
     assert len(repr(cka)) < 120 and "... (30)" in repr(cka)
+
+
+# ------------------------------------------------------------------------------------------
+# Through the seam: sequences, non-classifiers, layouts
+# ------------------------------------------------------------------------------------------
+
+
+class _Tokens(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Dict items like a tokenizer's: input_ids, attention_mask and labels."""
+
+    def __init__(self, n: int = 80, t: int = 7, vocab: int = 12, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(1, vocab, (n, t), generator=g)
+        lengths = torch.randint(2, t + 1, (n,), generator=g)
+        self.mask = (torch.arange(t)[None, :] < lengths[:, None]).long()
+        self.ids = self.ids * self.mask  # padding token 0 after each sequence
+        self.labels = (self.ids[:, 0] % 3).numpy()  # the class is told by the first token
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"input_ids": self.ids[i], "attention_mask": self.mask[i], "labels": int(self.labels[i])}
+
+
+class _Encoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(12, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.emb(input_ids)
+        m = attention_mask[..., None].float()
+        return self.head((h * m).sum(1) / m.sum(1))
+
+
+def test_probe_default_reduction_is_the_masked_token_mean() -> None:
+    """On a sequence layer (N, T, D) the default reduce='mean' averages the unmasked tokens, not the
+    D features: equal to a probe on the hand-pooled embeddings."""
+    from layerscope.similarity import linear_probe, probe_model
+
+    ds, model = _Tokens(), _Encoder()
+    res = probe_model(model, ds, ["emb"], n=None, random_state=0)
+    with torch.no_grad():
+        h = model.emb(ds.ids)
+    m = ds.mask[..., None].float()
+    pooled = ((h * m).sum(1) / m.sum(1)).numpy()
+    by_hand = linear_probe(pooled, ds.labels, random_state=0, layer="emb")
+    assert res.results["model"][0].to_dict() == by_hand.to_dict()
+    assert res.results["model"][0].n_features == 6  # the D features survive; T was averaged
+    assert res.parameters["layouts"] == {"emb": "sequence"} and res.parameters["reduce"] == "mean"
+
+
+def test_capture_and_project_of_a_non_classifier(tmp_path: Path) -> None:
+    """A model whose output is not (N, n_classes) scores: no predictions, no accuracy, no AC; the
+    result says why."""
+    from torch.utils.data import TensorDataset
+
+    from layerscope.capture_result import capture_dataset
+    from layerscope.projection import project_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))  # a 2-D embedding, 4 classes
+    x = torch.randn(60, 5)
+    y = torch.arange(60) % 4
+    res = capture_dataset(model, TensorDataset(x, y), ["0", "2"])
+    assert res.activations.predictions is None and "accuracy" not in res.metrics
+    res.save(tmp_path / "c")
+    doc = json.loads((tmp_path / "c" / "result.json").read_text())
+    assert doc["predictions"].startswith("no predictions") and "accuracy" not in doc["metrics"]
+    assert [r["layout"] for r in doc["layers"]] == ["flat", "flat"]
+    study = project_model(model, TensorDataset(x, y), ["0"], n=None, method="pca", thumbnails=0)
+    assert study.metrics["ac"] == {"model": None} and study.get("0").predictions is None
+    captions = {stem: caption for stem, _, _, caption in study._figure_specs()}
+    scatter = [c for stem, c in captions.items() if stem == "grid" or stem.startswith("projection_")]
+    assert len(scatter) == 2 and all("No AC and no misclassified marks" in c for c in scatter)
+    assert all("triangles" not in c for c in captions.values())
+
+
+def test_layout_flag_for_an_ambiguous_3d_output(tmp_path: Path) -> None:
+    """A 3-D output layerscope cannot read is refused with the fix; --layout / layouts= give it."""
+    from layerscope.exceptions import ParameterError
+    from layerscope.similarity import probe_model
+
+    class Conv1d(nn.Module):  # (N, 4, 6) from a module of no known kind: channels or time?
+        def __init__(self) -> None:
+            super().__init__()
+            self.lift = nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lift(x.view(len(x), 4, 6)).sum(2)
+
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 24), torch.arange(40) % 2
+    with pytest.raises(ParameterError, match="will not guess"):
+        probe_model(Conv1d(), TensorDataset(x, y), ["lift"], n=None)
+    res = probe_model(Conv1d(), TensorDataset(x, y), ["lift"], n=None, layouts={"lift": "spatial"})
+    assert res.results["model"][0].n_features == 4 and res.parameters["layouts"] == {"lift": "spatial"}
+    from layerscope.cli._models import parse_layouts
+
+    assert parse_layouts("lift=spatial,enc.0=sequence") == {"lift": "spatial", "enc.0": "sequence"}
+    with pytest.raises(ParameterError, match="NAME=spatial"):
+        parse_layouts("lift:spatial")
+
+
+def test_layer_specs_with_selectors_are_accepted() -> None:
+    from layerscope.exceptions import LayerNotFoundError
+    from layerscope.projection.analysis import resolve_projection_layers
+
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(3, 4, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rnn(x)[0][:, -1]
+
+    assert resolve_projection_layers(Pair(), ["rnn:h_n", "rnn[0]"]) == ["rnn:h_n", "rnn[0]"]
+    with pytest.raises(LayerNotFoundError, match="rnn"):
+        resolve_projection_layers(Pair(), ["rn"])
+    with pytest.raises(LayerNotFoundError, match="No layer names"):
+        resolve_projection_layers(Pair(), [])
+
+
+def test_subset_of_data_whose_items_carry_the_labels() -> None:
+    """Without .y/.labels the stratified subset reads the labels the items carry (seam rule)."""
+    from layerscope.exceptions import DataError
+    from layerscope.projection.analysis import dataset_labels, select_observations
+
+    class NoAttr(_Tokens):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden = self.labels
+            del self.labels
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            return {"input_ids": self.ids[i], "attention_mask": self.mask[i], "labels": int(self.hidden[i])}
+
+    ds = NoAttr()
+    assert np.array_equal(dataset_labels(ds), ds.hidden)
+    idx = select_observations(ds, 30, 0)
+    assert len(idx) == 30 and len(set(idx.tolist())) == 30
+    from layerscope.data import stratified_indices
+
+    assert np.array_equal(idx, stratified_indices(ds.hidden, 30, 0))  # the same subset as from the labels themselves
+    assert np.bincount(ds.hidden[idx], minlength=3).tolist() == [8, 11, 11]  # 30 x (22, 28, 30) / 80, rounded
+    x = torch.randn(10, 3)
+    assert np.array_equal(select_observations(x, None), np.arange(10))  # all rows: no labels needed
+    with pytest.raises(DataError, match="yields no class labels"):
+        select_observations(x, 5)

@@ -419,3 +419,23 @@ def test_dtype_and_signature_errors_say_what_is_wrong() -> None:
     two_inputs = TensorDataset(torch.randn(4, 4), torch.randn(4, 4))  # no labels: two positional inputs
     with pytest.raises(DataError, match="adapter"):
         collect_activations(one, two_inputs, ["fc"])
+
+
+def test_static_batch_programs_take_any_number_of_rows_in_direct_calls() -> None:
+    from layerscope.seam import run_model
+
+    m = _mlp()
+    x = torch.randn(7, 4)
+    with torch.no_grad():
+        want_out, want_fc = m(x), m.fc(x)
+    seen: list[int] = []
+    m.fc.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].shape[0]))
+    m.layerscope_static_batch = 3  # type: ignore[assignment]
+    with torch.no_grad():
+        out = run_model(m, x)
+    assert set(seen) == {3} and torch.allclose(out, want_out, atol=1e-6) and out.shape[0] == 7
+    for n in (1, 3, 7):
+        with capture(m, ["fc"]) as cap:
+            got = cap.run(x[:n])
+        assert torch.allclose(cap["fc"], want_fc[:n], atol=1e-6) and torch.allclose(got, want_out[:n], atol=1e-6)
+    assert set(seen) == {3}

@@ -52,7 +52,7 @@ def test_interrupted_training_keeps_finished_checkpoints(tmp_path: Path) -> None
     tr, te = small_data()
     net = build_model("mlp:width=32,depth=1", tr.input_shape, 10)
 
-    def tracker(iterable, total=None, description=""):  # type: ignore[no-untyped-def]
+    def tracker(iterable, total=None, desc=""):  # type: ignore[no-untyped-def]
         for epoch in iterable:
             if epoch == 3:
                 raise KeyboardInterrupt

@@ -144,5 +144,4 @@ def main(argv: list[str] | None = None) -> None:
         )
     if rv == 130:
         err_console.print("[yellow]interrupted[/]: finished results were written; partial ones were not.")
-    if isinstance(rv, int) and rv != 0:
-        sys.exit(rv)
+    sys.exit(rv if isinstance(rv, int) else 0)  # as typer's standalone mode: always exit

@@ -12,6 +12,34 @@ CHECKPOINTS_HELP = (
     "'first'/'last' allowed (e.g. 0,last). Default: the model as given (a run's last checkpoint)."
 )
 LAYERS_HELP = "'all' (the model's hidden layers) or comma-separated layer names."
+REDUCE_HELP = (
+    "Reduce each layer inside the hook, by its layout: mean or max over the positions of a conv map or the tokens "
+    "of a sequence (masked), first/cls or last token of a sequence; never over features."
+)
+LAYOUTS = ("spatial", "sequence", "flat")
+
+
+def layout_option() -> Any:
+    """``--layout NAME=spatial|sequence[,...]``: the layout of layers whose axes layerscope cannot tell."""
+    import typer
+
+    return typer.Option(None, "--layout", help="Layouts of 3-D layer outputs layerscope cannot tell apart: "
+                                                "NAME=spatial (N x C x L) or NAME=sequence (N x T x D), comma-separated.")
+
+
+def parse_layouts(value: Optional[str]) -> dict[str, str] | None:
+    """``"a=sequence,b=spatial"`` -> ``{"a": "sequence", "b": "spatial"}``."""
+    from ..exceptions import ParameterError
+
+    if not value:
+        return None
+    out: dict[str, str] = {}
+    for item in parse_list(value) or []:
+        name, sep, kind = item.rpartition("=")
+        if not sep or not name or kind not in LAYOUTS:
+            raise ParameterError(f"--layout takes NAME=spatial, NAME=sequence or NAME=flat (comma-separated); got {item!r}.")
+        out[name] = kind
+    return out
 
 
 def load_models(model: str, checkpoints: Optional[str], weights: Optional[Path], allow_pickle: bool) -> dict[Any, Any]:

@@ -14,8 +14,9 @@ from typing import Optional
 
 import typer
 
-from ._app import (DATA_HELP, allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli,
-                   load_model_cli, model_option, out_option, parse_list, progress_bar, progress_option, weights_option)
+from ._app import (DATA_HELP, allow_pickle_option, app, batch_size_option, check_count, console, data_option,
+                   load_data_cli, load_model_cli, model_option, out_option, parse_indices, parse_list, progress_bar,
+                   progress_option, weights_option)
 from ._zf import parse_ints
 
 
@@ -40,8 +41,8 @@ def topk(
     ds = load_data_cli(data, net)
     with progress_bar(progress) as bar:
         top = top_activations(net, ds, layer, units=parse_ints(units, "--units", True), k=k, batch_size=batch_size,
-                              limit=limit, rule=None if rule == "none" or not patches else rule, patches=patches,
-                              max_units=max_units, progress=bar, data_spec=data)
+                              limit=check_count("--limit", limit), rule=None if rule == "none" or not patches else rule,
+                              patches=patches, max_units=max_units, progress=bar, data_spec=data)
     top.save(out)
     rf = top.receptive_field
     console.print(f"top-{k} of {len(top.units)} units of {layer} written to [bold]{out}[/]"
@@ -61,14 +62,15 @@ def deconv(
     allow_pickle: bool = allow_pickle_option(), progress: bool = progress_option(),
 ) -> None:
     """Project single activations back to pixels with gradient / deconvnet / guided backprop."""
-    from ..convnets.deconvnet import deconv_projections
+    from ..convnets.deconv import deconv_projections
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
     with progress_bar(progress) as bar:
         res = deconv_projections(net, ds, layer, units=parse_ints(units, "--units", True),
-                                 rules=parse_list(rules) or ["deconvnet"], indices=parse_ints(indices, "--indices"),
-                                 limit=limit, batch_size=batch_size, progress=bar, data_spec=data)
+                                 rules=parse_list(rules) or ["deconvnet"], indices=parse_indices(indices, len(ds)),
+                                 limit=check_count("--limit", limit), batch_size=batch_size, progress=bar,
+                                 data_spec=data)
     res.save(out)
     console.print(f"{len(res.sample_ids)} projections x {len(res.rules)} rules of {layer} written to [bold]{out}[/]")
 
@@ -99,8 +101,8 @@ def evolution(
     ds = load_data_cli(data, last)
     with progress_bar(progress) as bar:
         evo = feature_evolution(run_dir, ds, layer, units=parse_ints(units, "--units", True), rule=rule,
-                                epochs=parse_ints(epochs, "--epochs"), limit=limit, batch_size=batch_size,
-                                progress=bar, model_info=model_description(last), data_spec=data)
+                                epochs=parse_ints(epochs, "--epochs"), limit=check_count("--limit", limit),
+                                batch_size=batch_size, progress=bar, model_info=model_description(last), data_spec=data)
     evo.save(out)
     console.print(f"feature evolution of {len(evo.units)} units over epochs {evo.epochs.tolist()} written to [bold]{out}[/]")
 

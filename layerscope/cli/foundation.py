@@ -24,6 +24,7 @@ from ._app import (
     progress_option,
     weights_option,
 )
+from ._models import REDUCE_HELP, layout_option, parse_layouts
 
 
 @app.command()
@@ -34,34 +35,35 @@ def layers(
     allow_pickle: bool = allow_pickle_option(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List every layer: dotted name, type, output shape, parameters."""
-    from ..data import ArrayDataset
+    """List every layer: dotted name, type, output shape, calls per forward pass, parameters."""
     from ..capture import list_layers
+    from ..exceptions import LayerscopeError
 
     net = load_model_cli(model, weights, allow_pickle)
-    sample = None
-    shape = getattr(net, "input_shape", None)
-    try:
-        ds = load_data_cli(data, net)
-        if isinstance(ds, ArrayDataset):
-            sample = ds.x[:1]
-    except Exception:
+    rows = None
+    try:  # the first two samples of the data give output shapes and calls
+        rows = list_layers(net, load_data_cli(data, net))
+    except LayerscopeError:
         if data is not None:
             raise
-    if sample is None and shape is not None:
-        import torch
+    if rows is None:
+        shape = getattr(net, "input_shape", None)
+        if shape is not None:
+            import torch
 
-        sample = torch.zeros(1, *shape)
-    rows = list_layers(net, sample)
+            rows = list_layers(net, torch.zeros(2, *shape))
+        else:
+            rows = list_layers(net)
     if as_json:
         console.print_json(json.dumps([r.to_dict() for r in rows]))
         return
     table = Table(title=f"{type(net).__name__}: {len(rows)} layers, {sum(p.numel() for p in net.parameters()):,} parameters")
-    for col in ("name", "type", "output shape", "params"):
-        table.add_column(col, justify="right" if col == "params" else "left")
+    for col in ("name", "type", "output shape", "calls", "params"):
+        table.add_column(col, justify="right" if col in ("params", "calls") else "left")
     for r in rows:
         shp = "×".join(str(s) for s in r.output_shape) if r.output_shape is not None else "-"
-        table.add_row("  " * (r.depth - 1) + r.name, r.type, shp, f"{r.total_params:,}")
+        calls = "-" if r.calls is None else f"{r.calls} (reused: name#k)" if r.reused else str(r.calls)
+        table.add_row("  " * (r.depth - 1) + r.name, r.type, shp, calls, f"{r.total_params:,}")
     console.print(table)
 
 
@@ -73,7 +75,8 @@ def capture(
     data: Optional[str] = data_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
-    reduce: Optional[str] = typer.Option(None, help="Spatial reduction of conv maps inside the hook: mean or max."),
+    reduce: Optional[str] = typer.Option(None, help=REDUCE_HELP),
+    layout: Optional[str] = layout_option(),
     limit: Optional[int] = typer.Option(None, help="Use only the first N samples (or a stratified N with --stratify)."),
     stratify: bool = typer.Option(False, help="With --limit: a seeded stratified subset instead of the first N."),
     seed: int = typer.Option(0, help="Seed for --stratify."),
@@ -82,17 +85,19 @@ def capture(
     progress: bool = progress_option(),
 ) -> None:
     """Capture layer activations over a dataset into OUT (arrays, activations.png, result.json)."""
+    from .._io import result_folder
     from ..capture_result import capture_dataset
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
     budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
-    with progress_bar(progress) as bar:
+    with progress_bar(progress) as bar, result_folder(out) as staging:
+        # arrays are streamed and saved straight into the folder being written (not copied a second time)
         extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
-        res = capture_dataset(net, ds, parse_list(layers) or [], batch_size=batch_size, reduce=reduce,  # type: ignore[arg-type]  # validated by the library
-                              limit=limit, stratify=stratify, random_state=seed, memory_budget=budget, out_dir=out,
-                              data_spec=data, **extra)
-    res.save(out)
+        res = capture_dataset(net, ds, parse_list(layers) or [], batch_size=batch_size, reduce=reduce,
+                              layouts=parse_layouts(layout), limit=limit, stratify=stratify, random_state=seed,
+                              memory_budget=budget, out_dir=staging, data_spec=data, **extra)
+        res.save(staging)
     acc = res.metrics.get("accuracy")
     console.print(f"captured {len(res.activations)} samples x {len(res.activations.arrays)} layers into [bold]{out}[/]"
                   + (f" (accuracy on them: {acc:.4f})" if acc is not None else ""))

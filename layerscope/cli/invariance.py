@@ -11,9 +11,10 @@ from typing import Optional
 
 import typer
 
-from ._app import (allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli, load_model_cli,
-                   model_option, out_option, parse_list, progress_bar, progress_option, weights_option)
-from ._zf import number_or, parse_ints
+from ._app import (allow_pickle_option, app, batch_size_option, check_count, console, data_option, load_data_cli,
+                   load_model_cli, model_option, out_option, parse_indices, parse_list, progress_bar, progress_option,
+                   weights_option)
+from ._zf import number_or
 
 
 @app.command()
@@ -35,11 +36,11 @@ def invariance(
 
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
-    rows = parse_ints(indices, "--indices")
+    rows = parse_indices(indices, len(ds))
     with progress_bar(progress) as bar:
         curves = invariance_curves(net, ds, layers=parse_list(layers), transforms=parse_list(transforms) or [],
                                    fill=number_or(fill, ("min", "mean"), "--fill"), indices=rows,
-                                   limit=None if rows is not None else limit, plot_layers=parse_list(plot_layers),
+                                   limit=None if rows is not None else check_count("--limit", limit), plot_layers=parse_list(plot_layers),
                                    batch_size=batch_size, progress=bar, data_spec=data)
     curves.save(out)
     console.print(f"invariance curves of {len(curves.labels)} images x {len(curves.layers)} layers written to [bold]{out}[/]")

@@ -12,9 +12,9 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import (allow_pickle_option, app, console, data_option, load_data_cli, load_model_cli,
-                   model_option, out_option, parse_list, progress_bar, progress_option, weights_option)
-from ._zf import number_or, parse_ints
+from ._app import (allow_pickle_option, app, check_count, console, data_option, load_data_cli, load_model_cli,
+                   model_option, out_option, parse_indices, parse_list, progress_bar, progress_option, weights_option)
+from ._zf import number_or
 
 
 @app.command()
@@ -44,7 +44,7 @@ def occlude(
     net = load_model_cli(model, weights, allow_pickle)
     ds = load_data_cli(data, net)
     with progress_bar(progress) as bar:
-        res = occlusion_maps(net, ds, parse_ints(indices, "--indices") or [], size=size, stride=stride,
+        res = occlusion_maps(net, ds, parse_indices(indices, len(ds)), size=size, stride=stride,
                              value=number_or(value, ("mean", "zero"), "--value"), anchor=anchor,  # type: ignore[arg-type]
                              layer=layer, unit=unit, project=project, batch_size=batch_size, progress=bar, data_spec=data)
     for note in res.notes:
@@ -79,10 +79,10 @@ def correspondence(
                      for name, spec in (item.split("=") for item in parts.split(";"))}
         except ValueError as err:
             raise ParameterError(f"--parts takes 'name=row,col,h,w;...'; got {parts!r}.") from err
-    rows = parse_ints(indices, "--indices")
+    rows = parse_indices(indices, len(ds))
     res = corr(net, ds, parse_list(layers) or [], parts=boxes, value=number_or(value, ("mean",), "--value"),
-               n_random=n_random, random_state=seed, label=label, indices=rows, limit=None if rows is not None else limit,
-               data_spec=data)
+               n_random=n_random, random_state=seed, label=label, indices=rows,
+               limit=None if rows is not None else check_count("--limit", limit), data_spec=data)
     res.save(out)
     console.print(f"correspondence Δ of {len(res.layers)} layers over {res.n_images} images written to [bold]{out}[/]")
     for layer in res.layers:

@@ -22,7 +22,7 @@ from ._app import (
     progress_option,
     weights_option,
 )
-from ._models import CHECKPOINTS_HELP, LAYERS_HELP, load_models, print_table
+from ._models import CHECKPOINTS_HELP, LAYERS_HELP, REDUCE_HELP, layout_option, load_models, parse_layouts, print_table
 
 
 @app.command()
@@ -38,7 +38,8 @@ def project(
     align_over: Optional[str] = typer.Option(None, help="Sequence direction: layers or epochs (default: epochs with several checkpoints)."),
     k: int = typer.Option(6, help="Neighbours for the neighborhood hit."),
     perplexity: float = typer.Option(30.0, help="t-SNE perplexity."),
-    reduce: Optional[str] = typer.Option(None, help="Spatially pool conv maps: mean or max (default: flatten)."),
+    reduce: Optional[str] = typer.Option(None, help=REDUCE_HELP + " Default: flatten."),
+    layout: Optional[str] = layout_option(),
     thumbnails: int = typer.Option(12, help="Image thumbnails of outliers in the single-layer figures (0: none)."),
     seed: int = typer.Option(0, help="Seed of the subset and of the projections."),
     batch_size: int = batch_size_option(),
@@ -58,8 +59,8 @@ def project(
         extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         study = project_model(models, ds, parse_list(layers) or "all", n=n, method=method,  # type: ignore[arg-type]
                               random_state=seed, aligned=aligned, align_over=align_over,  # type: ignore[arg-type]
-                              reduce=reduce, batch_size=batch_size, thumbnails=thumbnails,  # type: ignore[arg-type]
-                              data_spec=data, **extra, **kw)
+                              reduce=reduce, layouts=parse_layouts(layout), batch_size=batch_size,  # type: ignore[arg-type]
+                              thumbnails=thumbnails, data_spec=data, **extra, **kw)
     study.save(out)
     rows = [[("-" if r["checkpoint"] is None else r["checkpoint"]), r["layer"], r["nh"], r["nh_original"], r["ac"]]
             for r in study.metrics["table"]]
@@ -78,6 +79,7 @@ def neurons(
     n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
     method: str = typer.Option("tsne", help="Neuron layout: tsne (on 1 - |Pearson r|) or mds."),
     n_estimators: int = typer.Option(100, help="Trees of each class-vs-rest ExtraTrees classifier."),
+    layout: Optional[str] = layout_option(),
     seed: int = typer.Option(0),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
@@ -97,8 +99,8 @@ def neurons(
     with progress_bar(progress) as bar:
         extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         res = project_neurons(net, ds, layer, n=n, classes=chosen, method=method,  # type: ignore[arg-type]
-                              n_estimators=n_estimators, random_state=seed, batch_size=batch_size, data_spec=data,
-                              **extra)
+                              n_estimators=n_estimators, random_state=seed, batch_size=batch_size,
+                              layouts=parse_layouts(layout), data_spec=data, **extra)
     res.save(out)
     console.print(f"{layer}: {res.metrics['n_neurons']} neurons ({res.metrics['n_dead']} constant, left out); "
                   f"wrote [bold]{out}[/]")

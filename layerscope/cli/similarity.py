@@ -22,7 +22,7 @@ from ._app import (
     progress_option,
     weights_option,
 )
-from ._models import CHECKPOINTS_HELP, LAYERS_HELP, load_models, print_table
+from ._models import CHECKPOINTS_HELP, LAYERS_HELP, REDUCE_HELP, layout_option, load_models, parse_layouts, print_table
 
 
 @app.command()
@@ -36,7 +36,8 @@ def probe(
     test_size: float = typer.Option(0.25, help="Held-out fraction."),
     c: float = typer.Option(1.0, "--C", help="Inverse L2 regularisation of the logistic regression."),
     group_by: Optional[str] = typer.Option(None, help="Hold out whole groups: the name of a per-sample label (e.g. speaker)."),
-    reduce: Optional[str] = typer.Option("mean", help="Spatial pooling of conv maps: mean, max or none."),
+    reduce: Optional[str] = typer.Option("mean", help=REDUCE_HELP + " 'none': flatten."),
+    layout: Optional[str] = layout_option(),
     seed: int = typer.Option(0),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
@@ -51,7 +52,8 @@ def probe(
     with progress_bar(progress) as bar:
         extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         res = probe_model(models, ds, parse_list(layers) or "all", n=n, test_size=test_size, C=c, group_by=group_by,
-                          reduce=reduce, random_state=seed, batch_size=batch_size, data_spec=data, **extra)
+                          reduce=reduce, layouts=parse_layouts(layout), random_state=seed, batch_size=batch_size,
+                          data_spec=data, **extra)
     res.save(out)
     rows = [[key, r.layer, r.accuracy, r.train_accuracy, r.chance] for key, rs in res.results.items() for r in rs]
     print_table("linear probes", ["checkpoint", "layer", "held-out acc", "train acc", "chance"], rows)
@@ -68,7 +70,8 @@ def cka(
     layers_b: Optional[str] = typer.Option(None, help="Layers of --model-b (default: as --layers)."),
     checkpoints: Optional[str] = typer.Option(None, help="Two epochs of a run (e.g. 0,last): CKA between the layers at the first and at the second."),
     n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
-    reduce: Optional[str] = typer.Option(None, help="Spatial pooling of conv maps: mean or max (default: flatten)."),
+    reduce: Optional[str] = typer.Option(None, help=REDUCE_HELP + " Default: flatten."),
+    layout: Optional[str] = layout_option(),
     seed: int = typer.Option(0),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
@@ -92,7 +95,8 @@ def cka(
     with progress_bar(progress) as bar:
         extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         res = cka_model(models, ds, parse_list(layers) or "all", model_b=net_b, layers_b=parse_list(layers_b), n=n,
-                        reduce=reduce, random_state=seed, batch_size=batch_size, label_a=model, label_b=model_b,
+                        reduce=reduce, layouts=parse_layouts(layout), random_state=seed, batch_size=batch_size,
+                        label_a=model, label_b=model_b,
                         data_spec=data, **extra)
     res.save(out)
     t = Table(title=f"linear CKA ({res.mode}): rows {res.label_a}, columns {res.label_b or res.label_a}")

@@ -5,6 +5,7 @@
   with receptive-field patches and projections.
 * :mod:`.deconvnet` — projection of ONE activation back to input space with the plain-gradient,
   deconvnet or guided-backprop rule.
+* :mod:`.deconv` — those projections for chosen units over a data set, every rule side by side.
 * :mod:`.occlusion` — occlusion sensitivity maps (feature map, true-class probability, label).
 * :mod:`.invariance` — feature distances and class probability under translation, scaling and
   rotation.
@@ -36,15 +37,8 @@ Command line: ``layerscope topk | deconv | occlude | invariance | evolution | co
 """
 
 from .correspondence import Correspondence, correspondence, default_parts, sign_delta
-from .deconvnet import (
-    RULES,
-    ActivationProjections,
-    DeconvProjections,
-    UnsupportedModelError,
-    deconv_projections,
-    project_activation,
-    project_activations,
-)
+from .deconv import DeconvProjections, deconv_projections
+from .deconvnet import RULES, ActivationProjections, UnsupportedModelError, project_activation, project_activations
 from .evolution import Evolution, feature_evolution
 from .invariance import InvarianceCurves, invariance_curves, transform_images
 from .occlusion import Occlusion, OcclusionMaps, dataset_mean, occlusion, occlusion_maps, window_grid

@@ -16,7 +16,8 @@ from typing import Any, Iterable, TypeVar
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import atomic_path, result_folder
+from .._progress import ProgressArg
 from ..results import AnalysisResult, read_result, write_result
 
 __all__ = ["FolderResult", "track", "read_folder"]
@@ -24,9 +25,10 @@ __all__ = ["FolderResult", "track", "read_folder"]
 T = TypeVar("T")
 
 
-def track(progress: Any, iterable: Iterable[T], total: int | None, desc: str) -> Iterable[T]:
-    """Wrap ``iterable`` in ``progress`` (``None``/``False``: none; ``True``: tqdm.auto; or any
-    tqdm-compatible callable, called with the keywords ``total=`` and ``desc=``)."""
+def track(progress: ProgressArg, iterable: Iterable[T], total: int | None, desc: str) -> Iterable[T]:
+    """Wrap ``iterable`` in the tracker of ``progress`` (``None``/``False``: none, ``True``:
+    tqdm.auto, or any tqdm-compatible callable), called with the keywords ``total=`` and
+    ``desc=`` (:mod:`layerscope._progress`)."""
     from .._progress import resolve_progress
 
     return resolve_progress(progress)(iterable, total=total, desc=desc)
@@ -75,11 +77,14 @@ class FolderResult(AnalysisResult):
         return {}
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write the folder ``layerscope <command>`` writes (figures, arrays, result.json)."""
-        d = Path(out_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        self._write(d)
-        return d
+        """Write the folder ``layerscope <command>`` writes (figures, arrays, result.json).
+
+        The folder is staged and swapped in at the end (:func:`layerscope._io.result_folder`):
+        ``out_dir`` is the old result or the new one, never a mix.
+        """
+        with result_folder(out_dir) as staging:
+            self._write(staging)
+        return Path(out_dir)
 
     def _write(self, d: Path) -> None:
         info = self.figure_info()

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._progress import ProgressArg
 from ..exceptions import ParameterError
 from ._result import FolderResult, read_folder, track
 from .topk import top_activations
@@ -135,7 +136,7 @@ def feature_evolution(
     indices: Sequence[int] | np.ndarray | None = None,
     batch_size: int = 256,
     limit: int | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
 ) -> Evolution:
@@ -158,7 +159,7 @@ def feature_evolution(
     indices, limit, batch_size
         Rows of ``dataset`` searched (the first ``limit`` of them), samples per forward pass.
     progress
-        Any tqdm-compatible callable (keywords ``total=``, ``desc=``), over the checkpoints.
+        ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable (keywords ``total=``, ``desc=``), over the checkpoints.
     model_info, data_spec
         Stored on the result (default: the description of the run's final model and the data
         set's ``name``).

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._progress import ProgressArg
 from ..capture import capture, first_tensor, model_device, model_state_guard
 from ..exceptions import InputShapeError, ParameterError
 from ._result import FolderResult, read_folder, track
@@ -207,7 +208,7 @@ def invariance_curves(
     limit: int | None = None,
     plot_layers: Sequence[str] | None = None,
     device: torch.device | str | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
 ) -> InvarianceCurves:
@@ -236,7 +237,7 @@ def invariance_curves(
     plot_layers
         Layers drawn in the figure (default: the lowest and the highest).
     progress
-        Any tqdm-compatible callable (keywords ``total=``, ``desc=``).
+        ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable (keywords ``total=``, ``desc=``).
     model_info, data_spec
         Stored on the result (default: the model's description and the data set's ``name``).
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._progress import ProgressArg
 from ..capture import capture, first_tensor, model_device, model_state_guard, run_model
 from ..exceptions import InputShapeError, ParameterError
 from ._dtype import model_dtype, wide as _wide
@@ -170,7 +171,7 @@ def occlusion(
     unit: int | None = None,
     batch_size: int = 256,
     device: torch.device | str | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
 ) -> Occlusion:
     """Slide a grey square over ``x`` and map the model's response (Z&F 2014, §4.2, Fig. 7).
 
@@ -194,7 +195,7 @@ def occlusion(
     batch_size
         Occluded images per forward pass.
     progress
-        Any tqdm-compatible callable (keywords ``total=``, ``desc=``).
+        ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable (keywords ``total=``, ``desc=``).
 
     Returns
     -------
@@ -425,7 +426,7 @@ def occlusion_maps(
     project: bool = True,
     batch_size: int = 256,
     device: torch.device | str | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
 ) -> OcclusionMaps:
@@ -455,7 +456,7 @@ def occlusion_maps(
         With a layer: panel (c), the deconvnet projection of the feature map's strongest
         activation (left out, with a note, for a model the deconvnet rule cannot take).
     progress
-        Any tqdm-compatible callable (keywords ``total=``, ``desc=``).
+        ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable (keywords ``total=``, ``desc=``).
     model_info, data_spec
         Stored on the result (default: the model's description and the data set's ``name``).
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._progress import ProgressArg
 from ..capture import capture, model_device, model_state_guard
 from ..seam import iter_batches
 from ..exceptions import DataError, InputShapeError, ParameterError
@@ -170,23 +171,23 @@ def display_normalization(dataset: Any = None, model: Any = None) -> Any:
 
 
 def dataset_inputs(dataset: Any, ids: Sequence[int] | np.ndarray) -> torch.Tensor:
-    """Stack the inputs of dataset rows ``ids`` into one tensor."""
-    ids = np.asarray(ids, dtype=np.int64)
-    tensors = getattr(dataset, "tensors", None)
-    if tensors is not None:
-        return tensors[0][torch.as_tensor(ids)]
-    return torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in ids])
+    """The input tensor of dataset rows ``ids`` (read through :func:`layerscope.seam.gather`)."""
+    from ..seam import gather, single_input
+
+    return single_input(gather(dataset, ids), "Top-k patches and projections")
 
 
 def _labels(dataset: Any, ids: np.ndarray) -> np.ndarray:
-    tensors = getattr(dataset, "tensors", None)
+    """Labels of dataset rows ``ids`` (any shape; ``-1`` entries and label-free data give ``-1``)."""
+    from ..seam import gather
+
     flat = ids.reshape(-1)
     out = np.full(flat.shape, -1, dtype=np.int64)
     ok = flat >= 0
-    if tensors is not None and len(tensors) > 1:
-        out[ok] = tensors[1][torch.as_tensor(flat[ok])].numpy()
-    else:
-        out[ok] = [int(dataset[int(i)][1]) for i in flat[ok]]
+    if ok.any():
+        labels = gather(dataset, flat[ok]).labels
+        if labels is not None:
+            out[ok] = labels.numpy()
     return out.reshape(ids.shape)
 
 
@@ -205,7 +206,7 @@ def top_activations(
     limit: int | None = None,
     max_units: int = 16,
     device: torch.device | str | None = None,
-    progress: Any = None,
+    progress: ProgressArg = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
 ) -> TopK:
@@ -238,7 +239,8 @@ def top_activations(
     max_units
         Units shown in the figure.
     progress
-        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc=...)``.
+        ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable, called as
+        ``progress(iterable, total=n, desc=...)``.
     model_info, data_spec
         Stored on the result (default :func:`~layerscope.results.model_description` of ``model``
         and the data set's ``name``).
@@ -281,7 +283,7 @@ def top_activations(
                 cap.run(batch)
                 if layer not in cap.activations:
                     raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer forward() uses.")
-                a = cap.activations.pop(layer)
+                a = cap.activations.pop(layer)[: batch.n]  # rows past n pad a static batch
                 if a.ndim < 2:
                     raise InputShapeError(f"Layer {layer!r} gives shape {tuple(a.shape)}; expected (N, C, ...).")
                 if unit_idx is None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ..exceptions import DataError
+from ..exceptions import DataError, ParameterError
 
 __all__ = ["Normalization", "ArrayDataset", "stratified_indices", "check_labels", "MAX_CLASSES"]
 
@@ -213,6 +213,8 @@ class ArrayDataset(TensorDataset):
 def stratified_indices(labels: np.ndarray, n: int, random_state: int | None = 0) -> np.ndarray:
     """``n`` row indices drawn without replacement, class proportions kept (seeded), sorted."""
     labels = np.asarray(labels)
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ParameterError(f"limit must be a whole number >= 1 (samples to keep); got {n!r}.")
     if n >= len(labels):
         return np.arange(len(labels))
     from sklearn.model_selection import train_test_split

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from ..capture import capture, model_device, model_state_guard
 from ..exceptions import InputShapeError, ParameterError
 from ..layers import resolve_layer
@@ -176,7 +176,7 @@ def render(
     thresholds: Iterable[int] = (),
     random_state: RandomState = 0,
     device: torch.device | str | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> Rendering:
     """Maximise ``objective`` by gradient ascent on a batch of ``batch`` inputs.
@@ -220,7 +220,7 @@ def render(
     device
         Default: the model's device.
     progress
-        Tracker over the steps.
+        Progress over the steps: None, True (tqdm.auto) or a tqdm-compatible callable.
     on_step
         Called as ``on_step(step, images)`` after every update (1-based step, a detached copy).
 
@@ -269,7 +269,7 @@ def render(
     spatial = p.spatial
     trace = np.zeros((steps, p.batch), dtype=np.float32)
     inter: dict[int, np.ndarray] = {}
-    track = progress or no_progress
+    track = resolve_progress(progress)
     layers = list(objective.layers)
     with model_state_guard(model), torch.enable_grad():
         model.eval()
@@ -374,7 +374,7 @@ def unit_data_max(
     *,
     batch_size: int = 256,
     device: torch.device | str | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
 ) -> np.ndarray:
     """The maximum over ``dataset`` of each unit's value (as :func:`unit_values` defines it), ``(U,)``.
 
@@ -386,13 +386,13 @@ def unit_data_max(
     u = torch.as_tensor(list(units), dtype=torch.long)
     best = torch.full((len(u),), -math.inf)
     n_batches = (len(dataset) + batch_size - 1) // batch_size
-    track = progress or no_progress
+    track = resolve_progress(progress)
     with model_state_guard(model), torch.no_grad():
         model.eval()
         with capture(model, [layer], stop_early=True) as cap:
-            for batch in track(iter_batches(dataset, batch_size, model=model, device=dev), n_batches, "data max"):
+            for batch in track(iter_batches(dataset, batch_size, model=model, device=dev), total=n_batches, desc=f"data max of layer {layer}"):
                 cap.run(batch)
-                vals = unit_values(cap[layer], kind, None, position).cpu()  # (B, C)
+                vals = unit_values(cap[layer][: batch.n], kind, None, position).cpu()  # (B, C)
                 best = torch.maximum(best, vals[:, u].amax(dim=0))
     return best.numpy().astype(np.float64)
 
@@ -547,9 +547,11 @@ class ActMaxResult(AnalysisResult):
     def save(self, out_dir: str | Path) -> Path:
         """Write the folder of ``layerscope maximize`` and return it: ``grid.png``, ``traces.png``,
         ``units/unit_XXXX.png``, ``arrays.npz``, ``intermediate.npz`` (if any) and ``result.json``."""
-        d = Path(out_dir)
-        self._write(d)
-        return d
+        from .._io import result_folder
+
+        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
+            self._write(staging)
+        return Path(out_dir)
 
     def _write(self, d: Path) -> None:
         from .._io import atomic_path
@@ -669,7 +671,7 @@ def maximize(
     device: torch.device | str | None = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
-    progress: Tracker | None = None,
+    progress: ProgressArg = None,
 ) -> ActMaxResult:
     """Find, for every unit of ``layer``, the input that maximises it; all units in one batch.
 
@@ -811,7 +813,7 @@ def maximize(
     per_batch = max(1, batch_size // restarts)
     chunks = [unit_list[i : i + per_batch] for i in range(0, len(unit_list), per_batch)]
     total_steps = steps * len(chunks)
-    track = progress or no_progress
+    track = resolve_progress(progress)
     step_iter = iter(track(range(total_steps), total=total_steps, desc=f"maximize layer {layer}"))
 
     def chunk_tracker(it: Iterable[Any], total: int | None = None, desc: str = "", **kwargs: Any) -> Iterable[Any]:

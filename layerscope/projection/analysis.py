@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 import numpy as np
 from torch import nn
 
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from ..exceptions import DataError, ParameterError
 from ..results import AnalysisResult, short_list
 from .projectors import Method, Projection
@@ -54,23 +54,39 @@ log = logging.getLogger(__name__)
 
 
 def dataset_labels(dataset: Any) -> np.ndarray:
-    """Class labels of a layerscope dataset as an int array."""
+    """Class labels of a dataset as an int array: its ``y`` / ``labels``, else the labels its items
+    carry by the input rule of :mod:`layerscope.seam` (``(x, y)`` tuples, a ``"labels"`` key)."""
     if hasattr(dataset, "y"):
         return np.asarray(dataset.y).astype(np.int64)
     if hasattr(dataset, "labels"):
         return np.asarray(dataset.labels).astype(np.int64)
-    return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+    from ..seam import iter_batches
+
+    parts = []
+    for b in iter_batches(dataset, 512):
+        if b.labels is None:
+            raise DataError(
+                f"{type(dataset).__name__} yields no class labels, and a stratified subset needs them; "
+                "pass n=None (CLI: --n larger than the data) to use every sample, or give the data labels."
+            )
+        parts.append(np.asarray(b.labels.cpu())[: b.n])
+    return np.concatenate(parts).astype(np.int64)
 
 
 def select_observations(dataset: Any, n: int | None, random_state: int | None = 0) -> np.ndarray:
-    """A seeded, stratified subset of ``n`` dataset rows (all rows if ``n`` is None or too big)."""
+    """A seeded, stratified subset of ``n`` dataset rows (all rows, in order, if ``n`` is None or
+    not smaller than the data; the labels are then not needed)."""
     from ..data import stratified_indices
+    from ..seam import data_length
 
+    if n is not None and n < 2:
+        raise ParameterError(f"n must be at least 2 observations, got {n}.")
+    length = data_length(dataset)
+    if length is not None and (n is None or n >= length):
+        return np.arange(length)
     y = dataset_labels(dataset)
     if n is None or n >= len(y):
         return np.arange(len(y))
-    if n < 2:
-        raise ParameterError(f"n must be at least 2 observations, got {n}.")
     return np.asarray(stratified_indices(y, n, random_state))
 
 
@@ -90,8 +106,12 @@ def display_images(dataset: Any, indices: np.ndarray) -> np.ndarray | None:
 
 
 def resolve_projection_layers(model: nn.Module, layers: str | Sequence[str] | None) -> list[str]:
-    """``"all"``/None: the model's ``hidden_layers`` (every leaf layer if it has none); else the names."""
-    from ..layers import layer_names, resolve_layers
+    """``"all"``/None: the model's ``hidden_layers`` (every leaf layer if it has none); else the
+    layer specs given (dotted names, optionally with the selectors of :mod:`layerscope.seam`:
+    ``#k``, ``[i]``, ``:key``), each checked against the model."""
+    from ..exceptions import LayerNotFoundError
+    from ..layers import layer_names
+    from ..seam import parse_layer_spec
 
     if layers is None or layers == "all" or list(layers) == ["all"]:
         hidden = list(getattr(model, "hidden_layers", []) or [])
@@ -99,7 +119,10 @@ def resolve_projection_layers(model: nn.Module, layers: str | Sequence[str] | No
             return hidden
         return list(layer_names(model))
     names = [layers] if isinstance(layers, str) else list(layers)
-    resolve_layers(model, names)  # raises LayerNotFoundError with suggestions
+    if not names:
+        raise LayerNotFoundError("No layer names given; pass at least one layer name.")
+    for name in names:
+        parse_layer_spec(model, name)  # raises LayerNotFoundError with suggestions
     return names
 
 
@@ -251,9 +274,16 @@ class ProjectionStudy(AnalysisResult):
         specs: list[tuple[str, Figure, str, str]] = []
         method = self.parameters.get("method", "tsne")
         n = self.parameters.get("n")
-        cap_common = (f"{method} of {n} observations; circles coloured by true class, triangles = misclassified, "
-                      "coloured by the predicted class. NH = neighborhood hit (k={k}) in the projection; AC = the "
-                      "model's accuracy on these observations.").format(k=self.parameters.get("k", 6))
+        k = self.parameters.get("k", 6)
+        if any(p.predictions is not None for p in self.projections):
+            cap_common = (f"{method} of {n} observations; circles coloured by true class, triangles = misclassified, "
+                          f"coloured by the predicted class. NH = neighborhood hit (k={k}) in the projection; AC = the "
+                          "model's accuracy on these observations.")
+        else:
+            why = str(self.parameters.get("predictions") or "no predictions")
+            cap_common = (f"{method} of {n} observations, coloured by true class. NH = neighborhood hit (k={k}) in "
+                          f"the projection. No AC and no misclassified marks: the model is not a classifier of these "
+                          f"labels ({why}).")
         specs.append(("grid", plots.plot_projection_grid(self.grid(), classes=classes),
                       "Every layer side by side" + (" at every checkpoint" if len(self.checkpoints) > 1 else ""),
                       "Rows: checkpoints (epochs); columns: layers. " + cap_common))
@@ -308,9 +338,11 @@ class ProjectionStudy(AnalysisResult):
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write the folder of ``layerscope project``: figures and ``result.json``; returns the folder."""
-        d = Path(out_dir)
-        self._write(d)
-        return d
+        from .._io import result_folder
+
+        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
+            self._write(staging)
+        return Path(out_dir)
 
     def _write(self, d: Path) -> None:
         from ..results import write_result
@@ -367,13 +399,14 @@ def project_model(
     random_state: int | None = 0,
     aligned: bool = False,
     align_over: Literal["layers", "epochs"] | None = None,
-    reduce: Literal["mean", "max"] | None = None,
+    reduce: Literal["mean", "max", "first", "cls", "last"] | None = None,
+    layouts: Mapping[str, str] | None = None,
     batch_size: int = 256,
     classes: Sequence[str] | None = None,
     thumbnails: int = 12,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
     **kwargs: Any,
 ) -> ProjectionStudy:
     """Project every requested layer of a model (or of several checkpoints) over a dataset subset.
@@ -396,8 +429,14 @@ def project_model(
         Chain the projections (each initialised from the previous one), see :mod:`.sequence`.
     align_over : {"layers", "epochs"}, optional
         Chain direction; default "epochs" with several checkpoints, else "layers".
-    reduce : {"mean", "max"}, optional
-        Spatially pool conv feature maps (default: flatten them).
+    reduce : {"mean", "max", "first", "cls", "last"}, optional
+        Reduce each layer's output by its layout (:func:`layerscope.seam.reduce_output`): mean / max
+        over the positions of a conv map or over the tokens of a sequence (masked), the first / last
+        token of a sequence; never over features. Default: flatten.
+    layouts : dict layer -> {"spatial", "sequence", "flat"}, optional
+        The layout of a layer whose output ``(N, A, B)`` layerscope cannot tell (a conv1d map or a
+        sequence; see :func:`layerscope.seam.layout_of`); the layouts used are recorded in
+        ``parameters["layouts"]``.
     batch_size : int
     classes : list of str, optional
         Class names for the legends (default: ``dataset.classes``, else ``model.classes``).
@@ -408,8 +447,9 @@ def project_model(
         :func:`layerscope.results.model_description` of the first model).
     data_spec : str, optional
         The data spec, recorded in ``result.json``.
-    progress : tracker
-        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc="...")``.
+    progress : None, bool or tracker
+        ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
+        ``progress(iterable, total=n, desc="...")``.
     **kwargs
         Passed to :func:`project` (``k``, ``perplexity``, ...).
 
@@ -431,8 +471,8 @@ def project_model(
         raise ParameterError(f"align_over must be 'layers' or 'epochs', got {align_over!r}.")
     acts: dict[int | None, Any] = {}
     for cp, m in models.items():
-        acts[cp] = collect_activations(m, dataset, names, batch_size=batch_size, reduce=reduce, indices=idx,
-                                       predictions=True, progress=progress)
+        acts[cp] = collect_activations(m, dataset, names, batch_size=batch_size, reduce=reduce, layouts=layouts,
+                                       indices=idx, predictions=True, progress=progress)
     labels = next(iter(acts.values())).labels
     sample_ids = next(iter(acts.values())).sample_ids
     out: dict[tuple[int | None, str], Projection] = {}
@@ -453,7 +493,9 @@ def project_model(
             out[(cp, lay)] = p
     projections = [out[(cp, lay)] for cp in cps for lay in names]
     params = {"layers": names, "checkpoints": cps, "method": method, "n": int(len(idx)), "random_state": random_state,
-              "aligned": aligned, "align_over": align_over, "reduce": reduce, **kwargs}
+              "aligned": aligned, "align_over": align_over, "reduce": reduce,
+              "layouts": next(iter(acts.values())).meta.get("layouts"),
+              "predictions": next(iter(acts.values())).meta.get("predictions"), **kwargs}
     from ..results import model_description
 
     if classes is None:

@@ -25,11 +25,11 @@ import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from ..exceptions import DataError, ParameterError
 from ..results import AnalysisResult, short_list
 from .metrics import check_finite
@@ -79,14 +79,14 @@ def class_importances(
     *,
     n_estimators: int = 100,
     random_state: int | None = 0,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
 ) -> dict[int, np.ndarray]:
     """Feature importance of every neuron for class ``c`` vs the rest (one ExtraTrees per class)."""
     from sklearn.ensemble import ExtraTreesClassifier
 
     cls = list(np.unique(y)) if classes is None else list(classes)
     out: dict[int, np.ndarray] = {}
-    for c in progress(cls, total=len(cls), desc="one-vs-rest trees"):
+    for c in resolve_progress(progress)(cls, total=len(cls), desc="one-vs-rest trees"):
         target = (np.asarray(y) == c).astype(int)
         if target.min() == target.max():
             raise DataError(f"class {c} has no observations (or only it has); cannot train class-vs-rest trees.")
@@ -181,9 +181,11 @@ class NeuronProjection(AnalysisResult):
 
     def save(self, out_dir: str | os.PathLike[str]) -> Path:
         """Write the folder of ``layerscope neurons`` (one PNG per class, ``result.json``); returns it."""
-        d = Path(out_dir)
-        self._write(d)
-        return d
+        from .._io import result_folder
+
+        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
+            self._write(staging)
+        return Path(out_dir)
 
     def _write(self, d: Path) -> None:
         from ..results import write_result
@@ -234,7 +236,7 @@ def neuron_projection(
     n_estimators: int = 100,
     random_state: int | None = 0,
     layer: str | None = None,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
 ) -> NeuronProjection:
     """Project the neurons of a layer (Rauber et al. 2017) and score them per class.
 
@@ -254,7 +256,8 @@ def neuron_projection(
         Trees per class-vs-rest ExtraTrees classifier.
     random_state : int or None
     layer : str, optional
-    progress : tracker
+    progress : None, bool or tracker
+        ``True``: ``tqdm.auto``; or any tqdm-compatible callable (``total=``, ``desc=`` keywords).
 
     Returns
     -------
@@ -332,13 +335,15 @@ def project_neurons(
     n_estimators: int = 100,
     random_state: int | None = 0,
     batch_size: int = 256,
+    layouts: Mapping[str, str] | None = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
 ) -> NeuronProjection:
     """Neuron projection of one layer of ``model`` over a seeded stratified subset of ``dataset``
     (what ``layerscope neurons`` runs): activations are captured with conv maps mean-pooled per
-    channel, then passed to :func:`neuron_projection`.
+    channel and sequences ``(N, T, D)`` mean-pooled over their tokens (masked; the neurons are the
+    D features), then passed to :func:`neuron_projection`.
 
     Parameters
     ----------
@@ -356,30 +361,37 @@ def project_neurons(
     method, perplexity, n_estimators, random_state
         See :func:`neuron_projection`; ``random_state`` also seeds the subset.
     batch_size : int
+    layouts : dict layer -> {"spatial", "sequence", "flat"}, optional
+        The layout of a layer whose output ``(N, A, B)`` layerscope cannot tell (a conv1d map or a
+        sequence; see :func:`layerscope.seam.layout_of`); the layouts used are recorded in
+        ``parameters["layouts"]``.
     model_info : dict, optional
         Description of the model for ``result.json`` (default: :func:`layerscope.results.model_description`).
     data_spec : str, optional
         The data spec, recorded in ``result.json``.
-    progress : tracker
-        Any tqdm-compatible callable, called as ``progress(iterable, total=n, desc="...")``.
+    progress : None, bool or tracker
+        ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
+        ``progress(iterable, total=n, desc="...")``.
 
     Returns
     -------
     NeuronProjection
     """
     from ..capture import collect_activations
-    from ..layers import resolve_layers
     from ..results import model_description
+    from ..seam import parse_layer_spec
     from .analysis import select_observations
 
-    resolve_layers(model, [layer])
+    parse_layer_spec(model, layer)  # an unknown layer fails before any work
     if class_names is None:
         found = getattr(dataset, "classes", None) or getattr(model, "classes", None)
         class_names = [str(c) for c in found] if found else None
     idx = select_observations(dataset, n, random_state)
     acts = collect_activations(model, dataset, [layer], batch_size=batch_size, indices=idx, reduce="mean",
-                               progress=progress)
+                               layouts=layouts, progress=progress)
     res = neuron_projection(acts.arrays[layer], acts.labels, classes=classes, class_names=class_names, method=method,
                             perplexity=perplexity, n_estimators=n_estimators, random_state=random_state, layer=layer,
                             progress=progress)
-    return replace(res, model=model_info if model_info is not None else model_description(model), data=data_spec)
+    params = {**res.parameters, "layouts": acts.meta.get("layouts")}
+    return replace(res, parameters=params, model=model_info if model_info is not None else model_description(model),
+                   data=data_spec)

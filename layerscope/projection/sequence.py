@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._progress import Tracker, no_progress
+from .._progress import ProgressArg, resolve_progress
 from ..exceptions import DataError
 from .projectors import Method, Projection, project
 
@@ -89,7 +89,7 @@ def project_sequence(
     sample_ids: np.ndarray | None = None,
     aligned_n_iter: int = 250,
     aligned_early_exaggeration_iter: int = 0,
-    progress: Tracker = no_progress,
+    progress: ProgressArg = None,
     **kwargs: Any,
 ) -> ProjectionSequence:
     """Project the same observations as seen by several layers (or at several epochs).
@@ -110,7 +110,8 @@ def project_sequence(
     predictions : ndarray of shape (n,) or a sequence of them (one per frame), optional
     aligned_n_iter, aligned_early_exaggeration_iter : int
         t-SNE schedule of the frames after the first in aligned mode.
-    progress : tracker
+    progress : None, bool or tracker
+        ``True``: ``tqdm.auto``; or any tqdm-compatible callable (``total=``, ``desc=`` keywords).
     **kwargs
         Passed to :func:`project` (``k``, ``perplexity``, ``n_iter``, ...).
 
@@ -133,7 +134,7 @@ def project_sequence(
         preds = list(predictions)
     frames: list[Projection] = []
     prev: np.ndarray | None = None
-    for i in progress(range(n_frames), total=n_frames, desc=f"{method} of {n_frames} {axis}"):
+    for i in resolve_progress(progress)(range(n_frames), total=n_frames, desc=f"{method} of {n_frames} {axis}"):
         kw = dict(kwargs)
         init = None
         if aligned and prev is not None:

@@ -100,7 +100,7 @@ def utterance_accuracy(model: nn.Module, frames: ArrayDataset, batch_size: int =
     with model_state_guard(model), torch.no_grad():
         model.eval()
         for batch in iter_batches(frames, batch_size, model=model, device=dev):
-            logp.append(torch.log_softmax(call_model(model, batch), 1).cpu().numpy())
+            logp.append(torch.log_softmax(call_model(model, batch)[: batch.n], 1).cpu().numpy())
     lp = np.concatenate(logp)
     ids, inv = np.unique(utt, return_inverse=True)
     sums = np.zeros((len(ids), lp.shape[1]))

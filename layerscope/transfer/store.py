@@ -40,7 +40,7 @@ from typing import Any, Mapping
 import torch
 
 from .._io import atomic_path, read_json, to_jsonable, write_json
-from ..exceptions import DataError, ParameterError
+from ..exceptions import DataError, LayerscopeError, ParameterError
 from .grid import Cell, GridConfig
 
 __all__ = ["TransferStore", "GRID_FILE", "config_diff", "RECORD_KEYS"]
@@ -76,9 +76,9 @@ class TransferStore:
             self.config = GridConfig.from_dict(doc["config"])
             self.n_layers = int(doc["n_layers"])
             self.meta: dict[str, Any] = dict(doc.get("meta", {}))
+        except LayerscopeError as err:  # settings that no longer work, e.g. a data file that is gone
+            raise DataError(f"{self.directory / GRID_FILE}: its grid settings cannot be used: {err}") from None
         except (KeyError, TypeError, ValueError) as err:
-            if isinstance(err, ParameterError):
-                raise DataError(f"{self.directory / GRID_FILE} holds invalid grid settings: {err}") from None
             raise DataError(
                 f"{self.directory / GRID_FILE} is not a transfer grid file (missing or bad {err}); "
                 "start a new grid in a new --out folder."
