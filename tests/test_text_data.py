@@ -150,7 +150,7 @@ def test_text_non_utf8_huge_and_missing(tmp_path: Path) -> None:
         load_text_file(big, max_bytes=1000)
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(f"text:{tmp_path / 'nope.tsv'}")
-    with pytest.raises(DataError, match="needs a file"):
+    with pytest.raises(DataError, match="needs a (file|path)"):
         load_dataset("text:")
     bad_gz = tmp_path / "x.tsv.gz"
     bad_gz.write_bytes(b"\x1f\x8b\x08\x00garbage")

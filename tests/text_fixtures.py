@@ -23,7 +23,7 @@ WORDS = (
 ).split()
 
 
-def write_tiny_bert(folder: Path, *, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+def write_tiny_bert(folder: Path, *, layers: int = 2, hidden: int = 32, seed: int = 12345) -> Path:
     """Save a random tiny ``BertModel`` and its WordPiece tokenizer to ``folder``; return it."""
     import torch
 

@@ -1,0 +1,31 @@
+"""Text analyses of transformer models (issue 14): the five works' questions asked of text.
+
+* :func:`text_separability` — per-layer probe accuracy and neighborhood hit of pooled token
+  states (masked mean and CLS), pretrained vs re-initialised (Rauber et al. 2017).
+* :func:`text_topk` — the top-k texts and tokens per unit, with a unit summary (Zeiler & Fergus's
+  top-9 for text).
+* :func:`text_occlusion` — mask or drop each token / n-gram and measure a unit, a probe's class
+  score or the embedding similarity (Zeiler & Fergus's occlusion for text).
+
+Models come from an ``hf:`` spec (:mod:`layerscope.models.hf`), data from ``wordnet`` or
+``text:FILE`` (:mod:`layerscope.data.text`).
+"""
+
+from __future__ import annotations
+
+from ._common import default_text_layers, reinitialized_copy, text_adapter
+from .occlusion import TextOcclusionResult, text_occlusion
+from .separability import TextSeparabilityResult, text_separability
+from .topk import TextTopKResult, text_topk
+
+__all__ = [
+    "text_separability",
+    "TextSeparabilityResult",
+    "text_topk",
+    "TextTopKResult",
+    "text_occlusion",
+    "TextOcclusionResult",
+    "default_text_layers",
+    "reinitialized_copy",
+    "text_adapter",
+]
