@@ -109,6 +109,14 @@ EXPORTS: dict[str, str] = {
     "run_grid": ".transfer",
     "resume_grid": ".transfer",
     "TransferResult": ".transfer",
+    # transformers and text (Rauber, Zeiler & Fergus on a language model)
+    "text_separability": ".text",
+    "TextSeparabilityResult": ".text",
+    "text_topk": ".text",
+    "TextTopKResult": ".text",
+    "text_occlusion": ".text",
+    "TextOcclusionResult": ".text",
+    "TextDataset": ".data",
     # the HTML report
     "build_report": ".report",
 }
@@ -225,5 +233,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         embed_speech_run,
         embedding_study,
         speech_topk,
+    )
+    from .data import TextDataset
+    from .text import (
+        TextOcclusionResult,
+        TextSeparabilityResult,
+        TextTopKResult,
+        text_occlusion,
+        text_separability,
+        text_topk,
     )
     from .transfer import GridConfig, TransferResult, resume_grid, run_grid
