@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 
 from layerscope.cli import app
 from layerscope.cli import demo as demo_mod
@@ -73,3 +75,93 @@ def test_demo_steps_are_real_command_lines(tmp_path: Path):
         assert ctx.params
         checked += 1
     assert checked >= 1
+
+
+# -- the steps call the library (issue 13): no step goes through argv, and each step writes the
+# folder its documented command line writes ---------------------------------------------------------
+
+LIBRARY_STEPS = ["maximize-classes", "correspondence", "occlusion", "probe", "cka"]
+
+
+def test_every_step_is_a_library_call(tmp_path: Path):
+    steps = demo_mod.build_steps(tmp_path, epochs=1, limit=100, n_project=50, progress=False, speech=True, transfer=True)
+    assert [s.name for s in steps if s.run is None] == []
+    # every analysis keeps its command line as documentation (only the two trainings have none)
+    assert sorted(s.name for s in steps if not s.args) == ["layers-cnn", "layers-mlp", "train-cnn", "train-mlp"]
+
+
+def _tiny_run(run_dir: Path, arch: str, epochs: int) -> None:
+    """A small run of ``arch`` on 128 training digits with checkpoints 0..epochs (the demo's runs, smaller)."""
+    import numpy as np
+    import torch
+
+    import layerscope as ls
+    from layerscope.models import build_model
+    from layerscope.training import train
+
+    data = ls.load_dataset("mnist").subset(np.arange(128))
+    torch.manual_seed(0)
+    net = build_model(arch, (1, 28, 28), 10)
+    meta = {"arch": arch, "data": "mnist", "val_data": "mnist:test", "input_shape": [1, 28, 28], "classes": data.classes,
+            "normalization": data.normalization.to_dict()}
+    train(net, data, out_dir=run_dir, epochs=epochs, checkpoints=list(range(epochs + 1)), batch_size=64, lr=0.05, seed=0,
+          meta=meta)
+
+
+def _same_tree(a: Path, b: Path) -> None:
+    """Same files (recursively); result.json equal without ``created``; arrays and other bytes equal."""
+    import json
+
+    import numpy as np
+
+    files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    assert "result.json" in files
+    for name in files:
+        if name.endswith("result.json"):
+            da, db = (json.loads((d / name).read_text()) for d in (a, b))
+            assert da.pop("created") and db.pop("created")
+            for d in (da, db):  # wall time of the run (maximize reports it), not a result
+                d["metrics"].pop("seconds", None)
+            assert da == db, name
+        elif name.endswith(".npz"):
+            za, zb = np.load(a / name), np.load(b / name)
+            assert sorted(za.files) == sorted(zb.files)
+            for k in za.files:
+                np.testing.assert_array_equal(za[k], zb[k], err_msg=f"{name}:{k}")
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_steps_call_the_library_and_write_what_their_command_writes(tmp_path: Path, monkeypatch, shared_data: Path):
+    """Five steps run with ``app`` and ``_invoke`` made to fail inside the demo module: they succeed,
+    and each folder equals the one its documented command line writes (bar the timestamps)."""
+    from typer.testing import CliRunner
+
+    out = tmp_path / "demo"
+    _tiny_run(out / "runs" / "cnn", "cnn:dense=16x8", 2)
+    _tiny_run(out / "runs" / "mlp", "mlp:width=16,depth=3", 1)
+
+    def no_argv(*a: object, **k: object) -> None:
+        raise AssertionError("a demo step went through the command line")
+
+    monkeypatch.setattr(demo_mod, "_invoke", no_argv)
+    monkeypatch.setattr(demo_mod, "app", no_argv)
+    rc = app(args=["demo", "--out", str(out), "--n-project", "100", "--no-speech", "--no-transfer", "--no-progress",
+                   "--only", ",".join(LIBRARY_STEPS)], standalone_mode=False)
+    assert rc in (None, 0)
+    html = (out / "report.html").read_text()
+    assert "Occlusion maps" in html and "Activation maximization" in html and "CKA similarity" in html
+    monkeypatch.undo()
+
+    steps = {s.name: s for s in demo_mod.build_steps(out, epochs=1, limit=100, n_project=100, progress=False,
+                                                     speech=False, transfer=False)}
+    runner = CliRunner()
+    for name in LIBRARY_STEPS:
+        args = list(steps[name].args)
+        i = args.index("--out") + 1
+        demo_dir, args[i] = Path(args[i]), str(tmp_path / "cli" / name)
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, (name, r.output)
+        _same_tree(demo_dir, tmp_path / "cli" / name)

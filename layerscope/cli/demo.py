@@ -1,9 +1,12 @@
 """``layerscope demo``: from a fresh clone to a browsable report on the bundled data.
 
-The demo is a list of independent steps, each calling another ``layerscope`` command in-process
-with small sizes. A step whose command is not installed is skipped with a message; a step that
-fails is reported and the others go on (what finished stays on disk). At the end the HTML report
-of everything under ``--out`` is written and its path printed; the exit status is 1 when a step
+The demo is a list of independent steps with small sizes. Each step calls the library the way the
+corresponding command does (load the model and data, call the analysis, ``result.save(out)``,
+print a summary); its equivalent ``layerscope`` command line is kept with it as documentation
+(``--list`` and the step table show it). A step given only a command line runs that command
+in-process, and is skipped with a message when the command is not installed. A step that fails is
+reported and the others go on (what finished stays on disk). At the end the HTML report of
+everything under ``--out`` is written and its path printed; the exit status is 1 when a step
 failed. ``--list`` shows the steps and their command lines, ``--only a,b`` runs a selection (later
 steps read the runs of earlier ones from ``--out``), ``--no-speech`` / ``--no-transfer`` leave
 those parts out. The step table is also written as a ``demo`` result, shown first in the report.
@@ -15,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, cast
+from typing import Any, Callable, Literal, Optional, cast
 
 import typer
 
@@ -85,42 +88,55 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
         # Activation maximization (Erhan et al. 2009)
         Step("maximize-classes", "activation maximization of the MLP's 10 class logits (Erhan: 30 steps on the sphere)",
              ["maximize", "--model", str(mlp), "--layer", "out", "--units", "all", "--method", "erhan", "--steps", "30",
-              "--out", str(out / "maximize" / "mlp-classes"), *pb], needs=["train-mlp"]),
+              "--out", str(out / "maximize" / "mlp-classes"), *pb],
+             run=lambda: _maximize(mlp, out / "maximize" / "mlp-classes", "out", "all", "erhan", 30, progress), needs=["train-mlp"]),
         Step("maximize-channels", "activation maximization of the CNN's conv4 channels (regularised, 30 steps)",
              ["maximize", "--model", str(cnn), "--layer", "conv4", "--units", "0,1,2,3,4,5,6,7", "--method", "lucid",
-              "--steps", "30", "--out", str(out / "maximize" / "cnn-conv4"), *pb], needs=["train-cnn"]),
+              "--steps", "30", "--out", str(out / "maximize" / "cnn-conv4"), *pb],
+             run=lambda: _maximize(cnn, out / "maximize" / "cnn-conv4", "conv4", list(range(8)), "lucid", 30, progress),
+             needs=["train-cnn"]),
         # Visualizing convnets (Zeiler & Fergus 2014)
         Step("correspondence", "masking the same part of 5 digits vs random masks, at conv2 and conv4",
              ["correspondence", "--model", str(cnn), "--data", "mnist:test", "--layers", "conv2,conv4", "--limit", "5",
-              "--out", str(out / "convnets" / "correspondence")], needs=["train-cnn"]),
+              "--out", str(out / "convnets" / "correspondence")],
+             run=lambda: _correspondence(cnn, out / "convnets" / "correspondence", ["conv2", "conv4"], 5), needs=["train-cnn"]),
         Step("topk", "top-9 patches of 8 conv2 channels over 2,000 test digits",
              ["topk", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv2", "--units", "0,1,2,3,4,5,6,7",
-              "--limit", "2000", "--out", str(out / "convnets" / "topk"), *pb], needs=["train-cnn"]),
+              "--limit", "2000", "--out", str(out / "convnets" / "topk"), *pb],
+             run=lambda: _topk(cnn, out / "convnets" / "topk", "conv2", list(range(8)), 2000, progress), needs=["train-cnn"]),
         Step("deconv", "deconvnet projections of the top activations of 8 conv4 channels",
              ["deconv", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--units", "0,1,2,3,4,5,6,7",
-              "--limit", "2000", "--out", str(out / "convnets" / "deconv"), *pb], needs=["train-cnn"]),
+              "--limit", "2000", "--out", str(out / "convnets" / "deconv"), *pb],
+             run=lambda: _deconv(cnn, out / "convnets" / "deconv", "conv4", list(range(8)), 2000, progress), needs=["train-cnn"]),
         Step("occlusion", "occlusion maps of 4 test digits (7x7 grey square, stride 2)",
              ["occlude", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--indices", "0,1,2,3",
-              "--size", "7", "--stride", "2", "--out", str(out / "convnets" / "occlusion"), *pb], needs=["train-cnn"]),
+              "--size", "7", "--stride", "2", "--out", str(out / "convnets" / "occlusion"), *pb],
+             run=lambda: _occlusion(cnn, out / "convnets" / "occlusion", "conv4", [0, 1, 2, 3], 7, 2, progress), needs=["train-cnn"]),
         Step("invariance", "invariance of each layer to translation, scale and rotation (50 test digits)",
              ["invariance", "--model", str(cnn), "--data", "mnist:test", "--limit", "50",
-              "--out", str(out / "convnets" / "invariance"), *pb], needs=["train-cnn"]),
+              "--out", str(out / "convnets" / "invariance"), *pb],
+             run=lambda: _invariance(cnn, out / "convnets" / "invariance", 50, progress), needs=["train-cnn"]),
         Step("evolution", "feature evolution of 4 conv4 channels over the CNN's checkpoints",
              ["evolution", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--units", "0,1,2,3",
-              "--limit", "1000", "--out", str(out / "convnets" / "evolution"), *pb], needs=["train-cnn"]),
+              "--limit", "1000", "--out", str(out / "convnets" / "evolution"), *pb],
+             run=lambda: _evolution(cnn, out / "convnets" / "evolution", "conv4", [0, 1, 2, 3], 1000, progress), needs=["train-cnn"]),
         # Hidden-activity projections (Rauber et al. 2017)
         Step("project", f"t-SNE of every hidden layer of the MLP, {n_project} test digits, before and after training",
              ["project", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--checkpoints", "0,last",
-              "--method", "tsne", "--n", str(n_project), "--out", str(out / "projection" / "mlp"), *pb], needs=["train-mlp"]),
+              "--method", "tsne", "--n", str(n_project), "--out", str(out / "projection" / "mlp"), *pb],
+             run=lambda: _project(mlp, out / "projection" / "mlp", ["0", "last"], n_project, progress), needs=["train-mlp"]),
         Step("neurons", "neuron projection of the MLP's last hidden layer (colour: power to discriminate digits 0, 1, 8)",
              ["neurons", "--model", str(mlp), "--data", "mnist:test", "--layer", "relu3", "--class", "0,1,8", "--n", str(n_project),
-              "--out", str(out / "projection" / "neurons"), *pb], needs=["train-mlp"]),
+              "--out", str(out / "projection" / "neurons"), *pb],
+             run=lambda: _neurons(mlp, out / "projection" / "neurons", "relu3", [0, 1, 8], n_project, progress), needs=["train-mlp"]),
         Step("probe", "linear probes on every hidden layer of the MLP",
              ["probe", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--n", str(2 * n_project),
-              "--out", str(out / "similarity" / "probe"), *pb], needs=["train-mlp"]),
+              "--out", str(out / "similarity" / "probe"), *pb],
+             run=lambda: _probe(mlp, out / "similarity" / "probe", 2 * n_project, progress), needs=["train-mlp"]),
         Step("cka", "linear CKA between the MLP's layers",
              ["cka", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--n", str(n_project),
-              "--out", str(out / "similarity" / "cka"), *pb], needs=["train-mlp"]),
+              "--out", str(out / "similarity" / "cka"), *pb],
+             run=lambda: _cka(mlp, out / "similarity" / "cka", n_project, progress), needs=["train-mlp"]),
     ]
     if transfer:
         # Transferability of layers (Yosinski et al. 2014)
@@ -134,7 +150,8 @@ def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress:
         steps += [
             Step("speech-train", "train a frame-level DNN (3 x 256) on FSDD log-mel frames (+-5 frames of context), official split, 3 epochs",
                  ["speech", "train", "--arch", "dnn:width=256,depth=3", "--features", "fbank", "--epochs", "3",
-                  "--frame-step", "3", "--out", str(runs / "speech-dnn"), *pb]),
+                  "--frame-step", "3", "--out", str(runs / "speech-dnn"), *pb],
+                 run=lambda: _speech_train(runs / "speech-dnn", "dnn:width=256,depth=3", 3, 3, progress)),
             Step("speech-analyze", f"per-layer projections, NH and probes by digit and by speaker on {n_project} FSDD test frames",
                  run=lambda: _speech_analyze(runs / "speech-dnn", out / "speech" / "analyze", n_project, progress), args=["speech", "analyze", "--model", str(runs / "speech-dnn"), "--n-frames", str(n_project),
                   "--out", str(out / "speech" / "analyze"), *pb], needs=["speech-train"]),
@@ -170,6 +187,211 @@ def _train(run_dir: Path, arch: str, limit: int, epochs: int, checkpoints: list[
                     optimizer=optimizer, lr=lr, seed=0, meta=meta, progress=bar)
     accs = ", ".join(f"{c['epoch']}: {c['val_accuracy']:.4f}" for c in run.checkpoints)
     console.print(f"   accuracy on 2,000 test digits by epoch: {accs}")
+
+
+# -- the analysis steps: each does what its command does with the demo's options (parse -> load
+# model/data -> call the library -> result.save(out) -> print), without going through argv --------
+
+
+def _model(run_dir: Path) -> Any:
+    """The model of ``--model RUN`` (the run's last checkpoint), loaded as the commands load it."""
+    from ..loading import load_model
+
+    return load_model(str(run_dir))
+
+
+def _data(spec: str) -> Any:
+    """The data of ``--data SPEC``."""
+    from ..data import load_dataset
+
+    return load_dataset(spec)
+
+
+def _keyed_models(run_dir: Path, checkpoints: Optional[list[str]] = None) -> dict[Any, Any]:
+    """``{epoch: model}`` as ``project``/``probe``/``cka`` build it: the run's checkpoints named by
+    ``--checkpoints``, else the one model given, keyed by its epoch."""
+    from ..projection.analysis import models_from_run
+
+    if checkpoints:
+        return dict(models_from_run(run_dir, checkpoints))
+    net = _model(run_dir)
+    src = getattr(net, "layerscope_source", None) or {}
+    return {src.get("epoch") if src.get("kind") == "run" else None: net}
+
+
+def _tracked(bar: Any) -> dict[str, Any]:
+    """``progress=bar`` only when bars are on (as ``project``/``neurons``/``probe``/``cka`` pass it)."""
+    return {"progress": bar} if bar is not None else {}
+
+
+def _maximize(run_dir: Path, out_dir: Path, layer: str, units: list[int] | str, method: str, steps: int, progress: bool) -> None:
+    """``layerscope maximize --model RUN --layer L --units U --method M --steps S`` (no ``--data``: the
+    model's own data only sets rho and the value range, and no data max is computed)."""
+    from ..data import ArrayDataset
+    from ..exceptions import DataError
+    from ..featurevis import maximize
+    from ..results import model_description
+    from ._app import load_data_cli
+
+    net = _model(run_dir)
+    try:
+        ds = load_data_cli(None, net)
+    except DataError:
+        ds = None
+    if ds is not None and not isinstance(ds, ArrayDataset):
+        ds = None
+    with progress_bar(progress) as bar:
+        res = maximize(net, layer, units, kind="auto", method=cast(Literal["erhan", "lucid"], method), steps=steps,
+                       data=ds, transforms=None, thresholds=[], data_max=False, random_state=0,
+                       model_info={**model_description(net), "spec": str(run_dir)}, data_spec=None, progress=bar)
+    res.save(out_dir)
+    m = res.metrics
+    console.print(f"   {m['n_units']} units of {layer}: mean activation reached {m['mean_activation']:.4g}", highlight=False)
+
+
+def _correspondence(run_dir: Path, out_dir: Path, layers: list[str], limit: int) -> None:
+    """``layerscope correspondence --data mnist:test --layers ... --limit N`` (mask value ``mean``)."""
+    from ..convnets.correspondence import correspondence
+
+    res = correspondence(_model(run_dir), _data("mnist:test"), layers, parts=None, value="mean", n_random=10,
+                         random_state=0, label=None, indices=None, limit=limit, data_spec="mnist:test")
+    res.save(out_dir)
+    for layer in res.layers:
+        console.print(f"   {layer}: " + ", ".join(f"{k}={v:.4f}" for k, v in res.delta[layer].items()), highlight=False)
+
+
+def _topk(run_dir: Path, out_dir: Path, layer: str, units: list[int], limit: int, progress: bool) -> None:
+    """``layerscope topk --data mnist:test --layer L --units U --limit N`` (k 9, deconvnet patches)."""
+    from ..convnets.topk import top_activations
+
+    with progress_bar(progress) as bar:
+        top = top_activations(_model(run_dir), _data("mnist:test"), layer, units=units, k=9, batch_size=256, limit=limit,
+                              rule="deconvnet", patches=True, max_units=16, progress=bar, data_spec="mnist:test")
+    top.save(out_dir)
+    console.print(f"   top-9 of {len(top.units)} units of {layer}")
+
+
+def _deconv(run_dir: Path, out_dir: Path, layer: str, units: list[int], limit: int, progress: bool) -> None:
+    """``layerscope deconv --data mnist:test --layer L --units U --limit N`` (gradient, deconvnet, guided)."""
+    from ..convnets.deconv import deconv_projections
+
+    with progress_bar(progress) as bar:
+        res = deconv_projections(_model(run_dir), _data("mnist:test"), layer, units=units,
+                                 rules=["gradient", "deconvnet", "guided"], indices=None, limit=limit, batch_size=256,
+                                 progress=bar, data_spec="mnist:test")
+    res.save(out_dir)
+    console.print(f"   {len(res.sample_ids)} projections x {len(res.rules)} rules of {layer}")
+
+
+def _occlusion(run_dir: Path, out_dir: Path, layer: str, rows: list[int], size: int, stride: int, progress: bool) -> None:
+    """``layerscope occlude --data mnist:test --layer L --indices R --size S --stride T`` (grey: the data mean)."""
+    import numpy as np
+
+    from ..convnets.occlusion import occlusion_maps
+
+    with progress_bar(progress) as bar:
+        res = occlusion_maps(_model(run_dir), _data("mnist:test"), np.asarray(rows, dtype=np.int64), size=size, stride=stride,
+                             value="mean", anchor="centred", layer=layer, unit=None, project=True, batch_size=256,
+                             progress=bar, data_spec="mnist:test")
+    for note in res.notes:
+        console.print(f"   [yellow]{note}[/]")
+    res.save(out_dir)
+    console.print(f"   occlusion maps of {len(res.sample_ids)} images")
+
+
+def _invariance(run_dir: Path, out_dir: Path, limit: int, progress: bool) -> None:
+    """``layerscope invariance --data mnist:test --limit N`` (translate, scale, rotate; fill ``min``)."""
+    from ..convnets.invariance import invariance_curves
+
+    with progress_bar(progress) as bar:
+        curves = invariance_curves(_model(run_dir), _data("mnist:test"), layers=None, transforms=["translate", "scale", "rotate"],
+                                   fill="min", indices=None, limit=limit, plot_layers=None, batch_size=256, progress=bar,
+                                   data_spec="mnist:test")
+    curves.save(out_dir)
+    console.print(f"   invariance curves of {len(curves.labels)} images x {len(curves.layers)} layers")
+
+
+def _evolution(run_dir: Path, out_dir: Path, layer: str, units: list[int], limit: int, progress: bool) -> None:
+    """``layerscope evolution --model RUN --data mnist:test --layer L --units U --limit N`` (every checkpoint)."""
+    from ..convnets.evolution import feature_evolution
+    from ..loading import load_run_model
+    from ..results import model_description
+
+    last = load_run_model(run_dir)
+    with progress_bar(progress) as bar:
+        evo = feature_evolution(run_dir, _data("mnist:test"), layer, units=units, rule="deconvnet", epochs=None, limit=limit,
+                                batch_size=256, progress=bar, model_info=model_description(last), data_spec="mnist:test")
+    evo.save(out_dir)
+    console.print(f"   {len(evo.units)} units over epochs {evo.epochs.tolist()}", highlight=False)
+
+
+def _project(run_dir: Path, out_dir: Path, checkpoints: list[str], n: int, progress: bool) -> None:
+    """``layerscope project --data mnist:test --layers all --checkpoints ... --method tsne --n N``."""
+    from ..projection.analysis import project_model
+
+    models = _keyed_models(run_dir, checkpoints)
+    with progress_bar(progress) as bar:
+        study = project_model(models, _data("mnist:test"), "all", n=n, method="tsne", random_state=0, aligned=False,
+                              align_over=None, reduce=None, layouts=None, batch_size=256, thumbnails=12,
+                              data_spec="mnist:test", k=6, perplexity=30.0, **_tracked(bar))
+    study.save(out_dir)
+    last = study.metrics["table"][-1]
+    console.print(f"   {len(study.metrics['table'])} projections; {last['layer']} at the last checkpoint: NH {last['nh']:.3f}",
+                  highlight=False)
+
+
+def _neurons(run_dir: Path, out_dir: Path, layer: str, classes: list[int], n: int, progress: bool) -> None:
+    """``layerscope neurons --data mnist:test --layer L --class C --n N`` (t-SNE layout, 100 trees)."""
+    from ..projection.neurons import project_neurons
+
+    with progress_bar(progress) as bar:
+        res = project_neurons(_model(run_dir), _data("mnist:test"), layer, n=n, classes=classes, method="tsne",
+                              n_estimators=100, random_state=0, batch_size=256, layouts=None, data_spec="mnist:test",
+                              **_tracked(bar))
+    res.save(out_dir)
+    console.print(f"   {layer}: {res.metrics['n_neurons']} neurons ({res.metrics['n_dead']} constant, left out)")
+
+
+def _probe(run_dir: Path, out_dir: Path, n: int, progress: bool) -> None:
+    """``layerscope probe --data mnist:test --layers all --n N`` (held out 25 %, C 1, mean reduction)."""
+    from ..similarity import probe_model
+
+    with progress_bar(progress) as bar:
+        res = probe_model(_keyed_models(run_dir), _data("mnist:test"), "all", n=n, test_size=0.25, C=1.0, group_by=None,
+                          reduce="mean", layouts=None, random_state=0, batch_size=256, data_spec="mnist:test", **_tracked(bar))
+    res.save(out_dir)
+    console.print("   held-out accuracy: " + ", ".join(f"{r.layer} {r.accuracy:.3f}" for rs in res.results.values() for r in rs),
+                  highlight=False)
+
+
+def _cka(run_dir: Path, out_dir: Path, n: int, progress: bool) -> None:
+    """``layerscope cka --data mnist:test --layers all --n N`` (all pairs of the model's layers)."""
+    from ..similarity import cka_model
+
+    with progress_bar(progress) as bar:
+        res = cka_model(_keyed_models(run_dir), _data("mnist:test"), "all", model_b=None, layers_b=None, n=n, reduce=None,
+                        layouts=None, random_state=0, batch_size=256, label_a=str(run_dir), label_b=None,
+                        data_spec="mnist:test", **_tracked(bar))
+    res.save(out_dir)
+    console.print(f"   linear CKA ({res.mode}) of {len(res.rows)} x {len(res.cols)} layers")
+
+
+def _speech_train(run_dir: Path, arch: str, epochs: int, frame_step: int, progress: bool) -> None:
+    """``layerscope speech train --arch A --features fbank --epochs E --frame-step F`` (official split, digits)."""
+    from ..data import AudioDataset, load_dataset
+    from ..exceptions import DataError
+    from ..speech.features import FeatureConfig
+    from ..speech.recipe import train_acoustic_model
+
+    audio = load_dataset("fsdd")
+    if not isinstance(audio, AudioDataset):
+        raise DataError("fsdd did not load as a set of recordings; speech models train on fsdd or fsdd:PATH.")
+    cfg = FeatureConfig(kind="fbank", n_mels=40, n_mfcc=13, deltas=0, context=5, normalize="utterance")
+    with progress_bar(progress) as bar:
+        run = train_acoustic_model(audio, out_dir=run_dir, features=cfg, arch=arch, target="digit", split="official",
+                                   test_speakers=None, epochs=epochs, checkpoints=None, batch_size=256, lr=1e-3,
+                                   optimizer="adam", frame_step=frame_step, seed=0, data_spec="fsdd", progress=bar)
+    console.print(f"   recording-level accuracy: {run.meta['utterance_accuracy']:.4f}")
 
 
 def _speech_analyze(run_dir: Path, out_dir: Path, n_frames: int, progress: bool) -> None:
@@ -266,7 +488,7 @@ def demo(
         if wanted is not None and s.name not in wanted:
             status[s.name] = ("not selected", 0.0, "")
             continue
-        if s.args and not _command_exists(_command_path(s.args)):
+        if s.run is None and s.args and not _command_exists(_command_path(s.args)):
             console.print(f"{head}\n   [yellow]skipped[/]: `layerscope {' '.join(_command_path(s.args))}` is not available in this version.", highlight=False)
             status[s.name] = ("skipped", 0.0, "command not available")
             continue
