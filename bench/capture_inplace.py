@@ -3,8 +3,8 @@
 Issue 11 (2): ``capture`` used to keep ``output.detach()``, which a later in-place operation
 (``ReLU(inplace=True)``, ``out += identity``) overwrites. Capture now checks each stored tensor's
 version counter after the pass and, for layers the model changes in place, records a copy and runs
-the pass again. This bench measures what that costs, side by side in one run, interleaved, median
-over repeats, wall and CPU time, 1 thread:
+the pass again. This bench measures what that costs, side by side in one run, interleaved (the order rotates every
+repeat), median over repeats, wall and CPU time, 1 thread:
 
 * ``bare``   — the model over the same batches, no hooks (``no_grad``, eval);
 * ``before`` — ``collect_activations`` of the commit before the change (read with ``git show``
@@ -114,8 +114,12 @@ def main() -> None:
         wall: dict[str, list[float]] = {k: [] for k in runs}
         cpu: dict[str, list[float]] = {k: [] for k in runs}
         outs: dict[str, Any] = {}
-        for _ in range(args.repeats):
-            for k, fn in runs.items():
+        order = list(runs)
+        for rep in range(args.repeats):
+            # rotate the order every repeat: a run that follows one which freed hundreds of MB reuses
+            # warm pages, so a fixed order would favour whichever comes after "before"
+            for k in order[rep % len(order):] + order[: rep % len(order)]:
+                fn = runs[k]
                 w, c, o = timed(fn)
                 wall[k].append(w)
                 cpu[k].append(c)
