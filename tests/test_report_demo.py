@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 
+from layerscope import demo as demo_mod
 from layerscope.cli import app
-from layerscope.cli import demo as demo_mod
+from layerscope.cli import demo as cli_demo
 from layerscope.results import write_result
 
 
@@ -48,11 +49,11 @@ def test_steps_skip_fail_and_go_on(tmp_path: Path, monkeypatch, capsys):
 
 
 def test_command_lookup_sees_sub_commands():
-    assert demo_mod._command_exists(["report"])
-    assert demo_mod._command_exists(["train"])
-    assert not demo_mod._command_exists(["report", "nothing"])
-    assert not demo_mod._command_exists(["nothing"])
-    assert demo_mod._command_path(["speech", "train", "--epochs", "3"]) == ["speech", "train"]
+    assert cli_demo._command_exists(["report"])
+    assert cli_demo._command_exists(["train"])
+    assert not cli_demo._command_exists(["report", "nothing"])
+    assert not cli_demo._command_exists(["nothing"])
+    assert demo_mod.command_path(["speech", "train", "--epochs", "3"]) == ["speech", "train"]
 
 
 def test_demo_steps_are_real_command_lines(tmp_path: Path):
@@ -66,7 +67,7 @@ def test_demo_steps_are_real_command_lines(tmp_path: Path):
     checked = 0
     for s in steps:
         assert all(n in names for n in s.needs)
-        if not s.args or not demo_mod._command_exists(demo_mod._command_path(s.args)):
+        if not s.args or not cli_demo._command_exists(demo_mod.command_path(s.args)):
             continue
         cmd, rest = group, list(s.args)
         while rest and getattr(cmd, "commands", None) and rest[0] in cmd.commands:
@@ -146,8 +147,8 @@ def test_steps_call_the_library_and_write_what_their_command_writes(tmp_path: Pa
     def no_argv(*a: object, **k: object) -> None:
         raise AssertionError("a demo step went through the command line")
 
-    monkeypatch.setattr(demo_mod, "_invoke", no_argv)
-    monkeypatch.setattr(demo_mod, "app", no_argv)
+    monkeypatch.setattr(cli_demo, "_invoke", no_argv)
+    monkeypatch.setattr(cli_demo, "app", no_argv)
     rc = app(args=["demo", "--out", str(out), "--n-project", "100", "--no-speech", "--no-transfer", "--no-progress",
                    "--only", ",".join(LIBRARY_STEPS)], standalone_mode=False)
     assert rc in (None, 0)
