@@ -61,7 +61,8 @@ class StepRun:
     ``status`` is ``"running"`` while the step runs (as seen by ``on_step``), then one of
     ``ok``, ``failed``, ``skipped``, ``not selected``, ``interrupted``. ``note`` is the table's note
     (why a step was skipped, or the error of a failed one), ``summary`` what a finished step
-    returned (may hold several lines), ``error``/``traceback`` the exception of a failed step.
+    returned (may hold several lines) or, for a skipped step, why in a sentence;
+    ``error``/``traceback`` the exception of a failed step.
     ``index`` is the step's position (1-based) among ``total`` steps.
     """
 
@@ -96,8 +97,8 @@ class DemoRun:
 
     @property
     def ok(self) -> bool:
-        """Whether no step failed (skipped and unselected steps do not count as failures)."""
-        return not self.failed
+        """Whether no step failed or was interrupted (skipped and unselected steps do not count)."""
+        return not self.failed and not any(s.status == "interrupted" for s in self.steps)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{st} {n}" for st in STATUSES if (n := sum(s.status == st for s in self.steps)))
@@ -567,13 +568,15 @@ def run_demo(
             continue  # stays "not selected"
         if s.run is None:
             if invoke is None:
-                r.status, r.note = "skipped", "command line only"
+                r.status, r.note, r.summary = "skipped", "command line only", f"no library call; run `{s.command}`."
             elif command_exists is not None and not command_exists(command_path(s.args)):
                 r.status, r.note = "skipped", "command not available"
+                r.summary = f"`layerscope {' '.join(command_path(s.args))}` is not available in this version."
         if r.status == "not selected":
             missing = [n for n in s.needs if n in by_name and by_name[n].status not in ("ok", "not selected")]
             if missing:
                 r.status, r.note = "skipped", f"needs {', '.join(missing)}"
+                r.summary = f"{r.note}, which did not finish."
         if r.status == "skipped":
             log.info("demo step %s skipped: %s", s.name, r.note)
             notify("end", r)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional, cast
 
 import typer
+from rich.markup import escape
 
 from ._app import app, console, err_console, progress_bar, progress_option
 
@@ -43,17 +44,15 @@ def _invoke(args: list[str]) -> None:
         raise RuntimeError(f"exited with status {rc}")
 
 
-class _StepBars:
-    """The tracker given to the library: a rich progress display per step, opened at the step's
-    first loop (a step without loops draws nothing) and closed when the step ends."""
+class _Printer:
+    """Prints each step as it starts and ends (``on_step``). Called as the library's tracker, it
+    draws a rich progress display per step, opened at the step's first loop and closed at its end."""
 
-    def __init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self._bar: Any = None
-        self.active = False  # a step is running
+    def __init__(self, bars: bool) -> None:
+        self.bars, self.active, self._bar, self._stack = bars, False, cast(Any, None), contextlib.ExitStack()
 
     def __call__(self, iterable: Iterable[Any], total: Optional[int] = None, desc: Optional[str] = None, **_: Any) -> Iterable[Any]:
-        if self.active and self._bar is None:
+        if self.bars and self.active and self._bar is None:
             self._bar = self._stack.enter_context(progress_bar(True))
         return iterable if self._bar is None else self._bar(iterable, total=total, desc=desc)
 
@@ -61,28 +60,17 @@ class _StepBars:
         self.active, self._bar = False, None
         self._stack.close()
 
-
-def _printer(bars: Optional[_StepBars]) -> Any:
-    from rich.markup import escape
-
-    from ..demo import command_path
-
-    def on_step(event: str, r: StepRun) -> None:
+    def on_step(self, event: str, r: StepRun) -> None:
         head = f"[bold][{r.index}/{r.total}] {r.name}[/]: {escape(r.what)}"
         if event == "report":
             console.print(f"[bold]report[/]: {escape(r.what)}")
         elif event == "start":
             console.print(head, highlight=False)
-            if bars is not None:
-                bars.active = True
+            self.active = True
             return
-        if bars is not None:
-            bars.close()
+        self.close()
         if r.status == "skipped":
-            words = " ".join(command_path(r.command.split()[1:]))
-            why = {"command not available": f"`layerscope {words}` is not available in this version.",
-                   "command line only": f"no library call; run `{r.command}`."}.get(r.note, f"{r.note}, which did not finish.")
-            console.print(f"{head}\n   [yellow]skipped[/]: {escape(why)}", highlight=False)
+            console.print(f"{head}\n   [yellow]skipped[/]: {escape(r.summary)}", highlight=False)
         elif r.status == "interrupted":
             console.print("[yellow]interrupted[/]: writing the report of what finished.")
         elif r.status == "failed":
@@ -92,8 +80,6 @@ def _printer(bars: Optional[_StepBars]) -> Any:
             for line in r.summary.splitlines():
                 console.print("   " + line, highlight=False, markup=False)
             console.print(f"   [green]done[/] in {r.seconds:.0f} s")
-
-    return on_step
 
 
 @app.command()
@@ -109,7 +95,6 @@ def demo(
     progress: bool = progress_option(),
 ) -> None:
     """Train reference models on bundled MNIST/FSDD, run every analysis at a small size, write the report."""
-    from rich.markup import escape
     from rich.table import Table
 
     from .. import demo as lib
@@ -119,14 +104,13 @@ def demo(
                                  transfer=transfer):
             console.print(f"[bold]{s.name}[/]: {s.what}\n   {s.command}", highlight=False)
         return
-    bars = _StepBars() if progress else None
+    printer = _Printer(progress)
     try:
         run = lib.run_demo(out, only=only, speech=speech, transfer=transfer, epochs=epochs, limit=limit, n_project=n_project,
-                           progress=bars, on_step=_printer(bars), invoke=lambda args: _invoke(args),
-                           command_exists=lambda path: _command_exists(path))
+                           progress=printer if progress else None, on_step=printer.on_step,
+                           invoke=lambda args: _invoke(args), command_exists=lambda path: _command_exists(path))
     finally:
-        if bars is not None:
-            bars.close()
+        printer.close()
     table = Table(title=f"layerscope demo: {run.seconds:.0f} s in all")
     for col in ("step", "status", "seconds", "note"):
         table.add_column(col, justify="right" if col == "seconds" else "left")
