@@ -283,8 +283,8 @@ def _maximize(run_dir: Path, out_dir: Path, layer: str, units: list[int] | str, 
     from .results import model_description
 
     net = _model(run_dir)
-    # the command's default data (no --data): the data the run was validated on; the demo's runs
-    # (and the runs of ``layerscope train``) record it as ``val_data``
+    # the command's default data (no --data) for a run that records ``val_data``, as the demo's runs
+    # do (``_train`` and the command's default data agree there; other runs are not demo steps)
     spec = (getattr(net, "layerscope_source", None) or {}).get("val_data")
     try:
         ds = _data(str(spec)) if spec else None
