@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 
+from layerscope import demo as demo_mod
 from layerscope.cli import app
-from layerscope.cli import demo as demo_mod
+from layerscope.cli import demo as cli_demo
 from layerscope.results import write_result
 
 
@@ -47,12 +48,92 @@ def test_steps_skip_fail_and_go_on(tmp_path: Path, monkeypatch, capsys):
     assert "Activation maximization" in html and "Occlusion maps" in html and "1.5" in html
 
 
+def test_run_demo_is_a_quiet_library_call(tmp_path: Path, monkeypatch, capsys):
+    """``run_demo`` prints nothing: statuses, summaries and errors come back in a ``DemoRun``, the
+    caller follows along through ``on_step``, and ``progress`` is called with keywords."""
+    import json
+
+    from layerscope.exceptions import ParameterError
+
+    out = tmp_path / "demo"
+    given: dict[str, object] = {}
+
+    def ok() -> str:
+        write_result(out / "good", "maximize", metrics={"mean_activation": 2.5})
+        return "first line\nsecond line"
+
+    def boom() -> None:
+        raise ValueError("bad [value]")
+
+    def steps(out_: Path, **kw) -> list[demo_mod.Step]:
+        given.update(kw)
+        return [
+            demo_mod.Step("fails", "raises", run=boom),
+            demo_mod.Step("after-fail", "needs the failed step", run=ok, needs=["fails"]),
+            demo_mod.Step("works", "writes a result", run=ok),
+            demo_mod.Step("argv-only", "a command line and no library call", ["report", str(out_)]),
+            demo_mod.Step("left-out", "not selected", run=ok),
+        ]
+
+    monkeypatch.setattr(demo_mod, "build_steps", steps)
+    tracked: list[tuple[object, object]] = []
+
+    def tracker(iterable, *, total=None, desc=None):  # keyword-only: a positional call fails
+        tracked.append((total, desc))
+        return iterable
+
+    events: list[tuple[str, str, str]] = []
+    with pytest.raises(ParameterError, match="no-such-step"):
+        demo_mod.run_demo(out, only="works,no-such-step")
+    assert not out.exists()  # refused before anything ran or was written
+    run = demo_mod.run_demo(out, only=["fails", "after-fail", "works", "argv-only"], progress=tracker, epochs=2,
+                            on_step=lambda ev, r: events.append((ev, r.name, r.status)))
+    assert capsys.readouterr() == ("", "")
+    assert given["progress"] is tracker and given["epochs"] == 2
+    assert tracked == [(5, "demo steps")]
+    assert [(r.name, r.status) for r in run.steps] == [
+        ("fails", "failed"), ("after-fail", "skipped"), ("works", "ok"), ("argv-only", "skipped"), ("left-out", "not selected")]
+    failed, after, works, argv, _ = run.steps
+    assert not run.ok and run.failed == [failed]
+    assert failed.error == failed.note == "ValueError: bad [value]" and "boom" in failed.traceback
+    assert after.note == "needs fails" and after.summary == "needs fails, which did not finish."
+    assert works.summary == "first line\nsecond line" and works.seconds >= 0
+    assert argv.note == "command line only" and str(out) in argv.summary
+    assert events == [("start", "fails", "running"), ("end", "fails", "failed"), ("end", "after-fail", "skipped"),
+                      ("start", "works", "running"), ("end", "works", "ok"), ("end", "argv-only", "skipped"),
+                      ("report", "report", "running")]
+    assert run.report == out / "report.html" and "2.5" in run.report.read_text()
+    doc = json.loads((out / "demo" / "result.json").read_text())
+    assert [s["status"] for s in doc["steps"]] == [r.status for r in run.steps]
+    assert {k: doc["metrics"][k] for k in ("ok", "failed", "skipped")} == {"ok": 1, "failed": 1, "skipped": 2}
+    assert doc["parameters"]["only"] == "fails,after-fail,works,argv-only"
+    assert "failed 1" in repr(run) and "\n" not in repr(run)
+
+
+def test_run_demo_interrupted_writes_the_report_of_what_finished(tmp_path: Path, monkeypatch):
+    out = tmp_path / "demo"
+
+    def ok() -> str:
+        write_result(out / "good", "maximize", metrics={"mean_activation": 3.5})
+        return "done"
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_mod, "build_steps", lambda out_, **kw: [
+        demo_mod.Step("first", "works", run=ok), demo_mod.Step("stop", "Ctrl-C", run=interrupt),
+        demo_mod.Step("later", "never reached", run=ok)])
+    run = demo_mod.run_demo(out)
+    assert [r.status for r in run.steps] == ["ok", "interrupted", "not run"]
+    assert not run.ok and run.failed == [] and "3.5" in run.report.read_text()
+
+
 def test_command_lookup_sees_sub_commands():
-    assert demo_mod._command_exists(["report"])
-    assert demo_mod._command_exists(["train"])
-    assert not demo_mod._command_exists(["report", "nothing"])
-    assert not demo_mod._command_exists(["nothing"])
-    assert demo_mod._command_path(["speech", "train", "--epochs", "3"]) == ["speech", "train"]
+    assert cli_demo._command_exists(["report"])
+    assert cli_demo._command_exists(["train"])
+    assert not cli_demo._command_exists(["report", "nothing"])
+    assert not cli_demo._command_exists(["nothing"])
+    assert demo_mod.command_path(["speech", "train", "--epochs", "3"]) == ["speech", "train"]
 
 
 def test_demo_steps_are_real_command_lines(tmp_path: Path):
@@ -66,7 +147,7 @@ def test_demo_steps_are_real_command_lines(tmp_path: Path):
     checked = 0
     for s in steps:
         assert all(n in names for n in s.needs)
-        if not s.args or not demo_mod._command_exists(demo_mod._command_path(s.args)):
+        if not s.args or not cli_demo._command_exists(demo_mod.command_path(s.args)):
             continue
         cmd, rest = group, list(s.args)
         while rest and getattr(cmd, "commands", None) and rest[0] in cmd.commands:
@@ -146,8 +227,8 @@ def test_steps_call_the_library_and_write_what_their_command_writes(tmp_path: Pa
     def no_argv(*a: object, **k: object) -> None:
         raise AssertionError("a demo step went through the command line")
 
-    monkeypatch.setattr(demo_mod, "_invoke", no_argv)
-    monkeypatch.setattr(demo_mod, "app", no_argv)
+    monkeypatch.setattr(cli_demo, "_invoke", no_argv)
+    monkeypatch.setattr(cli_demo, "app", no_argv)
     rc = app(args=["demo", "--out", str(out), "--n-project", "100", "--no-speech", "--no-transfer", "--no-progress",
                    "--only", ",".join(LIBRARY_STEPS)], standalone_mode=False)
     assert rc in (None, 0)

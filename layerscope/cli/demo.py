@@ -1,42 +1,24 @@
 """``layerscope demo``: from a fresh clone to a browsable report on the bundled data.
 
-The demo is a list of independent steps with small sizes. Each step calls the library the way the
-corresponding command does (load the model and data, call the analysis, ``result.save(out)``,
-print a summary); its equivalent ``layerscope`` command line is kept with it as documentation
-(``--list`` and the step table show it). A step given only a command line runs that command
-in-process, and is skipped with a message when the command is not installed. A step that fails is
-reported and the others go on (what finished stays on disk). At the end the HTML report of
-everything under ``--out`` is written and its path printed; the exit status is 1 when a step
-failed. ``--list`` shows the steps and their command lines, ``--only a,b`` runs a selection (later
-steps read the runs of earlier ones from ``--out``), ``--no-speech`` / ``--no-transfer`` leave
-those parts out. The step table is also written as a ``demo`` result, shown first in the report.
+The steps and the runner are the library's (:mod:`layerscope.demo`, :func:`~layerscope.demo.run_demo`);
+this command parses the options, prints each step as it starts and ends (its summary, or why it
+failed or was skipped), the step table and the report's path, and exits with status 1 when a step
+failed. ``--list`` shows the steps and their equivalent command lines.
 """
 
 from __future__ import annotations
 
-import time
-import traceback
-from dataclasses import dataclass, field
+import contextlib
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, cast
+from typing import TYPE_CHECKING, Any, Iterable, Optional, cast
 
 import typer
+from rich.markup import escape
 
 from ._app import app, console, err_console, progress_bar, progress_option
 
-
-@dataclass
-class Step:
-    """One demo step: a Python function (``run``, a library call) or a ``layerscope`` command line
-    (``args``). With both, ``run`` is what runs and ``args`` is the equivalent command line shown by
-    ``--list`` and in the step table."""
-
-    name: str
-    what: str
-    args: list[str] = field(default_factory=list)
-    run: Optional[Callable[[], None]] = None
-    needs: list[str] = field(default_factory=list)  # names of steps whose output this one reads
-    out: Optional[Path] = None  # a folder that holds result.json when the step succeeded
+if TYPE_CHECKING:
+    from ..demo import StepRun
 
 
 def _command_exists(path: list[str]) -> bool:
@@ -52,17 +34,8 @@ def _command_exists(path: list[str]) -> bool:
     return True
 
 
-def _command_path(args: list[str]) -> list[str]:
-    """The leading words of a command line (the command and any sub-command)."""
-    words = []
-    for a in args:
-        if a.startswith("-"):
-            break
-        words.append(a)
-    return words
-
-
 def _invoke(args: list[str]) -> None:
+    """Run ``layerscope ARGS`` in-process (for a step given only a command line)."""
     try:
         rc = app(args=args, prog_name="layerscope", standalone_mode=False)
     except typer.Exit as ex:  # raised inside a command
@@ -71,389 +44,42 @@ def _invoke(args: list[str]) -> None:
         raise RuntimeError(f"exited with status {rc}")
 
 
-def build_steps(out: Path, *, epochs: int, limit: int, n_project: int, progress: bool, speech: bool, transfer: bool) -> list[Step]:
-    """The demo's steps, in order; sizes chosen so all of them run in minutes on 2 CPU cores."""
-    runs = out / "runs"
-    mlp, cnn = runs / "mlp", runs / "cnn"
-    pb = [] if progress else ["--no-progress"]
-    steps: list[Step] = [
-        Step("train-mlp", f"train an MLP 784-256-256-256-10 on {limit} MNIST digits, {epochs} epochs, checkpoints 0, 1, 2, {epochs}",
-             run=lambda: _train(mlp, "mlp:width=256,depth=3", limit, epochs, sorted({0, 1, 2, epochs}), "sgd", 0.05, progress)),
-        Step("train-cnn", f"train a small CNN (2x conv32, pool, 2x conv64, pool, dense 128, 64) on {limit // 4} MNIST digits, 3 epochs",
-             run=lambda: _train(cnn, "cnn:dense=128x64", limit // 4, 3, [0, 1, 2, 3], "adam", 1e-3, progress)),
-        Step("layers-mlp", "list the MLP's layers and capture its hidden activations on 1,000 test digits",
-             run=lambda: _capture_summary(mlp, out / "layers" / "mlp", progress), needs=["train-mlp"], out=out / "layers" / "mlp"),
-        Step("layers-cnn", "list the CNN's layers", run=lambda: _capture_summary(cnn, out / "layers" / "cnn", progress, n=500),
-             needs=["train-cnn"], out=out / "layers" / "cnn"),
-        # Activation maximization (Erhan et al. 2009)
-        Step("maximize-classes", "activation maximization of the MLP's 10 class logits (Erhan: 30 steps on the sphere)",
-             ["maximize", "--model", str(mlp), "--layer", "out", "--units", "all", "--method", "erhan", "--steps", "30",
-              "--out", str(out / "maximize" / "mlp-classes"), *pb],
-             run=lambda: _maximize(mlp, out / "maximize" / "mlp-classes", "out", "all", "erhan", 30, progress), needs=["train-mlp"]),
-        Step("maximize-channels", "activation maximization of the CNN's conv4 channels (regularised, 30 steps)",
-             ["maximize", "--model", str(cnn), "--layer", "conv4", "--units", "0,1,2,3,4,5,6,7", "--method", "lucid",
-              "--steps", "30", "--out", str(out / "maximize" / "cnn-conv4"), *pb],
-             run=lambda: _maximize(cnn, out / "maximize" / "cnn-conv4", "conv4", list(range(8)), "lucid", 30, progress),
-             needs=["train-cnn"]),
-        # Visualizing convnets (Zeiler & Fergus 2014)
-        Step("correspondence", "masking the same part of 5 digits vs random masks, at conv2 and conv4",
-             ["correspondence", "--model", str(cnn), "--data", "mnist:test", "--layers", "conv2,conv4", "--limit", "5",
-              "--out", str(out / "convnets" / "correspondence")],
-             run=lambda: _correspondence(cnn, out / "convnets" / "correspondence", ["conv2", "conv4"], 5), needs=["train-cnn"]),
-        Step("topk", "top-9 patches of 8 conv2 channels over 2,000 test digits",
-             ["topk", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv2", "--units", "0,1,2,3,4,5,6,7",
-              "--limit", "2000", "--out", str(out / "convnets" / "topk"), *pb],
-             run=lambda: _topk(cnn, out / "convnets" / "topk", "conv2", list(range(8)), 2000, progress), needs=["train-cnn"]),
-        Step("deconv", "deconvnet projections of the top activations of 8 conv4 channels",
-             ["deconv", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--units", "0,1,2,3,4,5,6,7",
-              "--limit", "2000", "--out", str(out / "convnets" / "deconv"), *pb],
-             run=lambda: _deconv(cnn, out / "convnets" / "deconv", "conv4", list(range(8)), 2000, progress), needs=["train-cnn"]),
-        Step("occlusion", "occlusion maps of 4 test digits (7x7 grey square, stride 2)",
-             ["occlude", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--indices", "0,1,2,3",
-              "--size", "7", "--stride", "2", "--out", str(out / "convnets" / "occlusion"), *pb],
-             run=lambda: _occlusion(cnn, out / "convnets" / "occlusion", "conv4", [0, 1, 2, 3], 7, 2, progress), needs=["train-cnn"]),
-        Step("invariance", "invariance of each layer to translation, scale and rotation (50 test digits)",
-             ["invariance", "--model", str(cnn), "--data", "mnist:test", "--limit", "50",
-              "--out", str(out / "convnets" / "invariance"), *pb],
-             run=lambda: _invariance(cnn, out / "convnets" / "invariance", 50, progress), needs=["train-cnn"]),
-        Step("evolution", "feature evolution of 4 conv4 channels over the CNN's checkpoints",
-             ["evolution", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv4", "--units", "0,1,2,3",
-              "--limit", "1000", "--out", str(out / "convnets" / "evolution"), *pb],
-             run=lambda: _evolution(cnn, out / "convnets" / "evolution", "conv4", [0, 1, 2, 3], 1000, progress), needs=["train-cnn"]),
-        # Hidden-activity projections (Rauber et al. 2017)
-        Step("project", f"t-SNE of every hidden layer of the MLP, {n_project} test digits, before and after training",
-             ["project", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--checkpoints", "0,last",
-              "--method", "tsne", "--n", str(n_project), "--out", str(out / "projection" / "mlp"), *pb],
-             run=lambda: _project(mlp, out / "projection" / "mlp", ["0", "last"], n_project, progress), needs=["train-mlp"]),
-        Step("neurons", "neuron projection of the MLP's last hidden layer (colour: power to discriminate digits 0, 1, 8)",
-             ["neurons", "--model", str(mlp), "--data", "mnist:test", "--layer", "relu3", "--class", "0,1,8", "--n", str(n_project),
-              "--out", str(out / "projection" / "neurons"), *pb],
-             run=lambda: _neurons(mlp, out / "projection" / "neurons", "relu3", [0, 1, 8], n_project, progress), needs=["train-mlp"]),
-        Step("probe", "linear probes on every hidden layer of the MLP",
-             ["probe", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--n", str(2 * n_project),
-              "--out", str(out / "similarity" / "probe"), *pb],
-             run=lambda: _probe(mlp, out / "similarity" / "probe", 2 * n_project, progress), needs=["train-mlp"]),
-        Step("cka", "linear CKA between the MLP's layers",
-             ["cka", "--model", str(mlp), "--data", "mnist:test", "--layers", "all", "--n", str(n_project),
-              "--out", str(out / "similarity" / "cka"), *pb],
-             run=lambda: _cka(mlp, out / "similarity" / "cka", n_project, progress), needs=["train-mlp"]),
-    ]
-    if transfer:
-        # Transferability of layers (Yosinski et al. 2014)
-        steps.append(Step(
-            "transfer", "a tiny transfer grid: narrow 8-layer convnet, MNIST 0-4 vs 5-9, n = 1, 4, 7, 1 seed, 3 epochs, 3,000 digits",
-            run=lambda: _transfer(out / "transfer", progress), args=["transfer", "--arch", "convnet8:width=8,fc_width=64", "--data", "mnist", "--split", "mnist-0-4", "--seeds", "1",
-             "--epochs", "3", "--k", "1", "--layers", "1,4,7", "--limit", "3000", "--val-limit", "500", "--executor", "local",
-             "--out", str(out / "transfer"), *pb]))
-    if speech:
-        # Acoustic models (Mohamed, Hinton & Penn 2012)
-        steps += [
-            Step("speech-train", "train a frame-level DNN (3 x 256) on FSDD log-mel frames (+-5 frames of context), official split, 3 epochs",
-                 ["speech", "train", "--arch", "dnn:width=256,depth=3", "--features", "fbank", "--epochs", "3",
-                  "--frame-step", "3", "--out", str(runs / "speech-dnn"), *pb],
-                 run=lambda: _speech_train(runs / "speech-dnn", "dnn:width=256,depth=3", 3, 3, progress)),
-            Step("speech-analyze", f"per-layer projections, NH and probes by digit and by speaker on {n_project} FSDD test frames",
-                 run=lambda: _speech_analyze(runs / "speech-dnn", out / "speech" / "analyze", n_project, progress), args=["speech", "analyze", "--model", str(runs / "speech-dnn"), "--n-frames", str(n_project),
-                  "--out", str(out / "speech" / "analyze"), *pb], needs=["speech-train"]),
-            Step("speech-embed", "speaker embeddings: clustering held-out recordings by each layer's mean activation",
-                 run=lambda: _speech_embed(runs / "speech-dnn", out / "speech" / "embed", progress), args=["speech", "embed", "--model", str(runs / "speech-dnn"), "--max-recordings", "300", "--frame-step", "2",
-                  "--out", str(out / "speech" / "embed"), *pb], needs=["speech-train"]),
-        ]
-    return steps
-
-
-def _train(run_dir: Path, arch: str, limit: int, epochs: int, checkpoints: list[int], optimizer: str, lr: float, progress: bool) -> None:
-    """``layerscope train`` with a 2,000-digit validation subset (the full test set at every
-    checkpoint would cost more than the training itself on a small CPU)."""
-    import torch
-
-    from ..data import ArrayDataset, load_dataset, stratified_indices
-    from ..models import build_model
-    from ..training import train
-
-    train_set = cast(ArrayDataset, load_dataset("mnist"))  # MNIST loads as arrays, never as recordings
-    train_set = train_set.subset(stratified_indices(train_set.y.numpy(), limit, 0))
-    test_set = cast(ArrayDataset, load_dataset("mnist:test"))
-    val_set = test_set.subset(stratified_indices(test_set.y.numpy(), 2000, 1))
-    torch.manual_seed(0)
-    net = build_model(arch, train_set.input_shape, len(train_set.classes))
-    meta = {
-        "arch": arch, "data": "mnist", "val_data": "mnist:test", "val_limit": 2000, "limit": limit,
-        "input_shape": list(train_set.input_shape), "classes": train_set.classes,
-        "normalization": train_set.normalization.to_dict(),
-    }
-    with progress_bar(progress) as bar:
-        run = train(net, train_set, val_set=val_set, out_dir=run_dir, epochs=epochs, checkpoints=checkpoints,
-                    optimizer=optimizer, lr=lr, seed=0, meta=meta, progress=bar)
-    accs = ", ".join(f"{c['epoch']}: {c['val_accuracy']:.4f}" for c in run.checkpoints)
-    console.print(f"   accuracy on 2,000 test digits by epoch: {accs}")
-
-
-# -- the analysis steps: each does what its command does with the demo's options (parse -> load
-# model/data -> call the library -> result.save(out) -> print), without going through argv --------
-
-
-def _model(run_dir: Path) -> Any:
-    """The model of ``--model RUN`` (the run's last checkpoint), loaded as the commands load it."""
-    from ..loading import load_model
-
-    return load_model(str(run_dir))
-
-
-def _data(spec: str) -> Any:
-    """The data of ``--data SPEC``."""
-    from ..data import load_dataset
-
-    return load_dataset(spec)
-
-
-def _keyed_models(run_dir: Path, checkpoints: Optional[list[str]] = None) -> dict[Any, Any]:
-    """``{epoch: model}`` as ``project``/``probe``/``cka`` build it: the run's checkpoints named by
-    ``--checkpoints``, else the one model given, keyed by its epoch."""
-    from ..projection.analysis import models_from_run
-
-    if checkpoints:
-        return dict(models_from_run(run_dir, checkpoints))
-    net = _model(run_dir)
-    src = getattr(net, "layerscope_source", None) or {}
-    return {src.get("epoch") if src.get("kind") == "run" else None: net}
-
-
-def _tracked(bar: Any) -> dict[str, Any]:
-    """``progress=bar`` only when bars are on (as ``project``/``neurons``/``probe``/``cka`` pass it)."""
-    return {"progress": bar} if bar is not None else {}
-
-
-def _maximize(run_dir: Path, out_dir: Path, layer: str, units: list[int] | str, method: str, steps: int, progress: bool) -> None:
-    """``layerscope maximize --model RUN --layer L --units U --method M --steps S`` (no ``--data``: the
-    model's own data only sets rho and the value range, and no data max is computed)."""
-    from ..data import ArrayDataset
-    from ..exceptions import DataError
-    from ..featurevis import maximize
-    from ..results import model_description
-    from ._app import load_data_cli
-
-    net = _model(run_dir)
-    try:
-        ds = load_data_cli(None, net)
-    except DataError:
-        ds = None
-    if ds is not None and not isinstance(ds, ArrayDataset):
-        ds = None
-    with progress_bar(progress) as bar:
-        res = maximize(net, layer, units, kind="auto", method=cast(Literal["erhan", "lucid"], method), steps=steps,
-                       data=ds, transforms=None, thresholds=[], data_max=False, random_state=0,
-                       model_info={**model_description(net), "spec": str(run_dir)}, data_spec=None, progress=bar)
-    res.save(out_dir)
-    m = res.metrics
-    console.print(f"   {m['n_units']} units of {layer}: mean activation reached {m['mean_activation']:.4g}", highlight=False)
-
-
-def _correspondence(run_dir: Path, out_dir: Path, layers: list[str], limit: int) -> None:
-    """``layerscope correspondence --data mnist:test --layers ... --limit N`` (mask value ``mean``)."""
-    from ..convnets.correspondence import correspondence
-
-    res = correspondence(_model(run_dir), _data("mnist:test"), layers, parts=None, value="mean", n_random=10,
-                         random_state=0, label=None, indices=None, limit=limit, data_spec="mnist:test")
-    res.save(out_dir)
-    for layer in res.layers:
-        console.print(f"   {layer}: " + ", ".join(f"{k}={v:.4f}" for k, v in res.delta[layer].items()), highlight=False)
-
-
-def _topk(run_dir: Path, out_dir: Path, layer: str, units: list[int], limit: int, progress: bool) -> None:
-    """``layerscope topk --data mnist:test --layer L --units U --limit N`` (k 9, deconvnet patches)."""
-    from ..convnets.topk import top_activations
-
-    with progress_bar(progress) as bar:
-        top = top_activations(_model(run_dir), _data("mnist:test"), layer, units=units, k=9, batch_size=256, limit=limit,
-                              rule="deconvnet", patches=True, max_units=16, progress=bar, data_spec="mnist:test")
-    top.save(out_dir)
-    console.print(f"   top-9 of {len(top.units)} units of {layer}")
-
-
-def _deconv(run_dir: Path, out_dir: Path, layer: str, units: list[int], limit: int, progress: bool) -> None:
-    """``layerscope deconv --data mnist:test --layer L --units U --limit N`` (gradient, deconvnet, guided)."""
-    from ..convnets.deconv import deconv_projections
-
-    with progress_bar(progress) as bar:
-        res = deconv_projections(_model(run_dir), _data("mnist:test"), layer, units=units,
-                                 rules=["gradient", "deconvnet", "guided"], indices=None, limit=limit, batch_size=256,
-                                 progress=bar, data_spec="mnist:test")
-    res.save(out_dir)
-    console.print(f"   {len(res.sample_ids)} projections x {len(res.rules)} rules of {layer}")
-
-
-def _occlusion(run_dir: Path, out_dir: Path, layer: str, rows: list[int], size: int, stride: int, progress: bool) -> None:
-    """``layerscope occlude --data mnist:test --layer L --indices R --size S --stride T`` (grey: the data mean)."""
-    import numpy as np
-
-    from ..convnets.occlusion import occlusion_maps
-
-    with progress_bar(progress) as bar:
-        res = occlusion_maps(_model(run_dir), _data("mnist:test"), np.asarray(rows, dtype=np.int64), size=size, stride=stride,
-                             value="mean", anchor="centred", layer=layer, unit=None, project=True, batch_size=256,
-                             progress=bar, data_spec="mnist:test")
-    for note in res.notes:
-        console.print(f"   [yellow]{note}[/]")
-    res.save(out_dir)
-    console.print(f"   occlusion maps of {len(res.sample_ids)} images")
-
-
-def _invariance(run_dir: Path, out_dir: Path, limit: int, progress: bool) -> None:
-    """``layerscope invariance --data mnist:test --limit N`` (translate, scale, rotate; fill ``min``)."""
-    from ..convnets.invariance import invariance_curves
-
-    with progress_bar(progress) as bar:
-        curves = invariance_curves(_model(run_dir), _data("mnist:test"), layers=None, transforms=["translate", "scale", "rotate"],
-                                   fill="min", indices=None, limit=limit, plot_layers=None, batch_size=256, progress=bar,
-                                   data_spec="mnist:test")
-    curves.save(out_dir)
-    console.print(f"   invariance curves of {len(curves.labels)} images x {len(curves.layers)} layers")
-
-
-def _evolution(run_dir: Path, out_dir: Path, layer: str, units: list[int], limit: int, progress: bool) -> None:
-    """``layerscope evolution --model RUN --data mnist:test --layer L --units U --limit N`` (every checkpoint)."""
-    from ..convnets.evolution import feature_evolution
-    from ..loading import load_run_model
-    from ..results import model_description
-
-    last = load_run_model(run_dir)
-    with progress_bar(progress) as bar:
-        evo = feature_evolution(run_dir, _data("mnist:test"), layer, units=units, rule="deconvnet", epochs=None, limit=limit,
-                                batch_size=256, progress=bar, model_info=model_description(last), data_spec="mnist:test")
-    evo.save(out_dir)
-    console.print(f"   {len(evo.units)} units over epochs {evo.epochs.tolist()}", highlight=False)
-
-
-def _project(run_dir: Path, out_dir: Path, checkpoints: list[str], n: int, progress: bool) -> None:
-    """``layerscope project --data mnist:test --layers all --checkpoints ... --method tsne --n N``."""
-    from ..projection.analysis import project_model
-
-    models = _keyed_models(run_dir, checkpoints)
-    with progress_bar(progress) as bar:
-        study = project_model(models, _data("mnist:test"), "all", n=n, method="tsne", random_state=0, aligned=False,
-                              align_over=None, reduce=None, layouts=None, batch_size=256, thumbnails=12,
-                              data_spec="mnist:test", k=6, perplexity=30.0, **_tracked(bar))
-    study.save(out_dir)
-    last = study.metrics["table"][-1]
-    console.print(f"   {len(study.metrics['table'])} projections; {last['layer']} at the last checkpoint: NH {last['nh']:.3f}",
-                  highlight=False)
-
-
-def _neurons(run_dir: Path, out_dir: Path, layer: str, classes: list[int], n: int, progress: bool) -> None:
-    """``layerscope neurons --data mnist:test --layer L --class C --n N`` (t-SNE layout, 100 trees)."""
-    from ..projection.neurons import project_neurons
-
-    with progress_bar(progress) as bar:
-        res = project_neurons(_model(run_dir), _data("mnist:test"), layer, n=n, classes=classes, method="tsne",
-                              n_estimators=100, random_state=0, batch_size=256, layouts=None, data_spec="mnist:test",
-                              **_tracked(bar))
-    res.save(out_dir)
-    console.print(f"   {layer}: {res.metrics['n_neurons']} neurons ({res.metrics['n_dead']} constant, left out)")
-
-
-def _probe(run_dir: Path, out_dir: Path, n: int, progress: bool) -> None:
-    """``layerscope probe --data mnist:test --layers all --n N`` (held out 25 %, C 1, mean reduction)."""
-    from ..similarity import probe_model
-
-    with progress_bar(progress) as bar:
-        res = probe_model(_keyed_models(run_dir), _data("mnist:test"), "all", n=n, test_size=0.25, C=1.0, group_by=None,
-                          reduce="mean", layouts=None, random_state=0, batch_size=256, data_spec="mnist:test", **_tracked(bar))
-    res.save(out_dir)
-    console.print("   held-out accuracy: " + ", ".join(f"{r.layer} {r.accuracy:.3f}" for rs in res.results.values() for r in rs),
-                  highlight=False)
-
-
-def _cka(run_dir: Path, out_dir: Path, n: int, progress: bool) -> None:
-    """``layerscope cka --data mnist:test --layers all --n N`` (all pairs of the model's layers)."""
-    from ..similarity import cka_model
-
-    with progress_bar(progress) as bar:
-        res = cka_model(_keyed_models(run_dir), _data("mnist:test"), "all", model_b=None, layers_b=None, n=n, reduce=None,
-                        layouts=None, random_state=0, batch_size=256, label_a=str(run_dir), label_b=None,
-                        data_spec="mnist:test", **_tracked(bar))
-    res.save(out_dir)
-    console.print(f"   linear CKA ({res.mode}) of {len(res.rows)} x {len(res.cols)} layers")
-
-
-def _speech_train(run_dir: Path, arch: str, epochs: int, frame_step: int, progress: bool) -> None:
-    """``layerscope speech train --arch A --features fbank --epochs E --frame-step F`` (official split, digits)."""
-    from ..data import AudioDataset, load_dataset
-    from ..exceptions import DataError
-    from ..speech.features import FeatureConfig
-    from ..speech.recipe import train_acoustic_model
-
-    audio = load_dataset("fsdd")
-    if not isinstance(audio, AudioDataset):
-        raise DataError("fsdd did not load as a set of recordings; speech models train on fsdd or fsdd:PATH.")
-    cfg = FeatureConfig(kind="fbank", n_mels=40, n_mfcc=13, deltas=0, context=5, normalize="utterance")
-    with progress_bar(progress) as bar:
-        run = train_acoustic_model(audio, out_dir=run_dir, features=cfg, arch=arch, target="digit", split="official",
-                                   test_speakers=None, epochs=epochs, checkpoints=None, batch_size=256, lr=1e-3,
-                                   optimizer="adam", frame_step=frame_step, seed=0, data_spec="fsdd", progress=bar)
-    console.print(f"   recording-level accuracy: {run.meta['utterance_accuracy']:.4f}")
-
-
-def _speech_analyze(run_dir: Path, out_dir: Path, n_frames: int, progress: bool) -> None:
-    """``layerscope speech analyze`` as a library call."""
-    from ..speech import analyze_speech_runs
-
-    with progress_bar(progress) as bar:
-        result = analyze_speech_runs([run_dir], n_frames=n_frames, progress=bar)
-    result.save(out_dir)
-    last = [r for r in result.metrics["table"] if r["layer"] != "input"][-1]
-    console.print(f"   {last['layer']}: probe digit {last['probe_digit']:.3f}, probe speaker {last['probe_speaker']:.3f}")
-
-
-def _speech_embed(run_dir: Path, out_dir: Path, progress: bool) -> None:
-    """``layerscope speech embed --max-recordings 300 --frame-step 2`` as a library call."""
-    from ..speech import embed_speech_run
-
-    with progress_bar(progress) as bar:
-        result = embed_speech_run(run_dir, max_recordings=300, frame_step=2, progress=bar)
-    result.save(out_dir)
-    console.print(f"   best layer for speakers: {result.metrics['best_layer']}")
-
-
-def _transfer(out_dir: Path, progress: bool) -> None:
-    """The tiny ``layerscope transfer`` grid of the demo as a library call (same settings as its command line)."""
-    from ..transfer import GridConfig, make_executor, run_grid
-
-    cfg = GridConfig(arch="convnet8:width=8,fc_width=64", data="mnist", split="mnist-0-4", seeds=(0,), epochs=3, k_best=1,
-                     layers=(1, 4, 7), limit=3000, val_limit=500)
-    ex = make_executor("local")
-    try:
-        with progress_bar(progress) as bar:
-            result = run_grid(cfg, out_dir, executor=ex, progress=bar)
-    finally:
-        ex.close()
-    console.print(f"   {result.cells_done}/{result.cells_total} cells; max specificity {result.metrics.get('max_specificity')}")
-
-
-def _capture_summary(run_dir: Path, out_dir: Path, progress: bool, n: int = 1000) -> None:
-    """Layers table and a capture of the hidden layers on ``n`` test digits, as a ``capture`` result."""
-    from ..capture import collect_activations
-    from ..data import ArrayDataset, load_dataset, stratified_indices
-    from ..capture import list_layers
-    from ..loading import load_model
-    from ..results import model_description, write_result
-
-    model = load_model(str(run_dir))
-    test_set = cast(ArrayDataset, load_dataset("mnist:test"))  # MNIST loads as arrays, never as recordings
-    rows = list_layers(model, test_set.x[:1])
-    idx = stratified_indices(test_set.y.numpy(), n, 0)
-    hidden = cast(list[str], model.hidden_layers)  # layerscope's MNIST models list their hidden layers
-    with progress_bar(progress) as bar:
-        acts = collect_activations(model, test_set, hidden, indices=idx, predictions=True, reduce="mean", progress=bar)
-    assert acts.predictions is not None  # asked for with predictions=True
-    acc = float((acts.predictions == acts.labels).mean())
-    write_result(
-        out_dir, "capture", model=model_description(model), data="mnist:test",
-        parameters={"layers": list(acts.arrays), "n": len(acts), "reduce": "mean"},
-        metrics={"accuracy": acc, **{f"mean activation {k}": float(v.mean()) for k, v in acts.arrays.items()}},
-        layers=[r.to_dict() for r in rows],
-    )
-    console.print(f"   {len(rows)} layers; accuracy on {len(acts)} test digits {acc:.4f}")
+class _Printer:
+    """Prints each step as it starts and ends (``on_step``). Called as the library's tracker, it
+    draws a rich progress display per step, opened at the step's first loop and closed at its end."""
+
+    def __init__(self, bars: bool) -> None:
+        self.bars, self.active, self._bar, self._stack = bars, False, cast(Any, None), contextlib.ExitStack()
+
+    def __call__(self, iterable: Iterable[Any], total: Optional[int] = None, desc: Optional[str] = None, **_: Any) -> Iterable[Any]:
+        if self.bars and self.active and self._bar is None:
+            self._bar = self._stack.enter_context(progress_bar(True))
+        return iterable if self._bar is None else self._bar(iterable, total=total, desc=desc)
+
+    def close(self) -> None:
+        self.active, self._bar = False, None
+        self._stack.close()
+
+    def on_step(self, event: str, r: StepRun) -> None:
+        head = f"[bold][{r.index}/{r.total}] {r.name}[/]: {escape(r.what)}"
+        if event == "report":
+            console.print(f"[bold]report[/]: {escape(r.what)}")
+        elif event == "start":
+            console.print(head, highlight=False)
+            self.active = True
+            return
+        self.close()
+        if r.status == "skipped":
+            console.print(f"{head}\n   [yellow]skipped[/]: {escape(r.summary)}", highlight=False)
+        elif r.status == "interrupted":
+            console.print("[yellow]interrupted[/]: writing the report of what finished.")
+        elif r.status == "failed":
+            err_console.print(f"   [red]failed[/] after {r.seconds:.0f} s: {escape(r.error)}", highlight=False)
+            err_console.print("   " + r.traceback.replace("\n", "\n   "), highlight=False, markup=False)
+        elif r.status == "ok":
+            for line in r.summary.splitlines():
+                console.print("   " + line, highlight=False, markup=False)
+            console.print(f"   [green]done[/] in {r.seconds:.0f} s")
 
 
 @app.command()
@@ -469,83 +95,30 @@ def demo(
     progress: bool = progress_option(),
 ) -> None:
     """Train reference models on bundled MNIST/FSDD, run every analysis at a small size, write the report."""
-    import torch
-
-    from ..report import build_report
-
-    steps = build_steps(out, epochs=epochs, limit=limit, n_project=n_project, progress=progress, speech=speech, transfer=transfer)
-    if list_steps:
-        for s in steps:
-            cmd = "layerscope " + " ".join(s.args) if s.args else "(python)"
-            console.print(f"[bold]{s.name}[/]: {s.what}\n   {cmd}", highlight=False)
-        return
-    wanted = set(s.strip() for s in only.split(",")) if only else None
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    status: dict[str, tuple[str, float, str]] = {}
-    for i, s in enumerate(steps, 1):
-        head = f"[bold][{i}/{len(steps)}] {s.name}[/]: {s.what}"
-        if wanted is not None and s.name not in wanted:
-            status[s.name] = ("not selected", 0.0, "")
-            continue
-        if s.run is None and s.args and not _command_exists(_command_path(s.args)):
-            console.print(f"{head}\n   [yellow]skipped[/]: `layerscope {' '.join(_command_path(s.args))}` is not available in this version.", highlight=False)
-            status[s.name] = ("skipped", 0.0, "command not available")
-            continue
-        missing = [n for n in s.needs if status.get(n, ("ok",))[0] not in ("ok", "not selected")]
-        if missing:
-            console.print(f"{head}\n   [yellow]skipped[/]: needs {', '.join(missing)}, which did not finish.", highlight=False)
-            status[s.name] = ("skipped", 0.0, f"needs {', '.join(missing)}")
-            continue
-        console.print(head, highlight=False)
-        t0 = time.time()
-        torch.set_grad_enabled(True)  # a previous command may have switched autograd off for the process
-        try:
-            if s.run is not None:
-                s.run()
-            else:
-                _invoke(s.args)
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]: writing the report of what finished.")
-            status[s.name] = ("interrupted", time.time() - t0, "")
-            break
-        except BaseException as err:  # one failing step must not stop the others
-            dt = time.time() - t0
-            msg = f"{type(err).__name__}: {err}"
-            err_console.print(f"   [red]failed[/] after {dt:.0f} s: {msg}", highlight=False, markup=True)
-            err_console.print("   " + traceback.format_exc(limit=-3).strip().replace("\n", "\n   "), highlight=False, markup=False)
-            status[s.name] = ("failed", dt, msg)
-            continue
-        dt = time.time() - t0
-        status[s.name] = ("ok", dt, "")
-        console.print(f"   [green]done[/] in {dt:.0f} s")
-    from ..results import write_result
-
-    write_result(
-        out / "demo", "demo", data="mnist, fsdd (bundled)",
-        parameters={"epochs": epochs, "limit": limit, "n_project": n_project, "speech": speech, "transfer": transfer, "only": only},
-        metrics={"seconds before the report": round(time.time() - started, 1),
-                 **{st: sum(1 for v in status.values() if v[0] == st) for st in ("ok", "failed", "skipped")}},
-        steps=[{"step": s.name, "what": s.what, "status": status.get(s.name, ("-", 0.0, ""))[0],
-                "seconds": round(status.get(s.name, ("-", 0.0, ""))[1], 1), "note": status.get(s.name, ("-", 0.0, ""))[2],
-                "command": ("layerscope " + " ".join(s.args)) if s.args else "(python)"} for s in steps],
-    )
-    console.print("[bold]report[/]: collecting every result under " + str(out))
-    t0 = time.time()
-    path = build_report(out, out / "report.html", title="layerscope demo")
-    status["report"] = ("ok", time.time() - t0, "")
-    total = time.time() - started
     from rich.table import Table
 
-    table = Table(title=f"layerscope demo: {total:.0f} s in all")
+    from .. import demo as lib
+
+    if list_steps:
+        for s in lib.build_steps(out, epochs=epochs, limit=limit, n_project=n_project, progress=progress, speech=speech,
+                                 transfer=transfer):
+            console.print(f"[bold]{s.name}[/]: {s.what}\n   {s.command}", highlight=False)
+        return
+    printer = _Printer(progress)
+    try:
+        run = lib.run_demo(out, only=only, speech=speech, transfer=transfer, epochs=epochs, limit=limit, n_project=n_project,
+                           progress=printer if progress else None, on_step=printer.on_step,
+                           invoke=lambda args: _invoke(args), command_exists=lambda path: _command_exists(path))
+    finally:
+        printer.close()
+    table = Table(title=f"layerscope demo: {run.seconds:.0f} s in all")
     for col in ("step", "status", "seconds", "note"):
         table.add_column(col, justify="right" if col == "seconds" else "left")
     colour = {"ok": "green", "failed": "red", "skipped": "yellow"}
-    for name, (st, dt, note) in status.items():
-        table.add_row(name, f"[{colour.get(st, 'white')}]{st}[/]", f"{dt:.0f}", note[:90])
+    for r in [*run.steps, lib.StepRun("report", "", "", status="ok", seconds=run.report_seconds)]:
+        table.add_row(r.name, f"[{colour.get(r.status, 'white')}]{r.status}[/]", f"{r.seconds:.0f}", escape(r.note[:90]))
     console.print(table)
-    console.print(f"report: [bold]{path}[/]\nopen it in a browser: file://{path.resolve()}", highlight=False)
-    if any(st == "failed" for st, _, _ in status.values()):
-        n_failed = sum(st == "failed" for st, _, _ in status.values())
-        console.print(f"[yellow]{n_failed} step(s) failed[/]; their messages are above, the report shows everything that finished.")
+    console.print(f"report: [bold]{run.report}[/]\nopen it in a browser: file://{run.report.resolve()}", highlight=False)
+    if run.failed:
+        console.print(f"[yellow]{len(run.failed)} step(s) failed[/]; their messages are above, the report shows everything that finished.")
         raise typer.Exit(1)
