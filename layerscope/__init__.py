@@ -117,8 +117,10 @@ EXPORTS: dict[str, str] = {
     "text_occlusion": ".text",
     "TextOcclusionResult": ".text",
     "TextDataset": ".data",
-    # the HTML report
+    # the HTML report and the demo
     "build_report": ".report",
+    "run_demo": ".demo",
+    "DemoRun": ".demo",
 }
 
 __all__ = [*EXPORTS, "__version__"]
@@ -209,6 +211,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         project_model,
         project_sequence,
     )
+    from .demo import DemoRun, run_demo
     from .report import build_report
     from .results import AnalysisResult, read_result
     from .similarity import (
