@@ -685,7 +685,7 @@ def _staged_out_dir(collect: Callable[_P, Activations]) -> Callable[_P, Activati
 
     @functools.wraps(collect)
     def staged(*args: _P.args, **kwargs: _P.kwargs) -> Activations:
-        out_dir = kwargs.get("out_dir")
+        out_dir: str | os.PathLike[str] | None = kwargs.get("out_dir")  # type: ignore[assignment]  # ParamSpec kwargs are objects
         if out_dir is None:
             return collect(*args, **kwargs)
         with result_folder(out_dir) as staging:
