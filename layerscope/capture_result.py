@@ -144,6 +144,7 @@ class CaptureResult(AnalysisResult):
                  + (f" The first {len(names)} of the {len(arrays)} layers." if len(arrays) > len(names) else ""))]
 
     def _write(self, d: Path) -> None:
+        """Into ``d``: the folder of ``layerscope capture`` (arrays, ``activations.png``, ``result.json``)."""
         from ._io import read_json
         from .results import write_figures, write_result
 

@@ -361,6 +361,7 @@ class ProbeStudy(AnalysisResult):
                  "activations (Alain & Bengio 2016); dashed: majority-class chance.")]
 
     def _write(self, d: Path) -> None:
+        """Into ``d``: the folder of ``layerscope probe`` (``probes.png``, ``result.json``)."""
         from .results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)
@@ -532,6 +533,7 @@ class CKAResult(AnalysisResult):
                  "of the same observations; 1 = identical up to rotation and scale.")]
 
     def _write(self, d: Path) -> None:
+        """Into ``d``: the folder of ``layerscope cka`` (``cka.png``, ``result.json``)."""
         from .results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)

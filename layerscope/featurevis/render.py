@@ -541,6 +541,8 @@ class ActMaxResult(AnalysisResult):
         ]
 
     def _write(self, d: Path) -> None:
+        """Into ``d``: the folder of ``layerscope maximize``: ``grid.png``, ``traces.png``,
+        ``units/unit_XXXX.png``, ``arrays.npz``, ``intermediate.npz`` (if any) and ``result.json``."""
         from .._io import atomic_path
         from ..results import write_figures, write_result
         from .plots import save_unit_images

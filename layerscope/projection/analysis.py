@@ -333,6 +333,7 @@ class ProjectionStudy(AnalysisResult):
         return specs
 
     def _write(self, d: Path) -> None:
+        """Into ``d``: the folder of ``layerscope project``: figures and ``result.json``."""
         from ..results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)

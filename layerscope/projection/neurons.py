@@ -176,6 +176,7 @@ class NeuronProjection(AnalysisResult):
         return specs
 
     def _write(self, d: Path) -> None:
+        """Into ``d``: the folder of ``layerscope neurons`` (one PNG per class, ``result.json``)."""
         from ..results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)
