@@ -432,8 +432,7 @@ def _measured_field(model: nn.Module, layer: str, shape: tuple[int, ...], n_prob
                 centre = tuple(m // 2 for m in maps)
                 nxt = tuple(min(c + 1, m - 1) for c, m in zip(centre, maps))
                 for i, pos in enumerate((centre, nxt)):
-                    index: tuple[slice | int, ...] = (slice(None), slice(None), *pos)
-                    unit = out[index].sum()
+                    unit = out[(slice(None), slice(None), *pos)].sum()
                     (g,) = torch.autograd.grad(unit, x, retain_graph=i == 0)
                     hit = g.detach().abs().sum(dim=(0, 1)) > 0
                     hits[i] = hit if i not in hits else hits[i] | hit
