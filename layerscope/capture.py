@@ -17,13 +17,14 @@ After either, also after an exception inside the model, the model has no hooks l
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, ParamSpec, Sequence
 
 import numpy as np
 import torch
@@ -57,6 +58,8 @@ __all__ = [
     "model_device",
     "run_model",
 ]
+
+_P = ParamSpec("_P")
 
 Reduce = Literal["mean", "max"] | None
 
@@ -697,6 +700,31 @@ def _n_classes(dataset: Any) -> int | None:
     return len(classes) if classes is not None else None
 
 
+def _staged_out_dir(collect: Callable[_P, Activations]) -> Callable[_P, Activations]:
+    """``collect`` with its ``out_dir=`` written whole or not at all.
+
+    The folder is the old result or the new one, never a mix: ``collect`` streams and saves into
+    a staging folder that is swapped in at the end (one writer at a time; see
+    :func:`layerscope._io.result_folder`); streamed arrays are then mapped from their final place.
+    """
+
+    @functools.wraps(collect)
+    def staged(*args: _P.args, **kwargs: _P.kwargs) -> Activations:
+        out_dir: str | os.PathLike[str] | None = kwargs.get("out_dir")  # type: ignore[assignment]  # ParamSpec kwargs are objects
+        if out_dir is None:
+            return collect(*args, **kwargs)
+        with result_folder(out_dir) as staging:
+            kwargs["out_dir"] = staging
+            acts = collect(*args, **kwargs)
+        if acts.directory is not None:  # streamed arrays: map them from their final place
+            return Activations.load(out_dir)
+        acts.directory = Path(out_dir)
+        return acts
+
+    return staged
+
+
+@_staged_out_dir
 def collect_activations(
     model: nn.Module,
     dataset: Any,
@@ -764,43 +792,6 @@ def collect_activations(
         ``meta`` records each layer's layout, the layers recorded as copies (changed in place by the
         model), the calls of reused modules and whether predictions were made.
     """
-    if out_dir is None:
-        return _collect(
-            model, dataset, layers, batch_size=batch_size, reduce=reduce, layouts=layouts, indices=indices,
-            predictions=predictions, memory_budget=memory_budget, out_dir=None, dtype=dtype, device=device,
-            adapter=adapter, progress=progress,
-        )
-    # the folder is the old result or the new one, never a mix: stream and save into a staging
-    # folder that is swapped in at the end (one writer at a time; see layerscope._io.result_folder)
-    with result_folder(out_dir) as staging:
-        acts = _collect(
-            model, dataset, layers, batch_size=batch_size, reduce=reduce, layouts=layouts, indices=indices,
-            predictions=predictions, memory_budget=memory_budget, out_dir=staging, dtype=dtype, device=device,
-            adapter=adapter, progress=progress,
-        )
-    if acts.directory is not None:  # streamed arrays: map them from their final place
-        return Activations.load(out_dir)
-    acts.directory = Path(out_dir)
-    return acts
-
-
-def _collect(
-    model: nn.Module,
-    dataset: Any,
-    layers: Sequence[str] | str,
-    *,
-    batch_size: int = 256,
-    reduce: Any = None,
-    layouts: Mapping[str, str] | None = None,
-    indices: Sequence[int] | np.ndarray | None = None,
-    predictions: bool = False,
-    memory_budget: int | None = None,
-    out_dir: str | os.PathLike[str] | None = None,
-    dtype: Any = np.float32,
-    device: torch.device | str | None = None,
-    adapter: Any = None,
-    progress: ProgressArg = None,
-) -> Activations:
     from .seam import classifier_logits, data_length, iter_batches, set_eval
 
     if isinstance(layers, str):
@@ -813,7 +804,7 @@ def _collect(
     if n_known == 0:
         raise DataError("The dataset is empty: there is nothing to capture. Check the data spec or the subset.")
     track = resolve_progress(progress)
-    out_path = Path(out_dir) if out_dir is not None else None
+    out_path = Path(out_dir) if out_dir is not None else None  # a staging folder: see _staged_out_dir
     streams: dict[str, _NpyStream] = {}
     arrays: dict[str, np.ndarray] = {}
     chunks: dict[str, list[np.ndarray]] = {}

@@ -143,31 +143,16 @@ class CaptureResult(AnalysisResult):
                  "the number of samples used."
                  + (f" The first {len(names)} of the {len(arrays)} layers." if len(arrays) > len(names) else ""))]
 
-    def figures(self) -> dict[str, Figure]:
-        """``{"activations": Figure}``: a histogram of each layer's values."""
-        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
-
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write the folder of ``layerscope capture`` (arrays, ``activations.png``, ``result.json``); returns it."""
-        from ._io import result_folder
-
-        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
-            self._write(staging)
-        return Path(out_dir)
-
     def _write(self, d: Path) -> None:
+        """Into ``d``: the folder of ``layerscope capture`` (arrays, ``activations.png``, ``result.json``)."""
         from ._io import read_json
-        from .projection.plots import save_figure
-        from .results import write_result
+        from .results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)
         saved_in = self.activations.directory
         if saved_in is None or Path(saved_in).resolve() != d.resolve():  # not yet written there by the capture
             self.activations.save(d)
-        figures = []
-        for stem, fig, title, caption in self._figure_specs():
-            save_figure(fig, d / f"{stem}.png")
-            figures.append({"path": f"{stem}.png", "title": title, "caption": caption})
+        figures = write_figures(d, self._figure_specs())
         write_result(d, "capture", model=self.model, data=self.data, parameters=self.parameters,
                      metrics=self.metrics, figures=figures, predictions=self.activations.meta.get("predictions"),
                      layers=self.layer_records(dict(read_json(d / "activations.json")).get("files")))

@@ -25,12 +25,13 @@ import datetime as _dt
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
-from ._io import read_json, result_folder, to_jsonable, write_json
+from ._io import atomic_path, read_json, result_folder, to_jsonable, write_json
 from .exceptions import DataError
 
-__all__ = ["AnalysisResult", "Result", "write_result", "read_result", "RESULT_FILE", "model_description", "short_list"]
+__all__ = ["AnalysisResult", "Result", "write_result", "read_result", "RESULT_FILE", "model_description", "short_list",
+           "write_figures"]
 
 RESULT_FILE = "result.json"
 R = TypeVar("R", bound="Result")
@@ -78,6 +79,25 @@ def write_result(out_dir: str | os.PathLike[str], analysis: str, **fields_: Any)
     doc.update(fields_)
     write_json(d / RESULT_FILE, doc)
     return d / RESULT_FILE
+
+
+def write_figures(
+    out_dir: Path, specs: Iterable[tuple[str, Any, str, str]], *, dpi: int = 110, tight: bool = True
+) -> list[dict[str, str]]:
+    """Save each ``(stem, Figure, title, caption)`` as ``out_dir/<stem>.png`` (atomically, each file
+    appears whole or not at all); return the ``figures`` entries of result.json, in order.
+
+    ``tight``: crop to the drawn area (``bbox_inches="tight"``); ``False`` keeps the figure size.
+    """
+    entries = []
+    for stem, fig, title, caption in specs:
+        with atomic_path(out_dir / f"{stem}.png") as tmp:
+            if tight:
+                fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+            else:
+                fig.savefig(tmp, format="png", dpi=dpi)
+        entries.append({"path": f"{stem}.png", "title": title, "caption": caption})
+    return entries
 
 
 def _listed_files(doc: dict[str, Any]) -> list[str]:
@@ -214,8 +234,10 @@ class AnalysisResult:
     * prints a short :func:`repr` and renders ``_repr_html_`` (a compact summary with the key
       figure) in notebooks.
 
-    Subclasses set :attr:`analysis` and implement :meth:`figures`, :meth:`save` and ``load``;
-    :meth:`save_figures` and :meth:`_repr_html_` are shared. A dataclass subclass is declared
+    Subclasses set :attr:`analysis` and implement ``_write(staging_dir)`` (every file of the
+    folder), ``load`` and either ``_figure_specs()`` (``[(stem, Figure, title, caption)]``, from
+    which the default :meth:`figures` is built) or :meth:`figures` itself; :meth:`save` (staged
+    through ``_write``), :meth:`save_figures` and :meth:`_repr_html_` are shared. A dataclass subclass is declared
     ``@dataclass(frozen=True, repr=False)`` (else the dataclass ``repr``, arrays and all, replaces
     the short one) and sets ``analysis = "..."`` without an annotation (a class attribute, not a field);
     it may declare ``metrics`` / ``parameters`` as fields.
@@ -243,9 +265,37 @@ class AnalysisResult:
     metrics = property(_get_metrics, _set_metrics)
     parameters = property(_get_parameters, _set_parameters)
 
+    #: ``True``: :meth:`save` stages the folder and swaps it in whole
+    #: (:func:`layerscope._io.result_folder`); ``False``: it writes into ``out_dir`` as it is.
+    stage_folder: bool = True
+
+    def _figure_specs(self) -> list[tuple[str, Any, str, str]]:
+        """``[(stem, Figure, title, caption)]``: the figures and their entries in result.json (default none)."""
+        return []
+
     def figures(self) -> dict[str, Any]:
-        """``{stem: Figure}``; the default has none."""
-        return {}
+        """``{stem: Figure}``: the figures of :meth:`_figure_specs` (the default has none)."""
+        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
+
+    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write the folder the analysis command writes (figures, arrays, ``result.json``); returns it.
+
+        With :attr:`stage_folder` (the default) the folder is staged and swapped in at the end
+        (:func:`layerscope._io.result_folder`): ``out_dir`` is the old result or the new one,
+        never a mix. The files themselves are written by the subclass's ``_write(staging)``.
+        """
+        if not self.stage_folder:
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            self._write(out)
+            return out
+        with result_folder(out_dir) as staging:
+            self._write(staging)
+        return Path(out_dir)
+
+    def _write(self, d: Path) -> None:
+        """Write every file of the result folder into ``d`` (a staging folder with :attr:`stage_folder`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement _write(); it cannot be saved.")
 
     def save_figures(self, out_dir: str | os.PathLike[str], dpi: int = 110) -> list[dict[str, str]]:
         """Save :meth:`figures` as ``OUT/<stem>.png``; return the ``figures`` entries of result.json."""

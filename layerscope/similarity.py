@@ -297,16 +297,6 @@ def _models_of(model: nn.Module | Mapping[int, nn.Module]) -> dict[int | None, n
     return models
 
 
-def _write_figures(d: Path, specs: Sequence[tuple[str, Figure, str, str]]) -> list[dict[str, str]]:
-    from .projection.plots import save_figure
-
-    entries = []
-    for stem, fig, title, caption in specs:
-        save_figure(fig, d / f"{stem}.png")
-        entries.append({"path": f"{stem}.png", "title": title, "caption": caption})
-    return entries
-
-
 @dataclass(frozen=True, repr=False)
 class ProbeStudy(AnalysisResult):
     """Linear probes of every layer of a model or of several checkpoints (``analysis = "probe"``).
@@ -370,23 +360,12 @@ class ProbeStudy(AnalysisResult):
                  "Held-out accuracy of a standardised logistic regression on each layer's frozen "
                  "activations (Alain & Bengio 2016); dashed: majority-class chance.")]
 
-    def figures(self) -> dict[str, Figure]:
-        """``{"probes": Figure}``: held-out accuracy per layer, one line per model / checkpoint."""
-        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
-
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write the folder of ``layerscope probe`` (``probes.png``, ``result.json``); returns it."""
-        from ._io import result_folder
-
-        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
-            self._write(staging)
-        return Path(out_dir)
-
     def _write(self, d: Path) -> None:
-        from .results import write_result
+        """Into ``d``: the folder of ``layerscope probe`` (``probes.png``, ``result.json``)."""
+        from .results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)
-        figures = _write_figures(d, self._figure_specs())
+        figures = write_figures(d, self._figure_specs())
         write_result(d, "probe", model=self.model, data=self.data, parameters=self.parameters, metrics=self.metrics,
                      probes={key: [r.to_dict() for r in rs] for key, rs in self.results.items()}, figures=figures)
 
@@ -553,23 +532,12 @@ class CKAResult(AnalysisResult):
                  "Linear centred kernel alignment (Kornblith et al. 2019) between layer representations "
                  "of the same observations; 1 = identical up to rotation and scale.")]
 
-    def figures(self) -> dict[str, Figure]:
-        """``{"cka": Figure}``: the CKA matrix as a heat map."""
-        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
-
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write the folder of ``layerscope cka`` (``cka.png``, ``result.json``); returns it."""
-        from ._io import result_folder
-
-        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
-            self._write(staging)
-        return Path(out_dir)
-
     def _write(self, d: Path) -> None:
-        from .results import write_result
+        """Into ``d``: the folder of ``layerscope cka`` (``cka.png``, ``result.json``)."""
+        from .results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)
-        figures = _write_figures(d, self._figure_specs())
+        figures = write_figures(d, self._figure_specs())
         write_result(d, "cka", model=self.model, data=self.data, parameters=self.parameters, metrics=self.metrics,
                      rows=self.rows, cols=self.cols, figures=figures)
 

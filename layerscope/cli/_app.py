@@ -108,9 +108,9 @@ def data_option() -> Any:
     return typer.Option(None, help=DATA_HELP)
 
 
-def out_option() -> Any:
-    """``--out/-o``: the result folder of an analysis command."""
-    return typer.Option(..., "--out", "-o", help="Output folder (result.json, figures, arrays).")
+def out_option(help: str = "Output folder (result.json, figures, arrays).") -> Any:
+    """``--out/-o``: the result folder of an analysis command (``help``: what it holds)."""
+    return typer.Option(..., "--out", "-o", help=help)
 
 
 def batch_size_option() -> Any:
@@ -131,6 +131,31 @@ def allow_pickle_option() -> Any:
 def progress_option() -> Any:
     """``--progress/--no-progress``."""
     return typer.Option(True, help="Show progress bars.")
+
+
+def seed_option(help: str | None = None) -> Any:
+    """``--seed`` (default 0), with the command's own ``help`` (what the seed decides)."""
+    return typer.Option(0, help=help)
+
+
+def threads_option() -> Any:
+    """``--threads``: torch CPU threads of the command (see :func:`set_threads`)."""
+    return typer.Option(None, help="torch CPU threads.")
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads``: the CLI process's torch thread count (library code never sets it)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def load_model_and_data(model: str, data: str | None, weights: Path | None = None,
+                        allow_pickle: bool = False) -> tuple[Any, Any]:
+    """``(model, data set)`` of ``--model/--weights/--allow-pickle`` and ``--data`` (default: the model's data)."""
+    net = load_model_cli(model, weights, allow_pickle)
+    return net, load_data_cli(data, net)
 
 
 def load_model_cli(spec: str, weights: Path | None = None, allow_pickle: bool = False) -> Any:

@@ -27,6 +27,34 @@ def layout_option() -> Any:
                                                 "NAME=spatial (N x C x L) or NAME=sequence (N x T x D), comma-separated.")
 
 
+def layers_option() -> Any:
+    """``--layers/-l``: ``all`` (default) or comma-separated layer names."""
+    import typer
+
+    return typer.Option("all", "--layers", "-l", help=LAYERS_HELP)
+
+
+def checkpoints_option(help: str = CHECKPOINTS_HELP) -> Any:
+    """``--checkpoints``: epochs of a run folder to analyse."""
+    import typer
+
+    return typer.Option(None, help=help)
+
+
+def n_option() -> Any:
+    """``--n``: observations, a seeded stratified subset of the data (default 2000)."""
+    import typer
+
+    return typer.Option(2000, help="Observations: a seeded stratified subset of the data.")
+
+
+def reduce_option(default: Optional[str] = None, note: str = "") -> Any:
+    """``--reduce``: the layout-aware reduction inside the hook; ``note`` says what the default does."""
+    import typer
+
+    return typer.Option(default, help=REDUCE_HELP + note)
+
+
 def parse_layouts(value: Optional[str]) -> dict[str, str] | None:
     """``"a=sequence,b=spatial"`` -> ``{"a": "sequence", "b": "spatial"}``."""
     from ..exceptions import ParameterError

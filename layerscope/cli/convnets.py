@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from ._app import (DATA_HELP, allow_pickle_option, app, batch_size_option, check_count, console, data_option,
-                   load_data_cli, load_model_cli, model_option, out_option, parse_indices, parse_list, progress_bar,
+                   load_data_cli, load_model_and_data, model_option, out_option, parse_indices, parse_list, progress_bar,
                    progress_option, weights_option)
 from ._zf import parse_ints
 
@@ -37,8 +37,7 @@ def topk(
     """Top-k activations of many units over a data set, with receptive-field patches (Z&F Fig. 2)."""
     from ..convnets.topk import top_activations
 
-    net = load_model_cli(model, weights, allow_pickle)
-    ds = load_data_cli(data, net)
+    net, ds = load_model_and_data(model, data, weights, allow_pickle)
     with progress_bar(progress) as bar:
         top = top_activations(net, ds, layer, units=parse_ints(units, "--units", True), k=k, batch_size=batch_size,
                               limit=check_count("--limit", limit), rule=None if rule == "none" or not patches else rule,
@@ -64,8 +63,7 @@ def deconv(
     """Project single activations back to pixels with gradient / deconvnet / guided backprop."""
     from ..convnets.deconv import deconv_projections
 
-    net = load_model_cli(model, weights, allow_pickle)
-    ds = load_data_cli(data, net)
+    net, ds = load_model_and_data(model, data, weights, allow_pickle)
     with progress_bar(progress) as bar:
         res = deconv_projections(net, ds, layer, units=parse_ints(units, "--units", True),
                                  rules=parse_list(rules) or ["deconvnet"], indices=parse_indices(indices, len(ds)),

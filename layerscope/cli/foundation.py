@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
 
-from ._app import (
-    DATA_HELP,
-    allow_pickle_option,
-    app,
-    batch_size_option,
-    console,
-    data_option,
-    load_data_cli,
-    load_model_cli,
-    model_option,
-    parse_list,
-    progress_bar,
-    progress_option,
-    weights_option,
-)
-from ._models import REDUCE_HELP, layout_option, parse_layouts
+from ._app import (DATA_HELP, allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli,
+                   load_model_and_data, load_model_cli, model_option, parse_list, progress_bar, progress_option,
+                   seed_option, weights_option)
+from ._models import layout_option, parse_layouts, reduce_option
 
 
 @app.command()
@@ -75,11 +63,11 @@ def capture(
     data: Optional[str] = data_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
-    reduce: Optional[str] = typer.Option(None, help=REDUCE_HELP),
+    reduce: Optional[str] = reduce_option(),
     layout: Optional[str] = layout_option(),
     limit: Optional[int] = typer.Option(None, help="Use only the first N samples (or a stratified N with --stratify)."),
     stratify: bool = typer.Option(False, help="With --limit: a seeded stratified subset instead of the first N."),
-    seed: int = typer.Option(0, help="Seed for --stratify."),
+    seed: int = seed_option("Seed for --stratify."),
     batch_size: int = batch_size_option(),
     memory_budget_mb: Optional[float] = typer.Option(None, help="Stream to disk when the arrays exceed this many MB."),
     progress: bool = progress_option(),
@@ -88,15 +76,13 @@ def capture(
     from .._io import result_folder
     from ..capture_result import capture_dataset
 
-    net = load_model_cli(model, weights, allow_pickle)
-    ds = load_data_cli(data, net)
+    net, ds = load_model_and_data(model, data, weights, allow_pickle)
     budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
     with progress_bar(progress) as bar, result_folder(out) as staging:
         # arrays are streamed and saved straight into the folder being written (not copied a second time)
-        extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         res = capture_dataset(net, ds, parse_list(layers) or [], batch_size=batch_size, reduce=reduce,
                               layouts=parse_layouts(layout), limit=limit, stratify=stratify, random_state=seed,
-                              memory_budget=budget, out_dir=staging, data_spec=data, **extra)
+                              memory_budget=budget, out_dir=staging, data_spec=data, progress=bar)
         res.save(staging)
     acc = res.metrics.get("accuracy")
     console.print(f"captured {len(res.activations)} samples x {len(res.activations.arrays)} layers into [bold]{out}[/]"

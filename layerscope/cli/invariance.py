@@ -11,9 +11,8 @@ from typing import Optional
 
 import typer
 
-from ._app import (allow_pickle_option, app, batch_size_option, check_count, console, data_option, load_data_cli,
-                   load_model_cli, model_option, out_option, parse_indices, parse_list, progress_bar, progress_option,
-                   weights_option)
+from ._app import (allow_pickle_option, app, batch_size_option, check_count, console, data_option, load_model_and_data,
+                   model_option, out_option, parse_indices, parse_list, progress_bar, progress_option, weights_option)
 from ._zf import number_or
 
 
@@ -34,8 +33,7 @@ def invariance(
     """Feature distance per layer and p(true class) under translation, scaling, rotation (Z&F Fig. 5)."""
     from ..convnets.invariance import invariance_curves
 
-    net = load_model_cli(model, weights, allow_pickle)
-    ds = load_data_cli(data, net)
+    net, ds = load_model_and_data(model, data, weights, allow_pickle)
     rows = parse_indices(indices, len(ds))
     with progress_bar(progress) as bar:
         curves = invariance_curves(net, ds, layers=parse_list(layers), transforms=parse_list(transforms) or [],

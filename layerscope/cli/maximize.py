@@ -12,20 +12,8 @@ from typing import Literal, Optional, cast
 
 import typer
 
-from ._app import (
-    DATA_HELP,
-    allow_pickle_option,
-    app,
-    console,
-    load_data_cli,
-    load_model_cli,
-    model_option,
-    out_option,
-    parse_list,
-    progress_bar,
-    progress_option,
-    weights_option,
-)
+from ._app import (DATA_HELP, allow_pickle_option, app, console, load_data_cli, load_model_cli, model_option, out_option,
+                   parse_list, progress_bar, progress_option, seed_option, weights_option)
 
 
 @app.command()
@@ -44,7 +32,7 @@ def maximize(
     ),
     rho: Optional[float] = typer.Option(None, help="erhan: sphere radius (default: median input norm of the data)."),
     restarts: int = typer.Option(1, help="Random restarts per unit (restart consistency needs >= 2)."),
-    seed: int = typer.Option(0, help="Random seed: the same seed gives the same images."),
+    seed: int = seed_option("Random seed: the same seed gives the same images."),
     lr: Optional[float] = typer.Option(None, help="Step size (erhan default: 0.1 rho / first gradient norm; lucid: 0.05)."),
     position: Optional[str] = typer.Option(None, help="neuron objective on conv maps: spatial position, e.g. 3,3 (default centre)."),
     param: Optional[str] = typer.Option(None, help="pixel or fft (default: pixel for erhan, fft for lucid)."),

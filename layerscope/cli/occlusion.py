@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import (allow_pickle_option, app, check_count, console, data_option, load_data_cli, load_model_cli,
-                   model_option, out_option, parse_indices, parse_list, progress_bar, progress_option, weights_option)
+from ._app import (allow_pickle_option, app, check_count, console, data_option, load_model_and_data, model_option,
+                   out_option, parse_indices, parse_list, progress_bar, progress_option, seed_option, weights_option)
 from ._zf import number_or
 
 
@@ -41,8 +41,7 @@ def occlude(
 
     if unit is not None and layer is None:
         raise ParameterError(f"--unit {unit} needs --layer (the layer of the feature map of panel (b)).")
-    net = load_model_cli(model, weights, allow_pickle)
-    ds = load_data_cli(data, net)
+    net, ds = load_model_and_data(model, data, weights, allow_pickle)
     with progress_bar(progress) as bar:
         res = occlusion_maps(net, ds, parse_indices(indices, len(ds)), size=size, stride=stride,
                              value=number_or(value, ("mean", "zero"), "--value"), anchor=anchor,  # type: ignore[arg-type]
@@ -63,15 +62,14 @@ def correspondence(
     parts: Optional[str] = typer.Option(None, help="Boxes 'name=row,col,h,w;name=...' (default: top/bottom/left/right quarters)."),
     value: str = typer.Option("mean", help="Mask value: 'mean' (data set mean) or a number (normalised space)."),
     n_random: int = typer.Option(10, help="Random-mask draws per part."),
-    seed: int = typer.Option(0, help="Seed of the random masks."),
+    seed: int = seed_option("Seed of the random masks."),
     weights: Optional[Path] = weights_option(), allow_pickle: bool = allow_pickle_option(),
 ) -> None:
     """Correspondence Δ per layer: the same part masked in several images vs random masks (Z&F Table 1)."""
     from ..convnets.correspondence import correspondence as corr
     from ..exceptions import ParameterError
 
-    net = load_model_cli(model, weights, allow_pickle)
-    ds = load_data_cli(data, net)
+    net, ds = load_model_and_data(model, data, weights, allow_pickle)
     boxes: Optional[dict[str, Any]] = None
     if parts:
         try:

@@ -7,22 +7,10 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import (
-    allow_pickle_option,
-    app,
-    batch_size_option,
-    console,
-    data_option,
-    load_data_cli,
-    load_model_cli,
-    model_option,
-    out_option,
-    parse_list,
-    progress_bar,
-    progress_option,
-    weights_option,
-)
-from ._models import CHECKPOINTS_HELP, LAYERS_HELP, REDUCE_HELP, layout_option, load_models, parse_layouts, print_table
+from ._app import (allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli, load_model_and_data,
+                   model_option, out_option, parse_list, progress_bar, progress_option, seed_option, weights_option)
+from ._models import (checkpoints_option, layers_option, layout_option, load_models, n_option, parse_layouts, print_table,
+                      reduce_option)
 
 
 @app.command()
@@ -30,18 +18,18 @@ def project(
     model: str = model_option(),
     out: Path = out_option(),
     data: Optional[str] = data_option(),
-    layers: str = typer.Option("all", "--layers", "-l", help=LAYERS_HELP),
-    checkpoints: Optional[str] = typer.Option(None, help=CHECKPOINTS_HELP),
+    layers: str = layers_option(),
+    checkpoints: Optional[str] = checkpoints_option(),
     method: str = typer.Option("tsne", help="tsne (openTSNE), umap (umap-learn) or pca."),
-    n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
+    n: int = n_option(),
     aligned: bool = typer.Option(False, help="Initialise each projection of a sequence from the previous one; draw trails."),
     align_over: Optional[str] = typer.Option(None, help="Sequence direction: layers or epochs (default: epochs with several checkpoints)."),
     k: int = typer.Option(6, help="Neighbours for the neighborhood hit."),
     perplexity: float = typer.Option(30.0, help="t-SNE perplexity."),
-    reduce: Optional[str] = typer.Option(None, help=REDUCE_HELP + " Default: flatten."),
+    reduce: Optional[str] = reduce_option(None, " Default: flatten."),
     layout: Optional[str] = layout_option(),
     thumbnails: int = typer.Option(12, help="Image thumbnails of outliers in the single-layer figures (0: none)."),
-    seed: int = typer.Option(0, help="Seed of the subset and of the projections."),
+    seed: int = seed_option("Seed of the subset and of the projections."),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
@@ -56,11 +44,10 @@ def project(
     if method == "tsne":
         kw["perplexity"] = perplexity
     with progress_bar(progress) as bar:
-        extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         study = project_model(models, ds, parse_list(layers) or "all", n=n, method=method,  # type: ignore[arg-type]
                               random_state=seed, aligned=aligned, align_over=align_over,  # type: ignore[arg-type]
                               reduce=reduce, layouts=parse_layouts(layout), batch_size=batch_size,  # type: ignore[arg-type]
-                              thumbnails=thumbnails, data_spec=data, **extra, **kw)
+                              thumbnails=thumbnails, data_spec=data, progress=bar, **kw)
     study.save(out)
     rows = [[("-" if r["checkpoint"] is None else r["checkpoint"]), r["layer"], r["nh"], r["nh_original"], r["ac"]]
             for r in study.metrics["table"]]
@@ -76,11 +63,11 @@ def neurons(
     out: Path = out_option(),
     data: Optional[str] = data_option(),
     cls: str = typer.Option("all", "--class", help="Class(es) to colour by: 'all' or comma-separated class indices."),
-    n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
+    n: int = n_option(),
     method: str = typer.Option("tsne", help="Neuron layout: tsne (on 1 - |Pearson r|) or mds."),
     n_estimators: int = typer.Option(100, help="Trees of each class-vs-rest ExtraTrees classifier."),
     layout: Optional[str] = layout_option(),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
@@ -90,17 +77,15 @@ def neurons(
     from ..exceptions import ParameterError
     from ..projection.neurons import project_neurons
 
-    net = load_model_cli(model, weights, allow_pickle)
-    ds = load_data_cli(data, net)
+    net, ds = load_model_and_data(model, data, weights, allow_pickle)
     try:
         chosen = None if cls == "all" else [int(c) for c in parse_list(cls) or []]
     except ValueError:
         raise ParameterError(f"--class must be 'all' or comma-separated class indices; got {cls!r}.") from None
     with progress_bar(progress) as bar:
-        extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         res = project_neurons(net, ds, layer, n=n, classes=chosen, method=method,  # type: ignore[arg-type]
                               n_estimators=n_estimators, random_state=seed, batch_size=batch_size,
-                              layouts=parse_layouts(layout), data_spec=data, **extra)
+                              layouts=parse_layouts(layout), data_spec=data, progress=bar)
     res.save(out)
     console.print(f"{layer}: {res.metrics['n_neurons']} neurons ({res.metrics['n_dead']} constant, left out); "
                   f"wrote [bold]{out}[/]")

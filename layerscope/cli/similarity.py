@@ -4,41 +4,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
-from ._app import (
-    allow_pickle_option,
-    app,
-    batch_size_option,
-    console,
-    data_option,
-    load_data_cli,
-    load_model_cli,
-    model_option,
-    parse_list,
-    progress_bar,
-    progress_option,
-    weights_option,
-)
-from ._models import CHECKPOINTS_HELP, LAYERS_HELP, REDUCE_HELP, layout_option, load_models, parse_layouts, print_table
+from ._app import (allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli, load_model_cli,
+                   model_option, out_option, parse_list, progress_bar, progress_option, seed_option, weights_option)
+from ._models import (checkpoints_option, layers_option, layout_option, load_models, n_option, parse_layouts, print_table,
+                      reduce_option)
 
 
 @app.command()
 def probe(
     model: str = model_option(),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, figure)."),
+    out: Path = out_option("Output folder (result.json, figure)."),
     data: Optional[str] = data_option(),
-    layers: str = typer.Option("all", "--layers", "-l", help=LAYERS_HELP),
-    checkpoints: Optional[str] = typer.Option(None, help=CHECKPOINTS_HELP),
-    n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
+    layers: str = layers_option(),
+    checkpoints: Optional[str] = checkpoints_option(),
+    n: int = n_option(),
     test_size: float = typer.Option(0.25, help="Held-out fraction."),
     c: float = typer.Option(1.0, "--C", help="Inverse L2 regularisation of the logistic regression."),
     group_by: Optional[str] = typer.Option(None, help="Hold out whole groups: the name of a per-sample label (e.g. speaker)."),
-    reduce: Optional[str] = typer.Option("mean", help=REDUCE_HELP + " 'none': flatten."),
+    reduce: Optional[str] = reduce_option("mean", " 'none': flatten."),
     layout: Optional[str] = layout_option(),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
@@ -50,10 +39,9 @@ def probe(
     models = load_models(model, checkpoints, weights, allow_pickle)
     ds = load_data_cli(data, next(iter(models.values())))
     with progress_bar(progress) as bar:
-        extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         res = probe_model(models, ds, parse_list(layers) or "all", n=n, test_size=test_size, C=c, group_by=group_by,
                           reduce=reduce, layouts=parse_layouts(layout), random_state=seed, batch_size=batch_size,
-                          data_spec=data, **extra)
+                          data_spec=data, progress=bar)
     res.save(out)
     rows = [[key, r.layer, r.accuracy, r.train_accuracy, r.chance] for key, rs in res.results.items() for r in rs]
     print_table("linear probes", ["checkpoint", "layer", "held-out acc", "train acc", "chance"], rows)
@@ -63,16 +51,16 @@ def probe(
 @app.command()
 def cka(
     model: str = model_option(),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (result.json, figure)."),
+    out: Path = out_option("Output folder (result.json, figure)."),
     data: Optional[str] = data_option(),
-    layers: str = typer.Option("all", "--layers", "-l", help=LAYERS_HELP),
+    layers: str = layers_option(),
     model_b: Optional[str] = typer.Option(None, "--model-b", help="A second model: CKA between its layers and --model's."),
     layers_b: Optional[str] = typer.Option(None, help="Layers of --model-b (default: as --layers)."),
-    checkpoints: Optional[str] = typer.Option(None, help="Two epochs of a run (e.g. 0,last): CKA between the layers at the first and at the second."),
-    n: int = typer.Option(2000, help="Observations: a seeded stratified subset of the data."),
-    reduce: Optional[str] = typer.Option(None, help=REDUCE_HELP + " Default: flatten."),
+    checkpoints: Optional[str] = checkpoints_option(help="Two epochs of a run (e.g. 0,last): CKA between the layers at the first and at the second."),
+    n: int = n_option(),
+    reduce: Optional[str] = reduce_option(None, " Default: flatten."),
     layout: Optional[str] = layout_option(),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
     allow_pickle: bool = allow_pickle_option(),
@@ -93,11 +81,10 @@ def cka(
     net_b = load_model_cli(model_b) if model_b else None
     ds = load_data_cli(data, next(iter(models.values())))
     with progress_bar(progress) as bar:
-        extra: dict[str, Any] = {"progress": bar} if bar is not None else {}
         res = cka_model(models, ds, parse_list(layers) or "all", model_b=net_b, layers_b=parse_list(layers_b), n=n,
                         reduce=reduce, layouts=parse_layouts(layout), random_state=seed, batch_size=batch_size,
                         label_a=model, label_b=model_b,
-                        data_spec=data, **extra)
+                        data_spec=data, progress=bar)
     res.save(out)
     t = Table(title=f"linear CKA ({res.mode}): rows {res.label_a}, columns {res.label_b or res.label_a}")
     t.add_column("")

@@ -11,7 +11,8 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import app, batch_size_option, console, parse_list, progress_bar, progress_option
+from ._app import (app, batch_size_option, console, parse_list, progress_bar, progress_option, seed_option, set_threads,
+                   threads_option)
 
 speech = typer.Typer(no_args_is_help=True, help="Acoustic models on speech frames: train, analyze layers, speaker embeddings.")
 app.add_typer(speech, name="speech")
@@ -41,20 +42,17 @@ def train_cmd(
     lr: float = typer.Option(1e-3),
     optimizer: str = typer.Option("adam", help="adam or sgd."),
     frame_step: int = typer.Option(1, help="Train on every N-th frame of each recording."),
-    seed: int = typer.Option(0),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    seed: int = seed_option(),
+    threads: Optional[int] = threads_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Train a frame-level DNN acoustic model on FSDD frames, saving checkpoints like `layerscope train`."""
-    import torch
-
     from ..data import AudioDataset, load_dataset
     from ..exceptions import DataError
     from ..speech.features import FeatureConfig
     from ..speech.recipe import train_acoustic_model
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     audio = load_dataset(data)
     if not isinstance(audio, AudioDataset):
         raise DataError(f"{data} is not a set of recordings; speech models train on fsdd or fsdd:PATH.")

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from ._app import console, out_option, parse_list, progress_bar, progress_option
+from ._app import console, out_option, parse_list, progress_bar, progress_option, seed_option, set_threads, threads_option
 from .speech import _pct, speech
 
 @speech.command("analyze")
@@ -23,18 +23,16 @@ def analyze_cmd(
     method: str = typer.Option("tsne", help="Projection: tsne, umap or pca."),
     k: int = typer.Option(6, help="Neighbours of the neighbourhood hit."),
     probe_test_size: float = typer.Option(0.3, help="Fraction of recordings whose frames test the probes."),
-    seed: int = typer.Option(0),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    seed: int = seed_option(),
+    threads: Optional[int] = threads_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Per hidden layer: projections by digit and by speaker, NH and linear probes for both."""
-    import torch
     from rich.table import Table
 
     from ..speech.runs import analyze_speech_runs
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     with progress_bar(progress) as bar:
         result = analyze_speech_runs(model, part=part, n_frames=n_frames, method=method, k=k,  # type: ignore[arg-type]
                               probe_test_size=probe_test_size, random_state=seed, progress=bar)
@@ -59,7 +57,7 @@ def embed_cmd(
     n_clusters: Optional[int] = typer.Option(None, help="Clusters (default: the number of speakers)."),
     max_recordings: int = typer.Option(600, help="Cluster at most this many recordings (per speaker evenly)."),
     frame_step: int = typer.Option(1, help="Average every N-th frame of each recording."),
-    seed: int = typer.Option(0),
+    seed: int = seed_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Speaker embeddings (Garcia-Romero et al. 2017): mean hidden activations per recording, clustered per layer."""

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ._app import app, console, parse_list, progress_bar, progress_option
+from ._app import app, console, parse_list, progress_bar, progress_option, seed_option, set_threads, threads_option
 
 
 @app.command()
@@ -25,8 +25,8 @@ def train(
     optimizer: str = typer.Option("adam", help="adam (default: trains every reference model reliably) or sgd."),
     weight_decay: float = typer.Option(0.0),
     limit: Optional[int] = typer.Option(None, help="Train on a seeded stratified subset of N samples."),
-    seed: int = typer.Option(0),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    seed: int = seed_option(),
+    threads: Optional[int] = threads_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Train a reference model on DATA, saving checkpoints and run.json into OUT."""
@@ -37,8 +37,7 @@ def train(
     from ..models import build_model
     from ..training import train as train_fn
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     data = train_spec_for(data)  # the kind's training split, stated in layerscope.data.registry
     ds = load_dataset(data)
     if not isinstance(ds, ArrayDataset):

@@ -3,9 +3,10 @@
 :class:`FolderResult` is the part the six result types share (:class:`~.topk.TopK`,
 :class:`~.deconvnet.DeconvProjections`, :class:`~.occlusion.OcclusionMaps`,
 :class:`~.invariance.InvarianceCurves`, :class:`~.evolution.Evolution`,
-:class:`~.correspondence.Correspondence`): :meth:`save` writes the folder ``layerscope <command>``
-writes, with the common keys of :func:`~layerscope.results.write_result` and the analysis-specific
-ones; each type reads it back with its ``load``.
+:class:`~.correspondence.Correspondence`): ``_write`` writes the folder ``layerscope <command>``
+writes (through the staged :meth:`~layerscope.results.AnalysisResult.save`), with the common keys
+of :func:`~layerscope.results.write_result` and the analysis-specific ones; each type reads it
+back with its ``load``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any, Iterable, TypeVar
 
 import numpy as np
 
-from .._io import atomic_path, result_folder
+from .._io import atomic_path
 from .._progress import ProgressArg
-from ..results import AnalysisResult, read_result, write_result
+from ..results import AnalysisResult, read_result, write_figures, write_result
 
 __all__ = ["FolderResult", "track", "read_folder"]
 
@@ -76,25 +77,9 @@ class FolderResult(AnalysisResult):
         """Analysis-specific keys of result.json."""
         return {}
 
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write the folder ``layerscope <command>`` writes (figures, arrays, result.json).
-
-        The folder is staged and swapped in at the end (:func:`layerscope._io.result_folder`):
-        ``out_dir`` is the old result or the new one, never a mix.
-        """
-        with result_folder(out_dir) as staging:
-            self._write(staging)
-        return Path(out_dir)
-
     def _write(self, d: Path) -> None:
         info = self.figure_info()
-        entries = []
-        for stem, fig in self.figures().items():
-            path = d / f"{stem}.png"
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-            title, caption = info.get(stem, (stem, ""))
-            entries.append({"path": path.name, "title": title, "caption": caption})
+        entries = write_figures(d, ((stem, fig, *info.get(stem, (stem, ""))) for stem, fig in self.figures().items()))
         keys: dict[str, Any] = {}
         if self.arrays_file is not None:
             arrays = {k: v for k, v in self.arrays().items() if v is not None}

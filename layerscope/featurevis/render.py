@@ -550,30 +550,15 @@ class ActMaxResult(AnalysisResult):
             ("traces", plot_traces(self), "Objective over the steps", "One line per unit (best restart)."),
         ]
 
-    def figures(self) -> dict[str, Figure]:
-        """``{"grid": Figure, "traces": Figure}``: every unit's image, and the objective over the steps."""
-        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Write the folder of ``layerscope maximize`` and return it: ``grid.png``, ``traces.png``,
-        ``units/unit_XXXX.png``, ``arrays.npz``, ``intermediate.npz`` (if any) and ``result.json``."""
-        from .._io import result_folder
-
-        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
-            self._write(staging)
-        return Path(out_dir)
-
     def _write(self, d: Path) -> None:
+        """Into ``d``: the folder of ``layerscope maximize``: ``grid.png``, ``traces.png``,
+        ``units/unit_XXXX.png``, ``arrays.npz``, ``intermediate.npz`` (if any) and ``result.json``."""
         from .._io import atomic_path
-        from ..results import write_result
+        from ..results import write_figures, write_result
         from .plots import save_unit_images
 
         d.mkdir(parents=True, exist_ok=True)
-        figures = []
-        for stem, fig, title, caption in self._figure_specs():
-            with atomic_path(d / f"{stem}.png") as tmp:
-                fig.savefig(tmp, format="png", dpi=110)
-            figures.append({"path": f"{stem}.png", "title": title, "caption": caption})
+        figures = write_figures(d, self._figure_specs(), tight=False)
         paths = save_unit_images(self, d / "units", normalization=self.normalization)
         arrays = {
             "units": self.units, "activation": self.activation, "activation_restarts": self.activation_restarts,

@@ -332,27 +332,12 @@ class ProjectionStudy(AnalysisResult):
                               "subset of points) to its position in the last frame."))
         return specs
 
-    def figures(self) -> dict[str, Figure]:
-        """``{stem: Figure}``: the grid, NH per layer, single projections, before/after, first/last, trails."""
-        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
-
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write the folder of ``layerscope project``: figures and ``result.json``; returns the folder."""
-        from .._io import result_folder
-
-        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
-            self._write(staging)
-        return Path(out_dir)
-
     def _write(self, d: Path) -> None:
-        from ..results import write_result
-        from .plots import save_figure
+        """Into ``d``: the folder of ``layerscope project``: figures and ``result.json``."""
+        from ..results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)
-        figures = []
-        for stem, fig, title, caption in self._figure_specs():
-            save_figure(fig, d / f"{stem}.png")
-            figures.append({"path": f"{stem}.png", "title": title, "caption": caption})
+        figures = write_figures(d, self._figure_specs())
         doc = self.to_dict(points=True)
         write_result(
             d, "projection", model=self.model, data=self.data, parameters=doc["parameters"], metrics=doc["metrics"],

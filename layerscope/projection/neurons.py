@@ -175,27 +175,12 @@ class NeuronProjection(AnalysisResult):
                           "class vs the rest (ExtraTrees)."))
         return specs
 
-    def figures(self) -> dict[str, Figure]:
-        """``{"neurons_class<c>": Figure}``: the layout coloured by each class's importances."""
-        return {stem: fig for stem, fig, _, _ in self._figure_specs()}
-
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write the folder of ``layerscope neurons`` (one PNG per class, ``result.json``); returns it."""
-        from .._io import result_folder
-
-        with result_folder(out_dir) as staging:  # the folder is the old result or the new one, never a mix
-            self._write(staging)
-        return Path(out_dir)
-
     def _write(self, d: Path) -> None:
-        from ..results import write_result
-        from .plots import save_figure
+        """Into ``d``: the folder of ``layerscope neurons`` (one PNG per class, ``result.json``)."""
+        from ..results import write_figures, write_result
 
         d.mkdir(parents=True, exist_ok=True)
-        figures = []
-        for stem, fig, title, caption in self._figure_specs():
-            save_figure(fig, d / f"{stem}.png")
-            figures.append({"path": f"{stem}.png", "title": title, "caption": caption})
+        figures = write_figures(d, self._figure_specs())
         doc = self.to_dict()
         write_result(d, "neurons", model=self.model, data=self.data, parameters=doc["parameters"] | {"layer": self.layer},
                      metrics=doc["metrics"], figures=figures, classes=doc["classes"], neurons=doc["neurons"],

@@ -38,6 +38,7 @@ class SpeechResult(AnalysisResult):
     """Shared shape: ``doc`` (the result.json fields), figure makers, extra files (wav)."""
 
     analysis = "speech"
+    stage_folder = False  # save() writes into out_dir as it is
     #: resolution of the saved PNGs (what the CLI always wrote)
     dpi = 90
 
@@ -67,14 +68,11 @@ class SpeechResult(AnalysisResult):
         """``{stem: Figure}``; ``stem.png`` is the file name in the result folder."""
         return {stem: make() for stem, make in self._makers.items()}
 
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write ``result.json``, the PNG figures and extra files (wav) into ``out_dir``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self._write(out)
-        return out
-
     def _write(self, out: Path) -> None:
+        """Write ``result.json``, the PNG figures and extra files (wav) into ``out``.
+
+        :meth:`save` (``stage_folder = False``) calls it on ``out_dir`` itself, not a staging folder.
+        """
         for stem, fig in self.figures().items():
             fig.savefig(out / f"{stem}.png", dpi=self.dpi)
         for rel, data in self._files.items():

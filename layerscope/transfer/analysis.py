@@ -69,6 +69,7 @@ class TransferResult(AnalysisResult):
     """
 
     analysis = "transfer"
+    stage_folder = False  # save() writes into out_dir as it is
     key_figure = "transfer"
 
     table: list[dict[str, Any]]
@@ -118,14 +119,11 @@ class TransferResult(AnalysisResult):
             ),
         }]
 
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write ``result.json``, ``transfer.csv`` and (with finished cells) ``transfer.png`` into ``out_dir``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self._write(out)
-        return out
-
     def _write(self, out: Path) -> None:
+        """Write ``result.json``, ``transfer.csv`` and (with finished cells) ``transfer.png`` into ``out``.
+
+        :meth:`save` (``stage_folder = False``) calls it on ``out_dir`` itself, not a staging folder.
+        """
         _write_csv(self, out / "transfer.csv")
         for stem, fig in self.figures().items():
             fig.savefig(out / f"{stem}.png", dpi=110, metadata={"Software": None})
