@@ -38,7 +38,6 @@ class SpeechResult(AnalysisResult):
     """Shared shape: ``doc`` (the result.json fields), figure makers, extra files (wav)."""
 
     analysis = "speech"
-    stage_folder = False  # save() writes into out_dir as it is
     #: resolution of the saved PNGs (what the CLI always wrote)
     dpi = 90
 
@@ -71,7 +70,7 @@ class SpeechResult(AnalysisResult):
     def _write(self, out: Path) -> None:
         """Write ``result.json``, the PNG figures and extra files (wav) into ``out``.
 
-        :meth:`save` (``stage_folder = False``) calls it on ``out_dir`` itself, not a staging folder.
+        :meth:`save` calls it on a staging folder that is swapped in at the end (old or new, never a mix).
         """
         for stem, fig in self.figures().items():
             fig.savefig(out / f"{stem}.png", dpi=self.dpi)

@@ -173,6 +173,7 @@ class TextOcclusionResult(AnalysisResult):
         return {"occlusion": fig}
 
     def _write(self, d: Path) -> None:
+        """Write ``result.json`` (every text's spans and changes) and ``occlusion.png`` to ``out_dir``. (``save()`` stages the folder.)"""
         entries = []
         for stem, fig in self.figures().items():
             fig.savefig(d / f"{stem}.png", dpi=100, metadata=_PNG_META)
@@ -181,14 +182,6 @@ class TextOcclusionResult(AnalysisResult):
             d, ANALYSIS, model=self.model_info, data=self.data_spec, parameters=self.parameters, metrics=self.metrics,
             figures=entries, texts=self.texts, target=self.target, classes=self.classes,
         )
-
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write ``result.json`` (every text's spans and changes) and ``occlusion.png`` to ``out_dir``."""
-        from .._io import result_folder
-
-        with result_folder(out_dir) as d:
-            self._write(d)
-        return Path(out_dir)
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike[str]) -> "TextOcclusionResult":

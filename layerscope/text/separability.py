@@ -188,6 +188,7 @@ class TextSeparabilityResult(AnalysisResult):
 
     # -- files ---------------------------------------------------------------------------
     def _write(self, d: Path) -> None:
+        """Write ``result.json``, the figures (PNG) and ``arrays.npz`` (projections, labels) to ``out_dir``. (``save()`` stages the folder.)"""
         entries = []
         for stem, fig in self.figures().items():
             fig.savefig(d / f"{stem}.png", dpi=100, metadata=_PNG_META)
@@ -202,14 +203,6 @@ class TextSeparabilityResult(AnalysisResult):
             figures=entries, layers=self.layers, classes=self.classes, variants=self.variants, poolings=self.poolings,
             table=self.table,
         )
-
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write ``result.json``, the figures (PNG) and ``arrays.npz`` (projections, labels) to ``out_dir``."""
-        from .._io import result_folder
-
-        with result_folder(out_dir) as d:
-            self._write(d)
-        return Path(out_dir)
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike[str]) -> "TextSeparabilityResult":

@@ -147,6 +147,7 @@ class TextTopKResult(AnalysisResult):
         return figs
 
     def _write(self, d: Path) -> None:
+        """Write ``result.json`` (contexts included) and one PNG per layer to ``out_dir``. (``save()`` stages the folder.)"""
         entries = []
         for stem, fig in self.figures().items():
             fig.savefig(d / f"{stem}.png", dpi=100, metadata=_PNG_META)
@@ -156,14 +157,6 @@ class TextTopKResult(AnalysisResult):
             figures=entries, layers=self.layers, units=self.units, contexts=self.contexts, summaries=self.summaries,
             classes=self.classes, k=self.k, purity_chance=self.purity_chance,
         )
-
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write ``result.json`` (contexts included) and one PNG per layer to ``out_dir``."""
-        from .._io import result_folder
-
-        with result_folder(out_dir) as d:
-            self._write(d)
-        return Path(out_dir)
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike[str]) -> "TextTopKResult":
