@@ -212,3 +212,34 @@ def test_occlusion_save_load_and_errors(tiny: torch.nn.Module, glosses: object, 
         text_occlusion(plain, ["dog"], "")
     with pytest.raises(DataError, match="no labels"):
         text_separability(tiny, ["a", "b"], LAYERS)
+
+
+def test_text_analyses_leave_the_model_as_it_was(tiny: torch.nn.Module, glosses: object) -> None:
+    """The no-side-effect check of tests/adversarial/test_no_side_effects.py for the text analyses: a model in
+    train mode with a user hook keeps its parameters, buffers, flags and hooks, after success and after an error."""
+    from sideeffects import differences, snapshot
+
+    fired: list[int] = []
+    handle = tiny.encoder.layer[0].register_forward_hook(lambda m, i, o: fired.append(1))
+    tiny.train()
+    try:
+        calls = [
+            lambda: text_topk(tiny, glosses, ["encoder.layer.1"], units=[0], k=2, batch_size=16),
+            lambda: text_occlusion(tiny, ["a dog with red fruit"], "encoder.layer.0", mode="mask"),
+            lambda: text_separability(tiny, glosses, ["encoder.layer.1"], method="pca", before_training=False),
+            lambda: text_occlusion(tiny, ["dog"], "encoder.layer.0", unit=99),  # bad target
+        ]
+        for call in calls:
+            snap = snapshot(tiny)
+            try:
+                call()
+            except ParameterError:
+                pass
+            assert differences(tiny, snap) == []
+        n = len(fired)
+        with torch.no_grad():
+            tiny(**tiny.layerscope_tokenize(["dog"]))
+        assert len(fired) == n + 1  # the user's hook is still there and fires once
+    finally:
+        handle.remove()
+        tiny.eval()
