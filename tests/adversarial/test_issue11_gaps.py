@@ -1,0 +1,204 @@
+"""Issue 11 sub-cases whose existing tests stopped short of the outcome the issue demands.
+
+The audit of issue 11 mapped every sub-case to a test; these cases had only a library-level test
+(an exception raised) where the issue asks for the CLI's contract (exit code 2, one line, no
+traceback, no payload run, nothing written), or no test at all.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from layerscope.cli import EXIT_ERROR, main
+from layerscope.data import ArrayDataset, Normalization, read_idx
+from layerscope.exceptions import DataError
+
+
+class Payload:
+    """Unpickling this writes ``marker``: what a malicious file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[str]]:
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
+
+
+class Small(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.head = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def _model() -> Small:
+    torch.manual_seed(0)
+    return Small().eval()
+
+
+def _export(path: Path) -> Path:
+    prog = torch.export.export(_model(), (torch.randn(2, 1, 6, 6),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(prog, path)
+    return path
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+def _write_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _saved(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code) if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line(code: int, err: str) -> str:
+    lines = err.strip().splitlines()
+    assert code == EXIT_ERROR, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ------------------------------------------------------------------ problem 1 at the CLI
+@pytest.mark.parametrize("kind", ["constants-member", "flat-pre-2.8", "working-legacy-state-dict"])
+def test_cli_refuses_every_pt2_fallback_variant_without_running_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """The three ways into torch.export.load's full-unpickling fallback, through the executable's
+    code path: exit 2, one line naming the member, payload not run, nothing written. The third is
+    the variant the attack found to load a *working* model with exit 0: a legacy weights member
+    holding a real (pickled) state dict and no payload at all."""
+    marker = tmp_path / "PAYLOAD_RAN"
+    good = _export(tmp_path / "good.pt2")
+    m = _members(good)
+    root = next(iter(m)).split("/", 1)[0]
+    if kind == "constants-member":
+        m[f"{root}/data/constants/model.pt"] = _saved(Payload(marker))
+        expect = "data/constants/model.pt"
+    elif kind == "flat-pre-2.8":
+        m = {"serialized_exported_program.json": b"{}", "serialized_state_dict.pt": _saved(Payload(marker)),
+             "serialized_constants.pt": _saved(Payload(marker)), "serialized_example_inputs.pt": _saved(Payload(marker)),
+             "version": b"8.0"}
+        expect = "pre-2.8 flat layout"
+    else:
+        m[f"{root}/data/weights/model.pt"] = _saved(_model().state_dict())
+        expect = "data/weights/model.pt"
+    bad = _write_zip(tmp_path / f"{kind}.pt2", m)
+    before = _listing(tmp_path)
+    code, out, err = run_main(capsys, "layers", "--model", str(bad))
+    line = one_line(code, err)
+    assert expect in line and "--allow-pickle" in line, line
+    assert not out.strip()  # no layer table printed: the model was not loaded
+    assert not marker.exists() and _listing(tmp_path) == before
+
+
+def test_cli_allow_pickle_loads_a_pt2_with_a_pickled_weight(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Problem 1, converse: the message says --allow-pickle loads it; through the CLI it does."""
+    good = _export(tmp_path / "good.pt2")
+    m = _members(good)
+    root = next(iter(m)).split("/", 1)[0]
+    cfg_name = f"{root}/data/weights/model_weights_config.json"
+    cfg = json.loads(m[cfg_name])
+    cfg["config"]["head.bias"]["use_pickle"] = True
+    entry = cfg["config"]["head.bias"]["path_name"]
+    m[cfg_name] = json.dumps(cfg).encode()
+    m[f"{root}/data/weights/{entry}"] = _saved(nn.Parameter(_model().head.bias.detach().clone()))
+    path = _write_zip(tmp_path / "pickled.pt2", m)
+    code, _, err = run_main(capsys, "layers", "--model", str(path))
+    assert "--allow-pickle" in one_line(code, err)
+    code, out, err = run_main(capsys, "layers", "--model", str(path), "--allow-pickle")
+    assert code == 0 and "Traceback" not in err, err
+    assert "conv" in out and "head" in out
+
+
+# ------------------------------------------------------------------ problem 5: probe on bad labels
+@pytest.mark.parametrize("labels,classes,message", [
+    ([0, 1, -1, 0, 1, 0], None, r"found -1"),
+    ([0, 1, 2, 0, 1, 0], ["a", "b"], r"label 2 .*outside \[0, 2\)"),
+], ids=["negative", "beyond-class-names"])
+def test_probe_cli_refuses_bad_labels_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], labels: list[int], classes: list[str] | None, message: str
+) -> None:
+    """The attack found `probe` exiting 0 on negative / out-of-range labels."""
+    import re
+
+    p = tmp_path / "d.npz"
+    arrays: dict[str, Any] = {"x": np.random.default_rng(0).random((6, 1, 28, 28), dtype=np.float32), "y": np.array(labels)}
+    if classes is not None:
+        arrays["classes"] = np.array(classes)
+    np.savez(p, **arrays)
+    out = tmp_path / "probe"
+    before = _listing(tmp_path)
+    code, _, err = run_main(capsys, "probe", "--model", "mnist-mlp", "--data", f"npz:{p}", "--layers", "fc1",
+                            "--n", "6", "--out", str(out), "--no-progress")
+    line = one_line(code, err)
+    assert re.search(message, line) and "d.npz" in line, line
+    assert [n for n in _listing(tmp_path) if not n.endswith(".lock")] == before
+
+
+# ------------------------------------------------------------------ problem 6: short IDX payload
+def test_short_plain_idx_payload_is_a_data_error(tmp_path: Path) -> None:
+    """A plain (not gzip) IDX file whose payload is shorter than its header says."""
+    p = tmp_path / "train-labels-idx1-ubyte"
+    p.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 1000) + bytes(range(10)) * 50)  # 500 of 1000 bytes
+    with pytest.raises(DataError, match=rf"{p.name}.*truncated or padded"):
+        read_idx(p)
+
+
+# ------------------------------------------------------------------ correctness: zero_value == occlude --value zero
+def test_occlude_value_zero_uses_what_the_help_says() -> None:
+    """``occlude --value zero``: 0.5 for data in [0, 1], 0.0 (the normalisation mean) for
+    standardised data, as the help text and Normalization.zero_value both state."""
+    from layerscope.convnets.occlusion import occlusion_maps
+
+    import typer
+
+    from layerscope.cli import app
+
+    occlude = typer.main.get_command(app).commands["occlude"]  # type: ignore[attr-defined]
+    flat = " ".join(next(p.help for p in occlude.params if p.name == "value").split())
+    assert "normalisation's mean, for standardised data" in flat and "0.5 raw for data in [0, 1]" in flat
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 6, 6)
+    y = torch.tensor([0, 1])
+    raw = ArrayDataset(x, y, classes=["a", "b", "c"], normalization=Normalization())
+    std = ArrayDataset(x, y, classes=["a", "b", "c"], normalization=Normalization(mean=(0.4,), std=(0.2,)))
+    for ds, want in ((raw, 0.5), (std, 0.0)):
+        res = occlusion_maps(_model(), ds, [0], size=2, stride=2, value="zero", project=False)
+        assert np.allclose(np.asarray(res.images[0].value, dtype=np.float64), want), (ds.normalization, res.images[0].value)
