@@ -202,3 +202,95 @@ def test_occlude_value_zero_uses_what_the_help_says() -> None:
     for ds, want in ((raw, 0.5), (std, 0.0)):
         res = occlusion_maps(_model(), ds, [0], size=2, stride=2, value="zero", project=False)
         assert np.allclose(np.asarray(res.images[0].value, dtype=np.float64), want), (ds.normalization, res.images[0].value)
+
+
+# ------------------------------------------------------------------ problem 3: an image folder as data spec
+def test_report_does_not_embed_an_image_folder_outside_without_the_flag(tmp_path: Path) -> None:
+    """The attack used a data spec naming an image folder anywhere on disk (the existing tests use
+    an npz): its images must not become thumbnails unless --allow-external-data is given."""
+    import re
+
+    from PIL import Image
+
+    from layerscope.report import build_report
+    from layerscope.results import write_result
+
+    photos = tmp_path / "private_photos"
+    rng = np.random.default_rng(11)
+    for cls in ("a", "b"):
+        (photos / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(photos / cls / f"{i}.png")
+    root = tmp_path / "res"
+    pts = {"layer": "fc", "x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0], "labels": [0, 0, 1, 1],
+           "sample_ids": [0, 1, 2, 3]}
+    write_result(root / "p", "projection", data=f"imagefolder:{photos}", projections=[pts])
+    sprites = lambda html: re.findall(r'<img id="sprite\d+" src="([^"]+)"', html)  # noqa: E731
+    html = build_report(root).read_text()
+    assert sprites(html) == [] and "--allow-external-data" in html
+    # the same folder with the explicit flag is shown: the check above is not vacuous
+    html = build_report(root, tmp_path / "allowed.html", allow_external_data=True).read_text()
+    assert len(sprites(html)) == 1
+
+
+# ------------------------------------------------------------------ problem 4: Ray workers
+@pytest.mark.slow
+def test_local_ray_processes_end_when_their_parent_is_killed() -> None:
+    """'Pool and Ray workers end when their parent dies': the pool case has its own test; this is
+    the local Ray that RayExecutor starts (GCS, raylet, monitors and the task worker)."""
+    pytest.importorskip("ray")
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    repo = Path(__file__).resolve().parents[2]
+    code = textwrap.dedent(
+        """
+        import os, time
+        import ray
+        from layerscope.transfer.executors import RayExecutor
+        ex = RayExecutor(num_cpus=1)
+        worker = next(iter(ex.map_unordered(lambda t: os.getpid(), [0])))
+        node = ray._private.worker._global_node
+        pids = [worker] + [p.process.pid for infos in node.all_processes.values() for p in infos]
+        print(" ".join(map(str, pids)), flush=True)
+        time.sleep(300)
+        """
+    )
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) >= 3, pids  # the task worker, the GCS and the raylet at least
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+
+    def alive() -> list[int]:
+        left = []
+        for p in pids:
+            stat = Path(f"/proc/{p}/stat")
+            try:
+                os.kill(p, 0)
+            except ProcessLookupError:
+                continue
+            if stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z":
+                continue
+            left.append(p)
+        return left
+
+    end = time.monotonic() + 60
+    while alive() and time.monotonic() < end:
+        time.sleep(0.2)
+    left = alive()
+    for p in left:  # do not leak them into the rest of the run
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, f"Ray processes {left} outlived their killed parent"
