@@ -294,3 +294,57 @@ def test_local_ray_processes_end_when_their_parent_is_killed() -> None:
         except ProcessLookupError:
             pass
     assert not left, f"Ray processes {left} outlived their killed parent"
+
+
+# ------------------------------------------------------------------ problem 6 end to end: loaders behind the CLI
+def _idx_bytes(data: np.ndarray) -> bytes:
+    return b"\x00\x00\x08" + bytes([data.ndim]) + b"".join(struct.pack(">I", d) for d in data.shape) + data.tobytes()
+
+
+def _png_claiming(side: int) -> bytes:
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _bad_data(kind: str, d: Path) -> tuple[str, str]:
+    """Build one broken data set under ``d``; return (data spec, the file name the error must name)."""
+    import pickle
+
+    if kind in ("corrupt-gzip", "short-idx"):
+        for prefix in ("train", "t10k"):
+            (d / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx_bytes(np.arange(4, dtype=np.uint8)))
+            images = _idx_bytes(np.zeros((4, 28, 28), np.uint8))
+            if kind == "corrupt-gzip":
+                (d / f"{prefix}-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\xff" * 60)
+            else:
+                (d / f"{prefix}-images-idx3-ubyte").write_bytes(images[: len(images) // 2])
+        return f"mnist:{d}", "images-idx3-ubyte"
+    if kind == "bomb-png":
+        (d / "a").mkdir()
+        (d / "a" / "bomb.png").write_bytes(_png_claiming(20_000))
+        return f"imagefolder:{d}", "bomb.png"
+    if kind == "string-npz":
+        np.savez(d / "s.npz", x=np.array([["a", "b"], ["c", "d"]]), y=np.array([0, 1]))
+        return f"npz:{d / 's.npz'}", "s.npz"
+    # a CIFAR-10 batch without 'data'
+    (d / "test_batch").write_bytes(pickle.dumps({b"labels": [0, 1], b"filenames": [b"a", b"b"]}))
+    return f"cifar10:{d}", "test_batch"
+
+
+@pytest.mark.parametrize("kind", ["corrupt-gzip", "short-idx", "bomb-png", "string-npz", "cifar-without-data"])
+def test_broken_data_through_the_cli_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str) -> None:
+    """The loader tests check the DataError; this checks what the user sees: exit 2, one line naming
+    the file, no traceback, no output folder."""
+    d = tmp_path / "data"
+    d.mkdir()
+    spec, name = _bad_data(kind, d)
+    out = tmp_path / "out"
+    code, _, err = run_main(capsys, "capture", "-m", "mnist-mlp", "-l", "fc1", "--data", spec, "-o", str(out),
+                            "--no-progress")
+    assert name in one_line(code, err)
+    assert not out.exists()
