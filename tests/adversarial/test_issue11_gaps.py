@@ -348,3 +348,45 @@ def test_broken_data_through_the_cli_is_one_line_exit_2(tmp_path: Path, capsys: 
                             "--no-progress")
     assert name in one_line(code, err)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ bad options the attack list did not name
+#: (id, arguments, what the one-line error must mention). Each is accepted (exit 0 with NaN
+#: results) or ends as an internal error (exit 3) on the audited main; issue 11 asks for exit 2.
+STILL_OPEN: list[tuple[str, list[str], str]] = [
+    ("occlude value nan", ["occlude", "-m", "mnist-cnn", "--indices", "0", "--value", "nan"], "value"),
+    ("occlude value inf", ["occlude", "-m", "mnist-cnn", "--indices", "0", "--value", "inf"], "value"),
+    ("maximize lr nan", ["maximize", "-m", "mnist-mlp", "-l", "fc3", "--steps", "3", "--lr", "nan"], "lr"),
+    ("maximize lr inf", ["maximize", "-m", "mnist-mlp", "-l", "fc3", "--steps", "3", "--lr", "inf"], "lr"),
+    ("probe C 0", ["probe", "-m", "mnist-mlp", "-l", "fc1", "--n", "40", "--C", "0"], "C"),
+    ("probe C nan", ["probe", "-m", "mnist-mlp", "-l", "fc1", "--n", "40", "--C", "nan"], "C"),
+    ("capture budget nan", ["capture", "-m", "mnist-mlp", "-l", "fc1", "--limit", "5", "--memory-budget-mb", "nan"], "memory"),
+    ("capture budget inf", ["capture", "-m", "mnist-mlp", "-l", "fc1", "--limit", "5", "--memory-budget-mb", "inf"], "memory"),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 still open: non-finite numeric options are accepted (NaN results, exit 0) "
+                   "or end as an internal error (exit 3); see the audit report")
+@pytest.mark.parametrize("name,args,word", STILL_OPEN, ids=[c[0] for c in STILL_OPEN])
+def test_non_finite_or_out_of_range_numbers_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, args: list[str], word: str
+) -> None:
+    import re
+
+    out = tmp_path / "out"
+    code, _, err = run_main(capsys, *args, "-o", str(out), "--no-progress")
+    saved = re.search(r"traceback is in (\S+?\.txt)", err)
+    if saved:  # an internal error (exit 3) saved its traceback: do not leave it behind
+        Path(saved.group(1)).unlink(missing_ok=True)
+    assert word in one_line(code, err)
+    assert not out.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 still open: train validates --batch-size only after writing the "
+                   "epoch-0 checkpoint and run.json into --out; see the audit report")
+def test_train_with_batch_size_0_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, _, err = run_main(capsys, "train", "-m", "mlp:width=8,depth=1", "--epochs", "1", "--limit", "10",
+                            "--batch-size", "0", "-o", str(out), "--no-progress")
+    assert "batch_size" in one_line(code, err)  # this part holds already
+    assert not out.exists() or not any(out.iterdir()), sorted(p.name for p in out.rglob("*"))
