@@ -141,6 +141,8 @@ def linear_probe(
     -------
     ProbeResult
     """
+    if not C > 0:  # also refuses nan; inf (no regularisation) is allowed
+        raise ParameterError(f"C must be > 0 (the inverse regularisation strength); got {C}.")
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupShuffleSplit, train_test_split
     from sklearn.pipeline import make_pipeline

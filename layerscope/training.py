@@ -146,6 +146,8 @@ def train(
         raise ParameterError(f"epochs must be >= 0; got {epochs}.")
     if len(train_set) == 0:
         raise DataError("The training set is empty.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ParameterError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
     if not (math.isfinite(lr) and lr > 0):
         raise ParameterError(f"lr must be a finite number > 0; got {lr}.")
     cps = sorted(set(default_checkpoints(epochs) if checkpoints is None else checkpoints))

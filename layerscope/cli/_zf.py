@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from ._app import parse_list
@@ -28,6 +29,9 @@ def number_or(value: str, words: tuple[str, ...], flag: str) -> Any:
     if value in words:
         return value
     try:
-        return float(value)
+        number = float(value)
     except ValueError as err:
         raise ParameterError(f"{flag} takes {', '.join(repr(w) for w in words)} or a number; got {value!r}.") from err
+    if not math.isfinite(number):
+        raise ParameterError(f"{flag} takes {', '.join(repr(w) for w in words)} or a finite number; got {value!r}.")
+    return number

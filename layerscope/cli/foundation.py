@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -77,6 +78,10 @@ def capture(
     from ..capture_result import capture_dataset
 
     net, ds = load_model_and_data(model, data, weights, allow_pickle)
+    from ..exceptions import ParameterError
+
+    if memory_budget_mb is not None and not (math.isfinite(memory_budget_mb) and memory_budget_mb >= 0):
+        raise ParameterError(f"--memory-budget-mb must be a finite number >= 0; got {memory_budget_mb}.")
     budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
     with progress_bar(progress) as bar, result_folder(out) as staging:
         # arrays are streamed and saved straight into the folder being written (not copied a second time)

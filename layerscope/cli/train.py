@@ -19,7 +19,7 @@ def train(
     epochs: int = typer.Option(10, help="Training epochs."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
     checkpoints: Optional[str] = typer.Option(None, help="Comma-separated epochs to save (default 0,1,2,5,10,20,... and the last)."),
-    batch_size: int = typer.Option(128),
+    batch_size: int = typer.Option(128, help="Samples per training step (>= 1)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: 1e-3 for adam, 0.01 for sgd)."),
     momentum: float = typer.Option(0.9, help="SGD momentum (Rauber et al. used SGD with momentum 0.9)."),
     optimizer: str = typer.Option("adam", help="adam (default: trains every reference model reliably) or sgd."),

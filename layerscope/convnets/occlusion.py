@@ -218,6 +218,8 @@ def occlusion(
     val = torch.as_tensor(value, dtype=torch.float64).flatten()
     if val.numel() not in (1, c):
         raise ParameterError(f"value must be a scalar or {c} values (one per channel); got {val.numel()}.")
+    if not torch.isfinite(val).all():
+        raise ParameterError(f"value must be finite (the occluder's grey); got {val.tolist()}.")
     val = val.expand(c) if val.numel() == 1 else val
     dev = model_device(model, device)
     xd = x.detach().to(dev, dtype)

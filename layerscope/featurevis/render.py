@@ -241,7 +241,7 @@ def render(
         raise ParameterError(f"steps must be >= 0; got {steps}.")
     if rho is not None and not (rho > 0 and math.isfinite(rho)):
         raise ParameterError(f"rho (the radius of the sphere ||x|| = rho) must be a positive number; got {rho}.")
-    if lr <= 0:
+    if not (math.isfinite(lr) and lr > 0):
         raise ParameterError(f"lr must be > 0; got {lr}.")
     if blur_every < 0:
         raise ParameterError(f"blur_every must be >= 0; got {blur_every}.")

@@ -365,8 +365,6 @@ STILL_OPEN: list[tuple[str, list[str], str]] = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 still open: non-finite numeric options are accepted (NaN results, exit 0) "
-                   "or end as an internal error (exit 3); see the audit report")
 @pytest.mark.parametrize("name,args,word", STILL_OPEN, ids=[c[0] for c in STILL_OPEN])
 def test_non_finite_or_out_of_range_numbers_are_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, args: list[str], word: str
@@ -382,8 +380,6 @@ def test_non_finite_or_out_of_range_numbers_are_one_line_exit_2(
     assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 still open: train validates --batch-size only after writing the "
-                   "epoch-0 checkpoint and run.json into --out; see the audit report")
 def test_train_with_batch_size_0_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code, _, err = run_main(capsys, "train", "-m", "mlp:width=8,depth=1", "--epochs", "1", "--limit", "10",
