@@ -849,9 +849,3 @@ def classifier_logits(output: Any, n_classes: int | None) -> tuple[torch.Tensor 
     if t.shape[1] < 2:
         return None, "the model output has one column (not a classifier's scores)"
     return t, ""
-
-
-def iter_inputs(batches: Iterable[Batch]) -> Iterator[torch.Tensor]:  # pragma: no cover - convenience
-    """The first positional input of each batch (image-only analyses)."""
-    for b in batches:
-        yield b.args[0]

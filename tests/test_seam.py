@@ -439,3 +439,14 @@ def test_static_batch_programs_take_any_number_of_rows_in_direct_calls() -> None
             got = cap.run(x[:n])
         assert torch.allclose(cap["fc"], want_fc[:n], atol=1e-6) and torch.allclose(got, want_out[:n], atol=1e-6)
     assert set(seen) == {3}
+
+
+def test_occlusion_refuses_a_model_that_does_not_score_the_datas_classes() -> None:
+    from layerscope.convnets import occlusion_maps
+
+    torch.manual_seed(0)
+    embed = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 2, 3), flat=nn.Flatten(), fc=nn.Linear(2 * 6 * 6, 16))).eval()
+    ds = TensorDataset(torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]))
+    ds.classes = ["a", "b", "c"]  # type: ignore[attr-defined]
+    with pytest.raises(InputShapeError, match="16 columns but the data has 3 classes"):
+        occlusion_maps(embed, ds, [0], size=3, stride=2)

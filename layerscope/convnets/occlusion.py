@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from .._progress import ProgressArg
-from ..capture import capture, first_tensor, model_device, model_state_guard, run_model
+from ..capture import capture, model_device, model_state_guard, run_model
+from ..seam import classifier_logits
 from ..exceptions import InputShapeError, ParameterError
 from ._dtype import model_dtype, wide as _wide
 from ._result import FolderResult, read_folder, track
@@ -172,6 +173,7 @@ def occlusion(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     progress: ProgressArg = None,
+    n_classes: int | None = None,
 ) -> Occlusion:
     """Slide a grey square over ``x`` and map the model's response (Z&F 2014, §4.2, Fig. 7).
 
@@ -196,6 +198,11 @@ def occlusion(
         Occluded images per forward pass.
     progress
         ``None``, ``True`` (tqdm.auto) or any tqdm-compatible callable (keywords ``total=``, ``desc=``).
+
+    n_classes
+        The number of classes of the data, when known: the model's output must then be scores of
+        exactly that many classes (:func:`layerscope.seam.classifier_logits`); an embedding or any
+        other non-classifier output is refused rather than read as class probabilities.
 
     Returns
     -------
@@ -238,9 +245,11 @@ def occlusion(
         model.eval()
         with capture(model, layers) if layers else contextlib.nullcontext() as cap:
             forward = cap.run if cap is not None else (lambda z: run_model(model, z))
-            out = first_tensor(forward(xd.unsqueeze(0)))
-            if out is None or out.ndim != 2:
-                raise InputShapeError("occlusion needs a classifier that returns logits of shape (N, classes).")
+            out, why = classifier_logits(forward(xd.unsqueeze(0)), n_classes)
+            if out is None:
+                raise InputShapeError(
+                    f"occlusion maps class probabilities, so it needs a classifier of the data's classes: {why}."
+                )
             p0 = torch.softmax(_wide(out), dim=1)[0]
             base_label = int(p0.argmax())
             tgt = base_label if target is None else int(target)
@@ -264,8 +273,10 @@ def occlusion(
                 in_c = (ww[None, :] >= c_t[ci, 0:1]) & (ww[None, :] < c_t[ci, 1:2])
                 mask = (in_r[:, :, None] & in_c[:, None, :]).unsqueeze(1)  # (B, 1, H, W)
                 xb = torch.where(mask, grey, xd.unsqueeze(0))
-                logits = first_tensor(forward(xb))
-                pb = torch.softmax(_wide(logits), dim=1)  # type: ignore[arg-type]
+                logits, _ = classifier_logits(forward(xb), n_classes)
+                if logits is None:  # (cannot happen: the unoccluded image gave class scores)
+                    raise InputShapeError("the model stopped returning class scores for occluded images.")
+                pb = torch.softmax(_wide(logits), dim=1)
                 sl = slice(s, s + len(idx))
                 probs[sl] = pb[:, tgt].cpu()
                 labels[sl] = pb.argmax(dim=1).cpu()
@@ -467,7 +478,7 @@ def occlusion_maps(
     OcclusionMaps
     """
     from ..results import model_description
-    from .topk import dataset_inputs, display_normalization
+    from .topk import display_normalization
 
     if unit is not None and layer is None:
         raise ParameterError(f"unit={unit} needs a layer: pass the layer of the feature map (--layer), or drop --unit.")
@@ -489,10 +500,17 @@ def occlusion_maps(
     else:
         grey = value
         value_spec = torch.as_tensor(value).tolist()
-    x = dataset_inputs(dataset, ids)
-    y = np.asarray([int(dataset[int(i)][1]) for i in ids], dtype=np.int64)
+    from ..seam import gather, single_input
+
+    rows = gather(dataset, ids)
+    x = single_input(rows, "Occlusion")
+    if rows.labels is None:
+        raise ParameterError("Occlusion maps p(true class), so the data needs labels; this data has none.")
+    y = rows.labels.numpy().astype(np.int64)
+    classes = getattr(dataset, "classes", None)
+    n_cls = len(classes) if classes is not None else None  # the model must score exactly these classes
     results = [
-        occlusion(model, x[i], target=int(y[i]), size=size, stride=stride, value=grey, anchor=anchor, layer=layer,
+        occlusion(model, x[i], target=int(y[i]), n_classes=n_cls, size=size, stride=stride, value=grey, anchor=anchor, layer=layer,
                   unit=unit, batch_size=batch_size, device=device, progress=progress)
         for i in range(len(ids))
     ]
