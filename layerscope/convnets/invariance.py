@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._progress import ProgressArg
-from ..capture import capture, first_tensor, model_device, model_state_guard
+from ..capture import capture, model_device, model_state_guard
+from ..seam import classifier_logits
 from ..exceptions import InputShapeError, ParameterError
 from ._result import FolderResult, read_folder, track
 
@@ -248,11 +249,11 @@ def invariance_curves(
     from ..results import model_description
     from ._dtype import model_dtype
     from .occlusion import dataset_mean
-    from .topk import dataset_inputs
 
     if batch_size < 1:
         raise ParameterError(f"batch_size must be >= 1; got {batch_size}.")
     data_name = None
+    n_classes: int | None = None  # known for a dataset with class names: the output must match them
     if isinstance(x, torch.Tensor):
         if labels is None:
             raise ParameterError("labels are needed with a tensor of images: pass labels=[true class per image].")
@@ -268,8 +269,15 @@ def invariance_curves(
         ids = ids if limit is None else ids[: int(limit)]
         if ids.size == 0 or (ids < 0).any() or (ids >= len(dataset)).any():
             raise ParameterError(f"indices must be rows in [0, {len(dataset) - 1}]; got {ids.tolist()}.")
-        x = dataset_inputs(dataset, ids)
-        labels = [int(dataset[int(i)][1]) for i in ids]
+        from ..seam import gather, single_input
+
+        rows = gather(dataset, ids)
+        x = single_input(rows, "Invariance curves")
+        if rows.labels is None:
+            raise ParameterError("Invariance curves map p(true class), so the data needs labels; this data has none.")
+        labels = rows.labels.tolist()
+        classes = getattr(dataset, "classes", None)
+        n_classes = len(classes) if classes is not None else None
         sample_ids = ids.tolist()
         pool = getattr(dataset, "x", None)  # the whole data set's inputs where it has them
         if not isinstance(pool, torch.Tensor):
@@ -315,9 +323,9 @@ def invariance_curves(
         out: dict[str, list[torch.Tensor]] = {layer: [] for layer in layer_list}
         probs = []
         for s in range(0, xb.shape[0], batch_size):
-            logits = first_tensor(cap.run(xb[s : s + batch_size].to(dtype)))
-            if logits is None or logits.ndim != 2:
-                raise InputShapeError("invariance_curves needs a classifier returning logits (N, classes).")
+            logits, why = classifier_logits(cap.run(xb[s : s + batch_size].to(dtype)), n_classes)
+            if logits is None:
+                raise InputShapeError(f"invariance_curves maps p(true class), so it needs a classifier: {why}.")
             probs.append(torch.softmax(logits.to(acc), 1))
             for layer in layer_list:
                 out[layer].append(cap[layer].flatten(1).to(acc))
