@@ -116,7 +116,8 @@ class TextMaxResult(AnalysisResult):
         from matplotlib.figure import Figure
 
         n = len(self.units)
-        fig = Figure(figsize=(10, 1.9 * n + 0.8))
+        height = 1.9 * n + 0.8
+        fig = Figure(figsize=(10, height))
         axes = fig.subplots(n, 2, squeeze=False, gridspec_kw={"width_ratios": (1.6, 1)})
         for j, u in enumerate(self.units):
             a, b = axes[j]
@@ -135,7 +136,7 @@ class TextMaxResult(AnalysisResult):
             b.tick_params(labelsize=7)
             b.set_title(" ".join(u["tokens"])[:60], fontsize=7)
         fig.suptitle(f"Activation maximization for text, {self.layer} ({self.params.get('pooling')} pooling)")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height))  # room for the suptitle
         return {"actmax": fig}
 
     def _write(self, d: Path) -> None:
