@@ -116,6 +116,8 @@ EXPORTS: dict[str, str] = {
     "TextTopKResult": ".text",
     "text_occlusion": ".text",
     "TextOcclusionResult": ".text",
+    "text_maximize": ".text",
+    "TextMaxResult": ".text",
     "TextDataset": ".data",
     # the HTML report and the demo
     "build_report": ".report",
@@ -239,9 +241,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .data import TextDataset
     from .text import (
+        TextMaxResult,
         TextOcclusionResult,
         TextSeparabilityResult,
         TextTopKResult,
+        text_maximize,
         text_occlusion,
         text_separability,
         text_topk,

@@ -6,6 +6,8 @@
   top-9 for text).
 * :func:`text_occlusion` — mask or drop each token / n-gram and measure a unit, a probe's class
   score or the embedding similarity (Zeiler & Fergus's occlusion for text).
+* :func:`text_maximize` — optimise input embeddings for a unit under a norm constraint, decode them
+  to the nearest tokens and report the gap (Erhan et al.'s activation maximization for text).
 
 Models come from an ``hf:`` spec (:mod:`layerscope.models.hf`), data from ``wordnet`` or
 ``text:FILE`` (:mod:`layerscope.data.text`).
@@ -14,6 +16,7 @@ Models come from an ``hf:`` spec (:mod:`layerscope.models.hf`), data from ``word
 from __future__ import annotations
 
 from ._common import default_text_layers, reinitialized_copy, text_adapter
+from .actmax import TextMaxResult, text_maximize
 from .occlusion import TextOcclusionResult, text_occlusion
 from .separability import TextSeparabilityResult, text_separability
 from .topk import TextTopKResult, text_topk
@@ -25,6 +28,8 @@ __all__ = [
     "TextTopKResult",
     "text_occlusion",
     "TextOcclusionResult",
+    "text_maximize",
+    "TextMaxResult",
     "default_text_layers",
     "reinitialized_copy",
     "text_adapter",
