@@ -355,8 +355,9 @@ def test_the_matrix_covers_every_model_taking_export() -> None:
     # these take a run folder, not a model (checked by tests/test_speech*.py)
     speech = {"analyze_speech_runs", "embed_speech_run", "speech_topk"}
     # these need a transformer with a tokenizer (checked by
-    # tests/test_text_analyses.py::test_text_analyses_leave_the_model_as_it_was)
-    speech |= {"text_separability", "text_topk", "text_occlusion"}
+    # tests/test_text_analyses.py::test_text_analyses_leave_the_model_as_it_was and
+    # tests/test_text_actmax.py)
+    speech |= {"text_separability", "text_topk", "text_occlusion", "text_maximize"}
     missing = []
     for name in ls.EXPORTS:
         obj = getattr(ls, name)
