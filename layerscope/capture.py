@@ -815,6 +815,7 @@ def collect_activations(
     n_classes = _n_classes(dataset)
     pred_note = "not requested"
     pred_width: int | None = None
+    shapes: dict[str, tuple[int, ...]] = {}
     row = 0
     static = getattr(model, "layerscope_static_batch", None)
     eff_batch = int(static) if static else int(batch_size)
@@ -870,8 +871,16 @@ def collect_activations(
                         else:
                             for n in cap.layers:
                                 arrays[n] = np.empty((n_known, *cap.activations[n].shape[1:]), dtype=dtype)
+                        shapes = {n: tuple(cap.activations[n].shape[1:]) for n in cap.layers}
                     for n in cap.layers:
                         t = cap.activations[n][:b]
+                        if tuple(t.shape[1:]) != shapes[n]:
+                            raise InputShapeError(
+                                f"Layer {n!r} gives per-sample shape {tuple(t.shape[1:])} in this batch but {shapes[n]} in "
+                                f"the first: {'token states of texts padded to each batch' if cap.layouts.get(n) == 'sequence' else 'its outputs'} "
+                                "have no common shape. Reduce them inside the hook (reduce='mean', 'cls', 'first', 'last' "
+                                "or a callable) or give every batch one length (pad to a fixed length)."
+                            )
                         if t.dtype in (torch.bfloat16, torch.float16):
                             t = t.float()
                         a = t.cpu().numpy()

@@ -450,3 +450,19 @@ def test_occlusion_refuses_a_model_that_does_not_score_the_datas_classes() -> No
     ds.classes = ["a", "b", "c"]  # type: ignore[attr-defined]
     with pytest.raises(InputShapeError, match="16 columns but the data has 3 classes"):
         occlusion_maps(embed, ds, [0], size=3, stride=2)
+
+
+def test_unpooled_token_states_of_varying_length_are_refused_not_crashed() -> None:
+    m = Tokens().eval()
+
+    def tokenize(texts: list[str]) -> dict[str, torch.Tensor]:  # pads to the longest text of the batch
+        t = max(len(s) for s in texts)
+        ids = torch.tensor([[1 + (ord(c) % 18) for c in s] + [0] * (t - len(s)) for s in texts])
+        return {"input_ids": ids, "attention_mask": (ids > 0).long()}
+
+    m.layerscope_tokenize = tokenize  # type: ignore[assignment]
+    texts = [("ab", 0), ("abc", 1), ("abcdef", 0), ("a", 1)]
+    with pytest.raises(InputShapeError, match="no common shape"):
+        collect_activations(m, texts, ["block"], batch_size=2)
+    pooled = collect_activations(m, texts, ["block"], batch_size=2, reduce="mean")
+    assert pooled["block"].shape == (4, 4)
