@@ -154,11 +154,11 @@ def main() -> None:
     data = ls.load_dataset("wordnet")
     idx = stratified_indices(np.asarray(data.labels), args.n, 0)
     texts = [data.texts[i] for i in idx]
-    tok = model.layerscope_tokenizer  # type: ignore[attr-defined]
-    default_tokenize = model.layerscope_tokenize  # type: ignore[attr-defined]
+    tok: Any = getattr(model, "layerscope_tokenizer")
+    default_tokenize: Callable[[list[str]], dict[str, torch.Tensor]] = getattr(model, "layerscope_tokenize")
     lengths = [len(x) for x in tok(texts, truncation=True, max_length=128)["input_ids"]]
     t_max = max(lengths)
-    d = int(model.config.hidden_size)  # type: ignore[union-attr]
+    d = int(getattr(model, "config").hidden_size)
     n_classes = len(np.unique(np.asarray(data.labels)[idx]))
     print(f"all-MiniLM-L6-v2, {len(texts)} WordNet glosses ({n_classes} lexnames), batch {args.batch}, "
           f"{torch.get_num_threads()} torch thread, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
@@ -187,7 +187,7 @@ def main() -> None:
             ap.error(f"unknown group {group!r}; expected 'mean' or 'full'")
         full_t = t_max if group == "full" else None
         tokenize = fixed_tokenize if group == "full" else default_tokenize
-        model.layerscope_tokenize = tokenize  # type: ignore[attr-defined]
+        setattr(model, "layerscope_tokenize", tokenize)  # what collect_activations tokenizes with
         variants: dict[str, Callable[[], Arrays | None]] = {
             "plain": lambda: run_plain(model, texts, args.batch, tokenize, full_t, d),
             "forward": lambda: run_forward(model, texts, args.batch, tokenize),
@@ -229,7 +229,7 @@ def main() -> None:
             print(f"  {name:11s} {w:8.2f}s ({min(wall[name]):6.2f}-{max(wall[name]):6.2f}) "
                   f"{statistics.median(cpu[name]):7.2f}s {w / base:7.2f}x "
                   f"{statistics.median(load[name]):9.2f} {diff:>19s}")
-        model.layerscope_tokenize = default_tokenize  # type: ignore[attr-defined]
+        setattr(model, "layerscope_tokenize", default_tokenize)
         del ref
         gc.collect()
 
