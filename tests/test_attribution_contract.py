@@ -21,6 +21,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from torch import nn
+from folders import assert_same_folder
 from typer.testing import CliRunner
 
 import layerscope as ls
@@ -54,24 +55,6 @@ def cnn() -> nn.Module:
 @pytest.fixture(scope="module")
 def mnist() -> Any:
     return ls.load_dataset("mnist:test")
-
-
-def assert_same_folder(a: Path, b: Path) -> None:
-    """Same files; result.json equal without ``created``; arrays equal; PNG bytes equal."""
-    files_a = sorted(p.name for p in a.iterdir())
-    assert files_a == sorted(p.name for p in b.iterdir())
-    for name in files_a:
-        if name == "result.json":
-            da, db = (json.loads((d / name).read_text()) for d in (a, b))
-            assert da.pop("created") and db.pop("created")
-            assert da == db
-        elif name.endswith(".npz"):
-            za, zb = np.load(a / name), np.load(b / name)
-            assert sorted(za.files) == sorted(zb.files)
-            for k in za.files:
-                np.testing.assert_array_equal(za[k], zb[k], err_msg=f"{name}:{k}")
-        else:
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def cli(*args: str) -> None:

@@ -6,6 +6,7 @@ Every expected value is a plain forward pass or a hand computation.
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -466,3 +467,27 @@ def test_unpooled_token_states_of_varying_length_are_refused_not_crashed() -> No
         collect_activations(m, texts, ["block"], batch_size=2)
     pooled = collect_activations(m, texts, ["block"], batch_size=2, reduce="mean")
     assert pooled["block"].shape == (4, 4)
+
+
+@pytest.mark.parametrize("extra,word", [
+    (["--layout", "foo"], "--layout takes NAME="),
+    (["--layout", "relu1=diagonal"], "--layout takes NAME="),
+    (["--reduce", "bogus"], "reduce must be"),
+    (["-l", "relu1#x"], "No layer named 'relu1#x'"),
+    (["-l", "relu1[zz]"], "No layer named 'relu1[zz]'"),
+    (["-l", "relu1:nokey"], "no 'nokey'"),
+])
+def test_layer_spec_and_axis_options_are_one_line_errors(
+    extra: list[str], word: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from layerscope.cli import main
+
+    out = tmp_path / "out"
+    args = ["capture", "-m", "mnist-mlp", "--data", "mnist:test", "--limit", "10", "--no-progress", "-o", str(out)]
+    if "-l" not in extra:
+        args += ["-l", "relu1"]
+    with pytest.raises(SystemExit) as ex:
+        main(args + extra)
+    err = capsys.readouterr().err
+    assert ex.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert word in err and not out.exists()

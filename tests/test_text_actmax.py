@@ -140,7 +140,7 @@ def test_refuses_bad_input(model: torch.nn.Module) -> None:
 
 
 def test_api_equals_cli_and_round_trip(folder: Path, model: torch.nn.Module, tmp_path: Path) -> None:
-    from test_text_contract import assert_same_folder
+    from folders import assert_same_folder
 
     res = text_maximize(model, LAYER, [1, 4], steps=8, restarts=2, length=4, data=load_dataset(DATA), data_spec=DATA)
     res.save(tmp_path / "api")

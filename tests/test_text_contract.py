@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from typer.testing import CliRunner
 
+from folders import assert_same_folder
 from text_fixtures import transformers, write_tiny_bert  # noqa: F401  (skips without transformers)
 
 from layerscope.cli import app
@@ -26,23 +26,6 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_bert(tmp_path_factory.mktemp("hf") / "tiny")
-
-
-def assert_same_folder(a: Path, b: Path) -> None:
-    files = sorted(p.name for p in a.iterdir())
-    assert files == sorted(p.name for p in b.iterdir())
-    for name in files:
-        if name == "result.json":
-            da, db = (json.loads((d / name).read_text()) for d in (a, b))
-            assert da.pop("created") and db.pop("created")
-            assert da == db
-        elif name.endswith(".npz"):
-            za, zb = np.load(a / name), np.load(b / name)
-            assert sorted(za.files) == sorted(zb.files)
-            for k in za.files:
-                np.testing.assert_array_equal(za[k], zb[k], err_msg=f"{name}:{k}")
-        else:
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def check(res: Any, cls: type, api: Path, cli_args: list[str], tmp_path: Path) -> None:
