@@ -60,7 +60,7 @@ is refused: pass ``layouts={layer: "spatial" | "sequence"}``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
@@ -282,7 +282,6 @@ class Batch:
     ids: np.ndarray
     n: int
     size: int = 0
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.size:
@@ -469,9 +468,7 @@ def _cast(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
             x = x.to(dtype)
         return x.to(device) if x.device != device else x
     if isinstance(x, Mapping):
-        return type(x)({k: _cast(v, device, dtype) for k, v in x.items()}) if isinstance(x, dict) else {
-            k: _cast(v, device, dtype) for k, v in x.items()
-        }
+        return {k: _cast(v, device, dtype) for k, v in x.items()}
     if isinstance(x, (list, tuple)) and x and not isinstance(x[0], str):
         return type(x)(_cast(v, device, dtype) for v in x)
     return x
