@@ -436,7 +436,7 @@ def _section_generic(r: ResultFolder, page: _Page) -> str:
 def _section_demo(r: ResultFolder, page: _Page) -> str:
     steps = r.doc.get("steps")
     rows = steps if is_records(steps) else []
-    return join([metric_table(rows, ["step", "what", "status", "seconds", "note"], define=False), _scalars(r), _tail(r)])
+    return join([metric_table(rows, ["step", "what", "status", "seconds", "note"]), _scalars(r), _tail(r)])
 
 
 def _section_capture(r: ResultFolder, page: _Page) -> str:
@@ -465,7 +465,7 @@ def _section_capture(r: ResultFolder, page: _Page) -> str:
                 "output_shape": " × ".join(str(s) for s in shape) if isinstance(shape, list) else shape,
                 "total_params": row.get("total_params", row.get("params")),
             })
-        parts.append(f"<h3>Layers ({len(rows)})</h3>" + metric_table(rows, ["name", "type", "output_shape", "total_params"], define=False))
+        parts.append(f"<h3>Layers ({len(rows)})</h3>" + metric_table(rows, ["name", "type", "output_shape", "total_params"]))
     parts += [_figures(r, set()), _scalars(r), _tail(r)]
     return join(parts)
 
@@ -687,9 +687,9 @@ def _section_training(runs: list[ResultFolder]) -> str:
     for run in runs[:8]:
         cps = [c for c in run.doc.get("checkpoints") or [] if isinstance(c, dict)]
         per_run.append(f'<details class="more"><summary>{esc(run.rel or "run")}: checkpoints</summary>'
-                       f'{metric_table(cps, ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"], define=False)}</details>')
+                       f'{metric_table(cps, ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"])}</details>')
     cols = ["run", "architecture", "data", "training samples", "checkpoints (epochs)", "final val accuracy", "complete"]
-    return join([metric_table(rows, cols, define=False), join(charts), definitions(["val_accuracy", "train_accuracy", "train_loss"]), join(per_run)])
+    return join([metric_table(rows, cols), join(charts), definitions(["val_accuracy", "train_accuracy", "train_loss"]), join(per_run)])
 
 
 #: One renderer per analysis (``result.json``'s ``"analysis"``); others get :func:`_section_generic`.

@@ -84,7 +84,7 @@ TERMS: dict[str, Term] = {
     "fraction_classified_as_target": Term("classified as target", "fraction of images found that the model assigns to the class they maximise"),
     "fraction_exceeding_data_max": Term("above data maximum", "fraction of units whose image activates them more than any observation of the data"),
     "data_max": Term("data maximum", "the unit's largest activation over the observations of the data"),
-    "exceeds_data_max": Term("above data maximum", "whether the image found activates the unit more than any observation"),
+    "exceeds_data_max": Term("exceeds data maximum", "whether the image found activates the unit more than any observation"),
     # Zeiler & Fergus
     "mean_top1": Term("mean top-1 activation", "the strongest activation of each unit over the data, averaged over units"),
     "top1": Term("top-1 activation", "the unit's strongest activation over the data"),
@@ -98,7 +98,7 @@ TERMS: dict[str, Term] = {
     "base_activation": Term("feature-map activation", "total activation of the chosen feature map on the unoccluded image"),
     "true_label": Term("true class", "the observation's class in the data"),
     "target": Term("target class", "the class whose probability is mapped"),
-    "base_label": Term("predicted class", "the model's arg-max class on the unoccluded image"),
+    "base_label": Term("predicted class (unoccluded)", "the model's arg-max class on the unoccluded image"),
     "mean_top_value_last_epoch": Term("mean top activation (last epoch)", "strongest activation of each unit over the data at the last checkpoint, averaged over units"),
     "fraction_same_sample_as_last": Term("same top observation as last epoch", "fraction of (unit, checkpoint) pairs whose strongest observation is the one at the last checkpoint"),
     "top_value": Term("top activation", "the unit's strongest activation over the data at that checkpoint"),
@@ -163,7 +163,7 @@ TERMS: dict[str, Term] = {
     "co_adaptation": Term("co-adaptation", "baseB − BnB: accuracy lost by freezing the first n layers of baseB and retraining the rest"),
     "specificity": Term("specificity", "BnB − AnB: accuracy lost by copying the first n layers from the other task rather than the same"),
     "fine_tuning_boost": Term("fine-tuning boost", "AnB+ − baseB: accuracy gained by copying the first n layers from task A and fine-tuning them"),
-    "mean": Term("accuracy", "validation accuracy on task B (mean of the best epochs), averaged over seeds"),
+    "mean": Term("accuracy on task B", "validation accuracy on task B (mean of the best epochs), averaged over seeds"),
     "final_accuracy": Term("final accuracy", "validation accuracy after the last epoch"),
 }
 
