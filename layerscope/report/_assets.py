@@ -93,7 +93,7 @@ code { background: var(--panel); padding: 0 3px; border-radius: 3px; }
 }
 .figscroll { overflow-x: auto; max-width: 100%; }
 figure img.wide { max-width: none; height: auto; }  /* natural size (width set inline): scroll sideways */
-@media (max-width: 600px) { dl.defs { grid-template-columns: 1fr; } dl.defs dd { margin-bottom: 4px; } }
+@media (max-width: 600px) { dl.defs { grid-template-columns: 1fr; } dl.defs dd { margin-bottom: 4px; } .linkbar .note { display: none; } }
 @media (max-width: 480px) {
   body { font-size: 14px; }
   main { padding: 6px 10px 30px; }
