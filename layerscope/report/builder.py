@@ -335,6 +335,14 @@ def _raw(r: ResultFolder) -> str:
     return raw_details(r.doc)
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _records(v: Any) -> list[dict[str, Any]]:
+    return v if is_records(v) else []
+
+
 def _metrics_dict(r: ResultFolder) -> dict[str, Any]:
     m = r.doc.get("metrics")
     return m if isinstance(m, dict) else {}
@@ -490,7 +498,7 @@ def _section_maximize(r: ResultFolder, page: _Page) -> str:
 def _section_topk(r: ResultFolder, page: _Page) -> str:
     used: set[str] = set()
     figs = _figures(r, used)
-    topk = r.doc.get("topk") if isinstance(r.doc.get("topk"), dict) else {}
+    topk = _dict(r.doc.get("topk"))
     rows = []
     for t in topk.get("top") or []:
         if not isinstance(t, dict):
@@ -518,7 +526,7 @@ def _section_occlusion(r: ResultFolder, page: _Page) -> str:
 
 def _section_evolution(r: ResultFolder, page: _Page) -> str:
     used: set[str] = set()
-    ev = r.doc.get("evolution") if isinstance(r.doc.get("evolution"), dict) else {}
+    ev = _dict(r.doc.get("evolution"))
     rows = []
     epochs, units = ev.get("epochs") or [], ev.get("units") or []
     values, ids = ev.get("values") or [], ev.get("sample_ids") or []
@@ -532,9 +540,9 @@ def _section_evolution(r: ResultFolder, page: _Page) -> str:
 
 def _section_correspondence(r: ResultFolder, page: _Page) -> str:
     used: set[str] = set()
-    corr = r.doc.get("correspondence") if isinstance(r.doc.get("correspondence"), dict) else {}
-    delta = corr.get("delta") if isinstance(corr.get("delta"), dict) else {}
-    std = corr.get("random_std") if isinstance(corr.get("random_std"), dict) else {}
+    corr = _dict(r.doc.get("correspondence"))
+    delta = _dict(corr.get("delta"))
+    std = _dict(corr.get("random_std"))
     rows = []
     parts: list[str] = []
     for layer, d in delta.items():
@@ -560,7 +568,7 @@ def _projection_rows(r: ResultFolder) -> list[dict[str, Any]]:
     rows = []
     for p in r.doc.get("projections") or []:
         if isinstance(p, dict):
-            pm = p.get("metrics") if isinstance(p.get("metrics"), dict) else {}
+            pm = _dict(p.get("metrics"))
             rows.append({"checkpoint": p.get("checkpoint", p.get("epoch")), "layer": p.get("layer"),
                          **{k: pm.get(k, p.get(k)) for k in ("nh", "nh_original", "ac")}})
     return rows
@@ -605,7 +613,7 @@ def _section_cka(r: ResultFolder, page: _Page) -> str:
     used: set[str] = set()
     doc, m = r.doc, _metrics_dict(r)
     mat = m.get("cka", doc.get("cka"))
-    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    params = _dict(doc.get("parameters"))
     rows_n = doc.get("rows") or params.get("layers") or doc.get("layers")
     cols_n = doc.get("cols") or params.get("layers_b") or rows_n
     block = ""
@@ -618,8 +626,8 @@ def _section_cka(r: ResultFolder, page: _Page) -> str:
 
 def _section_transfer(r: ResultFolder, page: _Page) -> str:
     used: set[str] = set()
-    effects = r.doc.get("effects") if is_records(r.doc.get("effects")) else []
-    summary = r.doc.get("summary") if is_records(r.doc.get("summary")) else []
+    effects = _records(r.doc.get("effects"))
+    summary = _records(r.doc.get("summary"))
     srows = [{"condition": s.get("condition"), "n": s.get("n"), "mean": {"mean": s.get("mean"), "std": s.get("std"), "seeds": s.get("seeds")}}
              for s in summary if is_number(s.get("mean"))]
     return join([_figures(r, used), _scalars(r),
@@ -636,11 +644,11 @@ def _section_speech(r: ResultFolder, page: _Page) -> str:
     m = _metrics_dict(r)
     figs = _figures(r, used, only=lambda f: "projections" not in _stem(f))
     plots, _ = _scatter_plots(r, page)
-    rows = m.get("table") if is_records(m.get("table")) else r.doc.get("table") if is_records(r.doc.get("table")) else []
+    rows = _records(m.get("table")) or _records(r.doc.get("table"))
     models = {row.get("model") for row in rows}
     cols = (["model"] if len(models) > 1 else []) + _SPEECH_COLUMNS
-    summary = m.get("summary") if is_records(m.get("summary")) else []
-    chance = m.get("chance") if isinstance(m.get("chance"), dict) else {}
+    summary = _records(m.get("summary"))
+    chance = _dict(m.get("chance"))
     extra = {f"chance_{k}": v for k, v in chance.items()}
     parts = [figs, plots,
              metric_table(rows, cols, caption="Digit and speaker information per layer"),
@@ -654,7 +662,7 @@ def _section_speaker_embeddings(r: ResultFolder, page: _Page) -> str:
     used: set[str] = set()
     m = _metrics_dict(r)
     plots, _ = _scatter_plots(r, page, default="speaker")
-    rows = m.get("layers") if is_records(m.get("layers")) else []
+    rows = _records(m.get("layers"))
     return join([_figures(r, used, only=lambda f: "best_layer" not in _stem(f)), plots,
                  metric_table(rows, ["layer", "dim", "purity", "ari", "nmi", "ari_digit", "n_clusters"], caption="Speaker clustering per layer"),
                  _scalars(r, skip={"layers"}), _static_figures(r, used), _tail(r)])
