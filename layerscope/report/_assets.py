@@ -80,7 +80,7 @@ details.raw pre { max-height: 420px; overflow: auto; background: var(--panel); b
   border-radius: 4px; padding: 6px 8px; font-size: .82em; box-shadow: 0 2px 8px rgba(0,0,0,.18); max-width: 240px; display: none; }
 .ls-tooltip canvas { display: block; border: 1px solid var(--line); margin-bottom: 4px; width: 84px; height: 84px; image-rendering: pixelated; }
 .ls-tooltip div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-svg.chart { max-width: 100%; height: auto; background: #fff; border: 1px solid var(--line); }
+svg.chart { max-width: 100%; min-width: 500px; height: auto; background: #fff; border: 1px solid var(--line); }  /* phones: scroll, labels stay readable */
 svg.chart text { font: 11px system-ui, sans-serif; fill: #333; }
 .kv { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: .88em; }
 .kv dt { color: var(--muted); } .kv dd { margin: 0; word-break: break-word; }

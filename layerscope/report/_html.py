@@ -387,7 +387,7 @@ def line_chart(
     def Y(y: float) -> float:
         return top + ph - (y - y0) / ((y1 - y0) or 1.0) * ph
 
-    out = [f'<svg class="chart" viewBox="0 0 {width} {total_h}" width="{width}" role="img" aria-label="{esc(title)}">']
+    out = [f'<div class="figscroll"><svg class="chart" viewBox="0 0 {width} {total_h}" width="{width}" role="img" aria-label="{esc(title)}">']
     if title:
         out.append(f'<text x="{left}" y="16" font-weight="600">{esc(title)}</text>')
     for yv in yt:
@@ -410,7 +410,7 @@ def line_chart(
         dash = ' stroke-dasharray="5 4"' if name in dashed else ""
         pts = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in good)
         out.append(f'<polyline fill="none" stroke="{col}" stroke-width="2"{dash} points="{pts}"/>')
-        for x, y in good:
+        for x, y in good if len(good) <= 15 else []:  # long traces: the line alone
             out.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3" fill="{col}"><title>{esc(name)}: {y:.4g}</title></circle>')
         lx = left + (i % per_row) * (pw / per_row)
         ly = top + ph + 40 + 18 * (i // per_row) + 8
@@ -418,7 +418,7 @@ def line_chart(
         attr = f' class="legend-entry" data-key="{esc(key)}"' if key else ' class="legend-entry"'
         out.append(f'<g{attr}><line x1="{lx:.1f}" x2="{lx + 18:.1f}" y1="{ly - 4}" y2="{ly - 4}" stroke="{col}" stroke-width="2.5"{dash}/>'
                    f'<text x="{lx + 23:.1f}" y="{ly}">{esc(name)}</text></g>')
-    out.append("</svg>")
+    out.append("</svg></div>")
     return "".join(out)
 
 
