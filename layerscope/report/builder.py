@@ -359,8 +359,9 @@ def _tail(r: ResultFolder) -> str:
     return join([_params(r), _raw(r)])
 
 
-def _link_id(r: ResultFolder) -> str:
-    return "link-" + re.sub(r"[^A-Za-z0-9_-]", "_", r.rel or "root")
+def _link_id(r: ResultFolder, page: _Page) -> str:
+    """An element id for the result's link group, unique in the page ("a/b" and "a_b" differ)."""
+    return f"link{len(page.plot_keys)}-" + re.sub(r"[^A-Za-z0-9_-]", "_", r.rel or "root")
 
 
 def _scatter_plots(r: ResultFolder, page: _Page, default: str | None = None, define: bool = True) -> tuple[str, int]:
@@ -373,7 +374,8 @@ def _scatter_plots(r: ResultFolder, page: _Page, default: str | None = None, def
     sets = find_point_sets(r.doc, r.folder)
     if not sets:
         return "", 0
-    link = _link_id(r)
+    link = _link_id(r, page)
+    page.plot_keys[link] = []
     plots = []
     for where, pset in sets:
         title_bits = []
