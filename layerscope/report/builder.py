@@ -699,7 +699,7 @@ def _section_training(runs: list[ResultFolder]) -> str:
         per_run.append(f'<details class="more"><summary>{esc(run.rel or "run")}: checkpoints</summary>'
                        f'{metric_table(cps, ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"])}</details>')
     cols = ["run", "architecture", "data", "training samples", "checkpoints (epochs)", "final val accuracy", "complete"]
-    return join([metric_table(rows, cols), join(charts), definitions(["val_accuracy", "train_accuracy", "train_loss"]), join(per_run)])
+    return _once(join([metric_table(rows, cols), join(charts), definitions(["val_accuracy", "train_accuracy", "train_loss"]), join(per_run)]))
 
 
 #: One renderer per analysis (``result.json``'s ``"analysis"``); others get :func:`_section_generic`.
@@ -740,6 +740,24 @@ def _section_generic_safe(r: ResultFolder) -> str:
         return join([_figures(r, set()), _tail(r)])
     except Exception:  # pragma: no cover - last resort
         return ""
+
+
+_DEF = re.compile(r"<dt>(.*?)</dt><dd>(.*?)</dd>")
+
+
+def _once(body: str) -> str:
+    """Each glossary definition once per section: a term already defined above is not repeated
+    (the definition lists are our own markup, with escaped text, so a pattern finds them)."""
+    seen: set[str] = set()
+
+    def keep(m: re.Match[str]) -> str:
+        if m.group(1) in seen:
+            return ""
+        seen.add(m.group(1))
+        return m.group(0)
+
+    body = _DEF.sub(keep, body)
+    return body.replace('<dl class="defs"></dl>', "")
 
 
 def _subtitle(r: ResultFolder) -> str:
@@ -813,7 +831,7 @@ def build_report(
         if training is not None and _order(r.analysis) > _order("training"):
             sections.append(training)
             training = None
-        body = _render(r, page)
+        body = _once(_render(r, page))
         if not body.strip():
             body = '<p class="note">This result has no figures, metrics or tables.</p>'
         sections.append((f"sec-{i}", _title(r.analysis) + _subtitle(r), r.rel or ".", body))
