@@ -251,10 +251,9 @@ def _umap(X: np.ndarray, *, random_state: int | None, n_neighbors: int, min_dist
             f"UMAP with n_neighbors={n_neighbors} needs more than {n_neighbors} observations, got {len(X)}. "
             "Use more observations or a smaller n_neighbors."
         )
-    try:
-        import umap  # lazily: numba compiles on first import
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ParameterError("method='umap' needs the umap-learn package: pip install umap-learn") from e
+    from .._optional import require
+
+    umap = require("umap", "method='umap'")  # lazily: numba compiles on first import
     init: Any = "spectral" if initialization is None else np.asarray(initialization, dtype=np.float64)
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state,
                         init=init, n_jobs=n_jobs if random_state is None else 1, **kw)
