@@ -1,0 +1,95 @@
+"""DBN pre-training vs random initialisation on FSDD frames (issue 15, part 1; Mohamed, Hinton & Penn 2012).
+
+Runs :func:`layerscope.dbn.speech.compare_pretraining` for the configurations below and writes the
+result folder plus a markdown table to ``bench/results/``:
+
+* ``main``  — fbank and MFCC, depth 4, width 256, 2 seeds: frame accuracy, per-layer digit / speaker NH;
+* ``depth`` — fbank, depths 2 and 8 (depth 4 comes from ``main``), 2 seeds.
+
+Sizes (to fit minutes on a loaded 2-core machine): every 6th training frame (~19k frames), every
+2nd test frame (~6k), 5 CD-1 epochs per RBM, 5 fine-tuning epochs, NH / probes on 1,000 test frames.
+FSDD is read from ``$LAYERSCOPE_SHARED_DATA/fsdd`` when set, else the bundled copy.
+
+Run:  nice -n 10 python bench/dbn_fsdd.py [--part main|depth|all] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown(doc: dict[str, Any], title: str) -> str:
+    m = doc["metrics"]
+    lines = [f"# {title}", "", f"Parameters: `{json.dumps(doc['parameters'])}`", "",
+             f"Load average at start: {doc.get('load_average')}; wall time {m['seconds']} s.", "",
+             "## Frame accuracy and last-layer NH (mean [min, max] over seeds)", "",
+             "| features | depth | init | seeds | frame acc | recording acc | digit NH last | speaker NH last | "
+             "digit probe last | speaker probe last |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in m["summary"]:
+        def rng(key: str) -> str:
+            return f"{s[key + '_mean']:.3f} [{s[key + '_min']:.3f}, {s[key + '_max']:.3f}]"
+        lines.append(f"| {s['features']} | {s['depth']} | {s['init']} | {s['n_seeds']} | "
+                     f"{s['frame_accuracy_mean']:.3f} [{s['frame_accuracy_min']:.3f}, {s['frame_accuracy_max']:.3f}] | "
+                     f"{s['utterance_accuracy_mean']:.3f} | {rng('nh_digit_last')} | {rng('nh_speaker_last')} | "
+                     f"{rng('probe_digit_last')} | {rng('probe_speaker_last')} |")
+    lines += ["", "## Per layer (every seed)", "",
+              "| features | depth | seed | init | layer | digit NH | speaker NH | digit probe | speaker probe |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["table"]:
+        lines.append(f"| {r['features']} | {r['depth']} | {r['seed']} | {r['init']} | {r['layer']} | "
+                     f"{r['nh_digit']:.3f} | {r['nh_speaker']:.3f} | {r['probe_digit']:.3f} | {r['probe_speaker']:.3f} |")
+    lines += ["", "## CD-1 reconstruction error per layer per epoch (pre-trained runs)", "",
+              "| features | depth | seed | layer | error per epoch |", "|---|---|---|---|---|"]
+    for r in m["runs"]:
+        for i, h in enumerate(r.get("pretrain_history") or [], start=1):
+            lines.append(f"| {r['features']} | {r['depth']} | {r['seed']} | RBM {i} | "
+                         + ", ".join(f"{e['reconstruction_error']:.4f}" for e in h) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", default="all", choices=["main", "depth", "all"])
+    ap.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, depth 2: a smoke run")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from layerscope.data import load_fsdd
+    from layerscope.dbn.speech import compare_pretraining
+
+    shared = os.environ.get("LAYERSCOPE_SHARED_DATA")
+    tar = Path(shared) / "fsdd" / "fsdd_recordings.tar.gz" if shared else None
+    audio = load_fsdd(tar if tar is not None and tar.is_file() else None)
+    parts = {"main": dict(features=("fbank", "mfcc"), depths=(4,)),
+             "depth": dict(features=("fbank",), depths=(2, 8))}
+    todo = ["main", "depth"] if args.part == "all" else [args.part]
+    for part in todo:
+        kw: dict[str, Any] = dict(parts[part])
+        if args.quick:
+            kw.update(features=("fbank",), depths=(2,), seeds=(0,), pretrain_epochs=1, finetune_epochs=1, n_frames=600)
+        load = os.getloadavg()
+        t0 = time.time()
+        res = compare_pretraining(audio, **kw)
+        name = f"dbn_fsdd_{part}{'_quick' if args.quick else ''}"
+        res.doc["load_average"] = [round(v, 2) for v in load]
+        res.save(RESULTS / name)
+        (RESULTS / f"{name}.md").write_text(markdown(res.doc, f"DBN vs random init on FSDD ({part})"))
+        print(f"{part}: {time.time() - t0:.0f} s -> {RESULTS / name}")
+
+
+if __name__ == "__main__":
+    main()
