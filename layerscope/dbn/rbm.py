@@ -238,6 +238,11 @@ class RBM(nn.Module):
             raise ParameterError(f"visible_sampling must be 'mean' or 'sample'; got {visible_sampling!r}.")
         v0 = self._check(v0, self.n_visible, "v0")
         ph0 = self.hidden_probs(v0)
+        if not bool(torch.isfinite(ph0).all()):
+            raise ParameterError(
+                "p(h | v) is not finite: the weights or the data are too large (training diverged?); lower the "
+                "learning rate or standardise the data."
+            )
         if h0 is None:
             h0 = torch.bernoulli(ph0, generator=generator)
         else:
@@ -358,6 +363,11 @@ class RBM(nn.Module):
             for i in range(0, n, batch_size):
                 v0 = x[perm[i: i + batch_size]]
                 with torch.no_grad():
+                    if not bool(torch.isfinite(self.W).all()):
+                        raise ParameterError(
+                            f"RBM training diverged at epoch {epoch} (non-finite weights); lower lr (was {rate}) "
+                            "or standardise the data."
+                        )
                     stats = self.cd_statistics(v0, k, gen, chain=chain, visible_sampling=visible_sampling)
                     for p, key in zip(params, ("W", "vbias", "hbias")):
                         p.grad = -stats[key]  # SGD descends: minus the log-likelihood gradient
@@ -369,9 +379,10 @@ class RBM(nn.Module):
                     chain = stats["v_neg"].detach()
             for p in params:
                 p.grad = None
-            if not bool(torch.isfinite(self.W).all()):
+            if not bool(torch.isfinite(self.W).all()) or not math.isfinite(sq):
                 raise ParameterError(
-                    f"RBM training diverged at epoch {epoch} (non-finite weights); lower lr (was {rate})."
+                    f"RBM training diverged at epoch {epoch} (non-finite weights or reconstructions); lower lr "
+                    f"(was {rate}) or standardise the data."
                 )
             self.history_.append({"epoch": len(self.history_) + 1, "reconstruction_error": sq / max(count, 1),
                                   "free_energy_gap": gap / n})

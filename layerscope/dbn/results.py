@@ -98,7 +98,7 @@ class DBNPretraining(DBNResult):
     """Greedy pre-training of a DBN: reconstruction error per layer per epoch (``dbn pretrain``).
 
     ``metrics``: ``history`` (per layer, per epoch: ``reconstruction_error``, ``free_energy_gap``),
-    ``final_reconstruction_error`` per layer, ``falling`` per layer (last epoch's error below the
+    ``final_reconstruction_error`` and ``mean_activity`` (mean p(h | .) on the data: ~0 = a dead layer) per layer, ``falling`` per layer (last epoch's error below the
     first's). ``dbn`` holds the trained :class:`~.rbm.DBN` (also after :meth:`load`, from
     ``dbn.safetensors``).
     """

@@ -76,6 +76,8 @@ def pretrain_dbn(
     dbn = DBN([x.shape[1], *sizes], visible=visible, random_state=random_state)  # type: ignore[arg-type]
     dbn.fit(x, epochs=epochs, lr=lr, random_state=random_state, progress=progress, **rbm_options)
     hist = dbn.history_
+    # a layer whose units are all ~0 (or ~1) on the data carries nothing up: say so in the metrics
+    activity = [float(a.mean()) for a in dbn.up(x[:2000])]
     shape = list(getattr(data, "input_shape", None) or list(np.shape(getattr(data, "x", data))[1:]))
     doc = {
         "model": {"class": "DBN", **dbn.config()},
@@ -87,6 +89,7 @@ def pretrain_dbn(
         "metrics": {
             "history": hist,
             "final_reconstruction_error": [h[-1]["reconstruction_error"] if h else None for h in hist],
+            "mean_activity": activity,
             "falling": [bool(len(h) > 1 and h[-1]["reconstruction_error"] < h[0]["reconstruction_error"]) for h in hist],
         },
     }
