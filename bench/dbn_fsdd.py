@@ -3,11 +3,12 @@
 Runs :func:`layerscope.dbn.speech.compare_pretraining` for the configurations below and writes the
 result folder plus a markdown table to ``bench/results/``:
 
-* ``main``  — fbank and MFCC, depth 4, width 256, 2 seeds: frame accuracy, per-layer digit / speaker NH;
+* ``main``  — fbank and MFCC, depth 4, width 128, 2 seeds: frame accuracy, per-layer digit / speaker NH;
 * ``depth`` — fbank, depths 2 and 8 (depth 4 comes from ``main``), 2 seeds.
 
-Sizes (to fit minutes on a loaded 2-core machine): every 6th training frame (~19k frames), every
-2nd test frame (~6k), 5 CD-1 epochs per RBM, 5 fine-tuning epochs, NH / probes on 1,000 test frames.
+Sizes (to fit a 2-core machine shared by many jobs, load average 15-25 while it ran): width 128,
+every 12th training frame (~9.6k frames), every 3rd test frame (~4k), 3 CD-1 epochs per RBM, 3
+fine-tuning epochs (Adam, lr 1e-3, both initialisations), NH / probes on 600 test frames.
 FSDD is read from ``$LAYERSCOPE_SHARED_DATA/fsdd`` when set, else the bundled copy.
 
 Run:  nice -n 10 python bench/dbn_fsdd.py [--part main|depth|all] [--quick]
@@ -78,7 +79,8 @@ def main() -> None:
              "depth": dict(features=("fbank",), depths=(2, 8))}
     todo = ["main", "depth"] if args.part == "all" else [args.part]
     for part in todo:
-        kw: dict[str, Any] = dict(parts[part])
+        kw: dict[str, Any] = dict(parts[part], width=128, frame_step=12, test_frame_step=3, pretrain_epochs=3,
+                                  finetune_epochs=3, n_frames=600)
         if args.quick:
             kw.update(features=("fbank",), depths=(2,), seeds=(0,), pretrain_epochs=1, finetune_epochs=1, n_frames=600)
         load = os.getloadavg()

@@ -1,18 +1,20 @@
 """An MNIST DBN: CD reconstruction error per layer per epoch, and Erhan et al.'s views of its units
 (issue 15, part 1; Erhan, Bengio, Courville & Vincent 2009).
 
+Sizes fit a 2-core machine shared by many jobs (load average 15-25 while it ran).
+
 1. Greedy CD-1 pre-training of a 784-500-500-500 DBN (Hinton et al. 2006 used 500-500-2000; a 1000-unit third RBM
    trained at lr 0.1 turned every unit off in a trial run, see the report) on
-   the first 10,000 MNIST training images (pixels / 255, Bernoulli visibles), 10 epochs per RBM,
+   the first 3,000 MNIST training images (pixels / 255, Bernoulli visibles), 5 epochs per RBM,
    mini-batches of 100, lr 0.1, momentum 0.5 then 0.9, weight cost 0.0002 -> the reconstruction error
    per layer per epoch (and a PCD-1 run of the first RBM beside CD-1 and CD-5 for comparison).
-2. For units 0-9 of layers 1-3: activation maximization (``maximize``, Erhan's method: gradient ascent
-   with ||x|| = rho, rho = median norm of the images, 200 steps, 3 restarts), the sampling view (unit
-   clamped on in the top RBM, 200 Gibbs steps, 32 chains started from the data's up-pass, mean-field
+2. For units 0-7 of layers 1-3: activation maximization (``maximize``, Erhan's method: gradient ascent
+   with ||x|| = rho, rho = median norm of the images, 100 steps, 3 restarts), the sampling view (unit
+   clamped on in the top RBM, 100 Gibbs steps, 32 chains started from the data's up-pass, mean-field
    down-pass) and the linear combination of lower filters; PNG grids and the views' correlations.
 3. The DBN fine-tuned as a classifier (``to_mlp(10)``) vs a randomly initialised DBNNet of the same
    shape, 3 epochs of Adam (lr 1e-3; SGD lr 0.1 with momentum 0.9 left the random sigmoid net at chance in a trial)
-   on the 10,000 images, test accuracy on the 10,000 test images.
+   on the 3,000 images, test accuracy on the 10,000 test images.
 
 MNIST is read from ``$LAYERSCOPE_SHARED_DATA/mnist`` when set, else the bundled copy.
 Run:  nice -n 10 python bench/dbn_mnist.py [--quick]
@@ -48,8 +50,8 @@ def main() -> None:
     root = Path(shared) / "mnist" if shared and (Path(shared) / "mnist").is_dir() else None
     train_set = load_mnist(root, "train")
     test_set = load_mnist(root, "test")
-    n = 2000 if args.quick else 10000
-    epochs = 2 if args.quick else 10
+    n = 1000 if args.quick else 3000
+    epochs = 2 if args.quick else 5
     sizes = [500, 500, 500]
     sub = train_set.subset(range(n))
     load = [round(v, 2) for v in os.getloadavg()]
@@ -73,8 +75,8 @@ def main() -> None:
     out["first_layer_variants"] = variants
     # Erhan's views
     t = time.time()
-    units = dbn_units(pre.dbn, layers=(1, 2, 3), units=range(10), data=sub.x[:2000], n_chains=32,
-                      n_gibbs=50 if args.quick else 200, steps=100 if args.quick else 200, restarts=3, random_state=0)
+    units = dbn_units(pre.dbn, layers=(1, 2, 3), units=range(8), data=sub.x[:2000], n_chains=32,
+                      n_gibbs=50 if args.quick else 100, steps=50 if args.quick else 100, restarts=3, random_state=0)
     units.save(RESULTS / "dbn_mnist_units")
     out["units_seconds"] = round(time.time() - t, 1)
     out["units"] = units.metrics["layers"]
@@ -98,7 +100,7 @@ def main() -> None:
               "mean free energy, 2,000 test images |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['lr']} | {v['reconstruction_error'][0]:.4f} -> {v['reconstruction_error'][-1]:.4f} | "
               f"{v['test_free_energy_mean']:.2f} |" for k, v in variants.items()]
-    lines += ["", "Erhan's views of units 0-9 (figures in dbn_mnist_units/)", "",
+    lines += ["", "Erhan's views of units 0-7 (figures in dbn_mnist_units/)", "",
               "| layer | max activation (maximize) | data max | restart consistency | corr(max, sampling) | "
               "corr(max, sampling - layer mean) | corr(max, linear) |", "|---|---|---|---|---|---|---|"]
     for r in out["units"]:

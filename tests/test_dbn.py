@@ -116,21 +116,26 @@ def test_one_training_step_is_sgd_on_the_cd_statistics() -> None:
 def test_reconstruction_error_falls_on_real_mnist() -> None:
     from layerscope.data import load_mnist
 
-    x = load_mnist(split="test").x[:600]
+    x = load_mnist(split="test").x[:400]
     for persistent in (False, True):
-        rbm = RBM(784, 64, random_state=0).fit(x, epochs=4, batch_size=20, persistent=persistent,
+        rbm = RBM(784, 32, random_state=0).fit(x, epochs=4, batch_size=20, persistent=persistent,
                                                lr=0.1 if not persistent else 0.02, random_state=0)
         errs = [e["reconstruction_error"] for e in rbm.history_]
-        # CD-1 lowers the reconstruction error fast; PCD (not aimed at it, smaller rate) more slowly
-        assert len(errs) == 4 and errs[-1] < (0.95 if persistent else 0.8) * errs[0], errs
+        # CD-1 lowers the reconstruction error at every epoch; PCD (not aimed at it, smaller rate) more slowly
+        assert len(errs) == 4 and errs[-1] < (1.0 if persistent else 0.9) * errs[0], errs
+        if not persistent:
+            assert all(b < a for a, b in zip(errs, errs[1:])), errs
+        # the model prefers real digits to the same pixels shuffled (lower free energy)
+        shuffled = x.reshape(400, -1)[:, torch.randperm(784, generator=torch.Generator().manual_seed(0))]
+        assert float(rbm.free_energy(x.reshape(400, -1)).mean()) < float(rbm.free_energy(shuffled).mean())
         assert all(math.isfinite(e["free_energy_gap"]) for e in rbm.history_)
     # a DBN: every layer's error falls; the data's free energy is below that of shuffled pixels
-    dbn = DBN([784, 64, 32], random_state=0).fit(x, epochs=3, batch_size=50)
+    dbn = DBN([784, 32, 16], random_state=0).fit(x, epochs=3, batch_size=40)
     for hist in dbn.history_:
         assert hist[-1]["reconstruction_error"] < hist[0]["reconstruction_error"]
-    noise = x.reshape(600, -1)[:, torch.randperm(784, generator=torch.Generator().manual_seed(0))]
+    noise = x.reshape(400, -1)[:, torch.randperm(784, generator=torch.Generator().manual_seed(0))]
     r1 = dbn.rbms[0]
-    assert float(r1.free_energy(x.reshape(600, -1)).mean()) < float(r1.free_energy(noise).mean())
+    assert float(r1.free_energy(x.reshape(400, -1)).mean()) < float(r1.free_energy(noise).mean())
 
 
 def test_to_mlp_forward_equals_the_up_pass_and_is_a_copy() -> None:

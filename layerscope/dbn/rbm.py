@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, cast
 
 import numpy as np
 import torch
@@ -475,8 +475,13 @@ class DBN(nn.Module):
         self.visible = visible
 
     @property
+    def rbm_list(self) -> list[RBM]:
+        """The RBMs, first (input side) to last, typed."""
+        return [cast(RBM, r) for r in self.rbms]
+
+    @property
     def history_(self) -> list[list[dict[str, float]]]:
-        return [list(r.history_) for r in self.rbms]
+        return [list(r.history_) for r in self.rbm_list]
 
     @property
     def depth(self) -> int:
@@ -510,7 +515,7 @@ class DBN(nn.Module):
         lr_l = _per_layer("lr", lr, self.depth)
         x = as_matrix(data, self.sizes[0])
         seed = 0 if random_state is None else int(random_state)
-        for i, rbm in enumerate(self.rbms):
+        for i, rbm in enumerate(self.rbm_list):
             rbm.fit(x, epochs=int(epochs_l[i]), lr=lr_l[i], random_state=seed + 1000 * i, progress=progress,  # type: ignore[arg-type]
                     desc=f"RBM {i + 1} ({rbm.n_visible}x{rbm.n_hidden})", **rbm_options)
             x = rbm.transform(x)
@@ -521,7 +526,7 @@ class DBN(nn.Module):
         x = as_matrix(data, self.sizes[0])
         out = []
         with torch.no_grad():
-            for rbm in self.rbms:
+            for rbm in self.rbm_list:
                 x = rbm.hidden_probs(x)
                 out.append(x)
         return out
@@ -534,7 +539,7 @@ class DBN(nn.Module):
             raise ParameterError(f"from_layer must be 1..{self.depth}; got {from_layer}.")
         x = h
         with torch.no_grad():
-            for rbm in reversed(list(self.rbms)[:from_layer]):
+            for rbm in reversed(self.rbm_list[:from_layer]):
                 x = rbm.visible_mean(x)
         return x
 
@@ -551,7 +556,7 @@ class DBN(nn.Module):
             raise InputShapeError(f"input_shape {shape} has {math.prod(shape)} values; the DBN's input has {self.sizes[0]}.")
         net = DBNNet(shape, self.sizes[1:], n_classes, random_state=random_state)
         with torch.no_grad():
-            for i, rbm in enumerate(self.rbms, start=1):
+            for i, rbm in enumerate(self.rbm_list, start=1):
                 fc = getattr(net, f"fc{i}")
                 fc.weight.copy_(rbm.W.T)
                 fc.bias.copy_(rbm.hbias)
@@ -559,7 +564,7 @@ class DBN(nn.Module):
 
     def state(self) -> dict[str, torch.Tensor]:
         """Tensors only (``rbm{i}.W`` / ``.vbias`` / ``.hbias``), for safetensors."""
-        return {f"rbm{i}.{k}": v.detach().clone() for i, r in enumerate(self.rbms, 1)
+        return {f"rbm{i}.{k}": v.detach().clone() for i, r in enumerate(self.rbm_list, 1)
                 for k, v in (("W", r.W), ("vbias", r.vbias), ("hbias", r.hbias))}
 
     def config(self) -> dict[str, Any]:
@@ -578,7 +583,7 @@ class DBN(nn.Module):
         if set(want) != set(state):
             raise WeightsError(f"DBN weights hold {sorted(state)}; expected {sorted(want)}.")
         with torch.no_grad():
-            for i, r in enumerate(dbn.rbms, 1):
+            for i, r in enumerate(dbn.rbm_list, 1):
                 for k in ("W", "vbias", "hbias"):
                     t = state[f"rbm{i}.{k}"]
                     p = getattr(r, k)

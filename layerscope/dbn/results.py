@@ -83,7 +83,7 @@ class DBNResult(AnalysisResult):
             except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
                 raise DataError(f"{p} is corrupt or truncated ({err}); re-run the analysis.") from None
             shapes = doc.get("array_shapes") or {}
-            bad = [k for k in set(shapes) | set(arrays) if list(np.shape(arrays.get(k))) != shapes.get(k)]
+            bad = [k for k in set(shapes) | set(arrays) if k not in arrays or list(arrays[k].shape) != shapes.get(k)]
             if bad:
                 raise DataError(f"{p} does not match result.json for arrays {sorted(bad)}; the folder mixes two runs.")
         return doc, arrays
@@ -98,7 +98,8 @@ class DBNPretraining(DBNResult):
     """Greedy pre-training of a DBN: reconstruction error per layer per epoch (``dbn pretrain``).
 
     ``metrics``: ``history`` (per layer, per epoch: ``reconstruction_error``, ``free_energy_gap``),
-    ``final_reconstruction_error`` and ``mean_activity`` (mean p(h | .) on the data: ~0 = a dead layer) per layer, ``falling`` per layer (last epoch's error below the
+    ``final_reconstruction_error`` and ``mean_activity`` (mean p(h | .) on the data: ~0 = a dead
+    layer) per layer, ``falling`` per layer (last epoch's error below the
     first's). ``dbn`` holds the trained :class:`~.rbm.DBN` (also after :meth:`load`, from
     ``dbn.safetensors``).
     """

@@ -168,14 +168,15 @@ def compare_pretraining(
                 sel = [r for r in runs if r["features"] == feat and r["depth"] == depth and r["init"] == init]
                 last = [r for r in table if r["features"] == feat and r["depth"] == depth and r["init"] == init
                         and r["layer_index"] == depth]
-                acc = np.array([r["frame_accuracy"] for r in sel])
+                accs = np.array([r["frame_accuracy"] for r in sel])
                 s: dict[str, Any] = {"features": feat, "depth": depth, "init": init, "n_seeds": len(sel),
-                                     "frame_accuracy_mean": float(acc.mean()), "frame_accuracy_min": float(acc.min()),
-                                     "frame_accuracy_max": float(acc.max()),
+                                     "frame_accuracy_mean": float(accs.mean()), "frame_accuracy_min": float(accs.min()),
+                                     "frame_accuracy_max": float(accs.max()),
                                      "utterance_accuracy_mean": float(np.mean([r["utterance_accuracy"] for r in sel]))}
                 for key in ("nh_digit", "nh_speaker", "probe_digit", "probe_speaker"):
-                    v = np.array([r[key] for r in last])
-                    s[f"{key}_last_mean"], s[f"{key}_last_min"], s[f"{key}_last_max"] = float(v.mean()), float(v.min()), float(v.max())
+                    vals = np.array([r[key] for r in last])
+                    s[f"{key}_last_mean"] = float(vals.mean())
+                    s[f"{key}_last_min"], s[f"{key}_last_max"] = float(vals.min()), float(vals.max())
                 summary.append(s)
     inp = [r for r in table if r["layer_index"] == 0]
     doc = {

@@ -135,7 +135,7 @@ def sample_units(
     _check_int("n_chains", n_chains, 1)
     _check_int("n_gibbs", n_gibbs, 1)
     gen = _generator(random_state)
-    top = dbn.rbms[layer - 1]
+    top = dbn.rbm_list[layer - 1]
     b = len(us) * n_chains
     with torch.no_grad():
         if data is not None:
@@ -164,8 +164,8 @@ def linear_views(dbn: DBN, layer: int, units: Sequence[int]) -> np.ndarray:
     _check_layer(dbn, layer)
     us = _check_units(dbn, layer, units)
     with torch.no_grad():
-        m = dbn.rbms[layer - 1].W[:, us]
-        for rbm in reversed(list(dbn.rbms)[: layer - 1]):
+        m = dbn.rbm_list[layer - 1].W[:, us]
+        for rbm in reversed(dbn.rbm_list[: layer - 1]):
             m = rbm.W @ m
     return m.T.numpy().copy()
 
