@@ -263,6 +263,11 @@ def test_cli_pretrain_then_sample(tmp_path) -> None:
     res = DBNUnits.load(tmp_path / "units")
     assert res.parameters["units"] == {"1": [0, 1, 2], "2": [0, 1, 2]}
     assert res.parameters["image_shape"] == [1, 4, 4]
-    with pytest.raises(SystemExit) as ex:
-        main(["dbn", "sample", "--model", str(tmp_path / "pre"), "--units", "0-99", "--out", str(tmp_path / "bad")])
-    assert ex.value.code == 2
+    for bad in (["dbn", "sample", "--model", str(tmp_path / "pre"), "--units", "0-99", "--out", str(tmp_path / "bad")],
+                ["dbn", "sample", "--model", str(tmp_path / "pre"), "--units", "a-b", "--out", str(tmp_path / "bad")],
+                ["dbn", "pretrain", "--data", f"npz:{tmp_path / 'd.npz'}", "--sizes", "", "--out", str(tmp_path / "bad")],
+                ["dbn", "fsdd", "--data", f"npz:{tmp_path / 'd.npz'}", "--out", str(tmp_path / "bad")]):
+        with pytest.raises(SystemExit) as ex:
+            main(bad)
+        assert ex.value.code == 2
+    assert not (tmp_path / "bad" / "result.json").exists()

@@ -80,7 +80,7 @@ def plot_depth(runs: Sequence[dict[str, Any]]) -> Figure:
 
 
 def plot_unit_views(views: dict[str, np.ndarray], image_shape: Sequence[int], units: Sequence[int], title: str) -> Figure:
-    """Rows = views (maximize, sampling, linear), columns = units; each image scaled to its own range."""
+    """Rows = views (maximize, sampling, ..., linear), columns = units; each image scaled to its own range."""
     names = list(views)
     n_units = max(len(v) for v in views.values())
     fig = Figure(figsize=(0.9 * n_units + 1.2, 1.0 * len(names) + 0.5))

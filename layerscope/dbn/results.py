@@ -172,10 +172,14 @@ class DBNUnits(DBNResult):
                      if f"{m}_{layer}" in self.arrays}
             if not views:
                 continue
+            if "sampling" in views and len(views["sampling"]) > 1:
+                # every chain drifts towards the average digit; the contrast shows what is unit-specific
+                views["sampling - mean"] = views["sampling"] - views["sampling"].mean(0, keepdims=True)
             units = self.parameters.get("units", {}).get(str(layer), [])
             specs.append((f"units_layer{layer}", plot_unit_views(views, shape, units, f"DBN layer {layer}"),
                           f"DBN layer {layer}: maximization, sampling and linear combination",
                           "Rows: activation maximization on the mean-field up-pass (||x|| = rho), the mean of samples "
-                          "with the unit clamped on (Gibbs in the top RBM, mean-field down-pass), and the linear "
-                          "combination of lower filters. Each image scaled to its own range."))
+                          "with the unit clamped on (Gibbs in the top RBM, mean-field down-pass), the same minus "
+                          "its mean over the layer's units shown, and the linear combination of lower filters. "
+                          "Each image scaled to its own range."))
         return specs
