@@ -174,7 +174,10 @@ class DBNUnits(DBNResult):
                 continue
             if "sampling" in views and len(views["sampling"]) > 1:
                 # every chain drifts towards the average digit; the contrast shows what is unit-specific
-                views["sampling - mean"] = views["sampling"] - views["sampling"].mean(0, keepdims=True)
+                contrast = views["sampling"] - views["sampling"].mean(0, keepdims=True)
+                order = [m for m in ("maximize", "sampling") if m in views] + ["sampling - mean"] + (
+                    ["linear"] if "linear" in views else [])
+                views = {m: contrast if m == "sampling - mean" else views[m] for m in order}
             units = self.parameters.get("units", {}).get(str(layer), [])
             specs.append((f"units_layer{layer}", plot_unit_views(views, shape, units, f"DBN layer {layer}"),
                           f"DBN layer {layer}: maximization, sampling and linear combination",
