@@ -90,6 +90,7 @@ def main() -> None:
         res = compare_pretraining(audio, **kw)
         name = f"dbn_fsdd_{part}{'_quick' if args.quick else ''}"
         res.doc["load_average"] = [round(v, 2) for v in load]
+        res.doc["data"] = "fsdd (shared data copy), all recordings"  # no machine paths in results
         res.save(RESULTS / name)
         (RESULTS / f"{name}.md").write_text(markdown(res.doc, f"DBN vs random init on FSDD ({part})"))
         print(f"{part}: {time.time() - t0:.0f} s -> {RESULTS / name}")
