@@ -5,6 +5,7 @@ result folder plus a markdown table to ``bench/results/``:
 
 * ``main``  — fbank and MFCC, depth 4, width 128, 2 seeds: frame accuracy, per-layer digit / speaker NH;
 * ``long``  — as ``main`` with 10 fine-tuning epochs instead of 3 (does the gap close with training?);
+* ``long_seed2`` — ``long`` for a third seed; ``depth_long`` — ``depth`` with 10 fine-tuning epochs;
 * ``depth`` — fbank, depths 2 and 8 (depth 4 comes from ``main``), 2 seeds.
 
 Sizes (to fit a 2-core machine shared by many jobs, load average 15-25 while it ran): width 128,
@@ -65,7 +66,7 @@ def markdown(doc: dict[str, Any], title: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", default="all", choices=["main", "depth", "long", "all"])
+    ap.add_argument("--part", default="all", choices=["main", "depth", "long", "long_seed2", "depth_long", "all"])
     ap.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, depth 2: a smoke run")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -78,8 +79,10 @@ def main() -> None:
     audio = load_fsdd(tar if tar is not None and tar.is_file() else None)
     parts = {"main": dict(features=("fbank", "mfcc"), depths=(4,)),
              "depth": dict(features=("fbank",), depths=(2, 8)),
-             "long": dict(features=("fbank", "mfcc"), depths=(4,), finetune_epochs=10)}
-    todo = ["main", "depth", "long"] if args.part == "all" else [args.part]
+             "long": dict(features=("fbank", "mfcc"), depths=(4,), finetune_epochs=10),
+             "long_seed2": dict(features=("fbank", "mfcc"), depths=(4,), finetune_epochs=10, seeds=(2,)),
+             "depth_long": dict(features=("fbank",), depths=(2, 8), finetune_epochs=10)}
+    todo = ["main", "depth", "long", "long_seed2", "depth_long"] if args.part == "all" else [args.part]
     for part in todo:
         kw: dict[str, Any] = dict(dict(width=128, frame_step=12, test_frame_step=3, pretrain_epochs=3,
                                        finetune_epochs=3, n_frames=600), **parts[part])
