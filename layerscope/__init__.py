@@ -104,6 +104,16 @@ EXPORTS: dict[str, str] = {
     "SpeakerEmbeddings": ".speech",
     "speech_topk": ".speech",
     "SpeechTopK": ".speech",
+    # deep belief networks (Hinton et al. 2006; Mohamed et al. 2012; Erhan et al. 2009)
+    "RBM": ".dbn",
+    "DBN": ".dbn",
+    "DBNNet": ".dbn",
+    "pretrain_dbn": ".dbn",
+    "DBNPretraining": ".dbn",
+    "dbn_units": ".dbn",
+    "DBNUnits": ".dbn",
+    "compare_pretraining": ".dbn",
+    "DBNComparison": ".dbn",
     # layer transferability (Yosinski et al. 2014)
     "GridConfig": ".transfer",
     "run_grid": ".transfer",
