@@ -118,6 +118,8 @@ EXPORTS: dict[str, str] = {
     "TextOcclusionResult": ".text",
     "text_maximize": ".text",
     "TextMaxResult": ".text",
+    "text_transfer": ".text",
+    "TextTransferResult": ".text",
     "TextDataset": ".data",
     # the HTML report and the demo
     "build_report": ".report",
@@ -245,9 +247,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TextOcclusionResult,
         TextSeparabilityResult,
         TextTopKResult,
+        TextTransferResult,
         text_maximize,
         text_occlusion,
         text_separability,
         text_topk,
+        text_transfer,
     )
     from .transfer import GridConfig, TransferResult, resume_grid, run_grid
