@@ -126,11 +126,11 @@ def resolve_text_tasks(
     else:
         if len(task_b) < 2:
             raise DataError(f"task B needs at least two groups of classes; got {list(task_b)}.")
-        for g, names in task_b.items():
+        for g, given in task_b.items():
             if not str(g).strip():
                 raise DataError("task B group names must be non-empty.")
             got = []
-            for nm in names:
+            for nm in given:
                 c = _match(str(nm), present)
                 if c is None:
                     raise DataError(f"task B group {g!r} names {nm!r}, which is not a class of the data; "
@@ -667,18 +667,18 @@ def text_transfer(
         raise ParameterError(f"a_epochs must be a positive integer; got {a_epochs!r}.")
     if not 0.0 < val_fraction < 0.9:
         raise ParameterError(f"val_fraction must lie in (0, 0.9); got {val_fraction}.")
-    for name, v in (("lr", lr), ("head_lr", head_lr)):
-        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-            raise ParameterError(f"{name} must be a positive number; got {v!r}.")
+    for name, rate in (("lr", lr), ("head_lr", head_lr)):
+        if not (isinstance(rate, (int, float)) and np.isfinite(rate) and rate > 0):
+            raise ParameterError(f"{name} must be a positive number; got {rate!r}.")
     bad = [b for b in bases if b not in BASES]
     if bad or not bases or len(set(bases)) != len(bases):
         raise ParameterError(f"bases must be distinct values among {', '.join(BASES)}; got {list(bases)}.")
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ParameterError(f"seeds must be distinct integers, at least one; got {seeds}.")
-    for name, v in (("per_class", per_class), ("test_per_class", test_per_class)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 2):
-            raise ParameterError(f"{name} must be an integer >= 2 or None; got {v!r}.")
+    for name, cap in (("per_class", per_class), ("test_per_class", test_per_class)):
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 2):
+            raise ParameterError(f"{name} must be an integer >= 2 or None; got {cap!r}.")
     _, _, enc_layers = encoder_parts(model)
     n_layers = len(enc_layers)
     ns = list(range(n_layers + 1)) if layers is None else [int(n) for n in layers]
