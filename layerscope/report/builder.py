@@ -40,6 +40,7 @@ from ._html import (
     table,
 )
 from ._scatter import find_point_sets, point_spec, sprite_png
+from ._text import TEXT_SECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -541,6 +542,8 @@ RENDERERS: dict[str, Callable[[ResultFolder, _Page], str]] = {
     "probe": _section_probe,
     "cka": _section_cka,
 }
+# the text analyses (report/_text.py): their own parts, then figures, metrics and parameters
+RENDERERS.update({a: (lambda r, page, _f=f: join([_f(r), _section_generic_safe(r)])) for a, f in TEXT_SECTIONS.items()})
 
 
 def _render(r: ResultFolder, page: _Page) -> str:
