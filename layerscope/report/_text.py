@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from ._html import esc, fmt, is_number, is_records, join, line_chart, table
 
@@ -28,6 +28,10 @@ WINDOW = 10
 class _Result(Protocol):
     doc: dict[str, Any]
     folder: Path
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
 
 
 def _num(v: Any) -> float | None:
@@ -68,7 +72,7 @@ def section_text_separability(r: _Result) -> str:
     doc = r.doc
     rows = [row for row in doc.get("table") or [] if isinstance(row, dict)]
     layers = [str(x) for x in doc.get("layers") or []]
-    m = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
+    m = _dict(doc.get("metrics"))
     parts = []
     said = [f"{esc(p)} pooling: <b>{esc(m.get(f'separates_most_{p}'))}</b> (probe {fmt(m.get(f'best_probe_accuracy_{p}'))})"
             for p in doc.get("poolings") or [] if m.get(f"separates_most_{p}") is not None]
@@ -98,9 +102,9 @@ def section_text_topk(r: _Result) -> str:
     """Per layer and unit: the summary line, then each top context with its tokens shaded by activation."""
     doc = r.doc
     classes = doc.get("classes")
-    contexts = doc.get("contexts") if isinstance(doc.get("contexts"), dict) else {}
-    summaries = doc.get("summaries") if isinstance(doc.get("summaries"), dict) else {}
-    units = doc.get("units") if isinstance(doc.get("units"), dict) else {}
+    contexts = _dict(doc.get("contexts"))
+    summaries = _dict(doc.get("summaries"))
+    units = _dict(doc.get("units"))
     parts = [f"<p>Tokens shaded by the unit's activation (darkest = the text's peak, in bold); hover a token for its "
              f"value. Lexname purity of the top-{esc(doc.get('k'))}: chance {fmt(doc.get('purity_chance'))}.</p>"]
     for layer in doc.get("layers") or []:
@@ -131,7 +135,7 @@ def section_text_topk(r: _Result) -> str:
 def section_text_occlusion(r: _Result) -> str:
     """Each text's tokens shaded by the target's change when occluded (red: supported it, blue: against)."""
     doc = r.doc
-    target = doc.get("target") if isinstance(doc.get("target"), dict) else {}
+    target = _dict(doc.get("target"))
     what = "; ".join(f"{k}: {v}" for k, v in target.items() if isinstance(v, (str, int, float)))
     parts = [f"<p>Target: {esc(what)}. Each token is shaded by the change of the target when it is occluded "
              "(n-grams: the mean change of the spans covering it); red = the token supported the target, blue = it "
@@ -183,11 +187,11 @@ def section_text_transfer(r: _Result) -> str:
     doc = r.doc
     summary = [s for s in doc.get("summary") or [] if isinstance(s, dict)]
     effects = {e.get("n"): e.get("finetuning_effect") for e in doc.get("effects") or [] if isinstance(e, dict)}
-    task_b = doc.get("task_b") if isinstance(doc.get("task_b"), Mapping) else {}
+    task_b = _dict(doc.get("task_b"))
     groups = "; ".join(f"{g}: {', '.join(str(c).removeprefix('noun.') for c in v)}" for g, v in task_b.items()
                        if isinstance(v, list))
     task_a = ", ".join(str(c).removeprefix("noun.") for c in doc.get("task_a") or [])
-    m = doc.get("metrics") if isinstance(doc.get("metrics"), dict) else {}
+    m = _dict(doc.get("metrics"))
     parts = [f"<p>Task B ({esc(groups)}); task A: {esc(task_a)}. Embeddings and the first n encoder layers are copied "
              "from the base and frozen; the layers above and a linear head are trained on B; the epoch is chosen on "
              f"held-out training texts and the test accuracy reported. Majority class on B's test texts: "
@@ -204,7 +208,7 @@ def section_text_transfer(r: _Result) -> str:
         series["majority class"] = [(min(xs), chance), (max(xs), chance)]
     parts.append(line_chart(series, title="Test accuracy on task B vs n frozen layers (mean over seeds)",
                             xlabel="n frozen encoder layers", ylabel="test accuracy"))
-    ns = sorted({s.get("n") for s in summary if is_number(s.get("n"))})
+    ns = sorted({int(s["n"]) for s in summary if is_number(s.get("n"))})
     rows = []
     for n in ns:
         row: dict[str, Any] = {"n frozen": n}

@@ -542,8 +542,14 @@ RENDERERS: dict[str, Callable[[ResultFolder, _Page], str]] = {
     "probe": _section_probe,
     "cka": _section_cka,
 }
-# the text analyses (report/_text.py): their own parts, then figures, metrics and parameters
-RENDERERS.update({a: (lambda r, page, _f=f: join([_f(r), _section_generic_safe(r)])) for a, f in TEXT_SECTIONS.items()})
+
+
+def _text_section(fn: Callable[[Any], str]) -> Callable[[ResultFolder, _Page], str]:
+    """A text analysis (report/_text.py): its own parts, then figures, metrics and parameters."""
+    return lambda r, page: join([fn(r), _section_generic_safe(r)])
+
+
+RENDERERS.update({a: _text_section(f) for a, f in TEXT_SECTIONS.items()})
 
 
 def _render(r: ResultFolder, page: _Page) -> str:
