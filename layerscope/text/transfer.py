@@ -338,6 +338,7 @@ class _Fit:
     val_accuracy: float
     test_accuracy: float
     seconds: float
+    cpu_seconds: float
     state: dict[str, torch.Tensor] | None = None
 
 
@@ -405,7 +406,7 @@ def _fit(cell: _Cell, tokenize: Callable[[list[str]], dict[str, torch.Tensor]], 
          val_rows: np.ndarray, test: _Task, feats: tuple[_Features, _Features] | None, *, epochs: int, lr: float,
          head_lr: float, batch_size: int, seed: int, keep_state: bool = False) -> _Fit:
     """Train ``cell`` on ``task`` (rows ``train_rows``), keep the epoch of best validation accuracy, test it."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     groups = [{"params": list(cell.trainable.parameters()), "lr": lr}, {"params": list(cell.head.parameters()), "lr": head_lr}]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.01)
     loss_fn = nn.CrossEntropyLoss()
@@ -436,7 +437,8 @@ def _fit(cell: _Cell, tokenize: Callable[[list[str]], dict[str, torch.Tensor]], 
     cell.load(best[2])
     test_feats = feats[1] if feats is not None else None
     test_acc = cell.accuracy(tokenize, test.texts, test_feats, np.arange(len(test.texts)), test.labels, batch_size)
-    return _Fit(val_curve, losses, best[1], best[0], test_acc, time.perf_counter() - t0, best[2] if keep_state else None)
+    return _Fit(val_curve, losses, best[1], best[0], test_acc, time.perf_counter() - t0,
+                time.process_time() - c0, best[2] if keep_state else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,7 +460,8 @@ class TextTransferResult(AnalysisResult):
     table
         One row per trained network on task B: ``condition`` (``PnB``/``AnB``), ``base``, ``n``,
         ``seed``, ``val_accuracy`` (best epoch), ``best_epoch``, ``test_accuracy``, ``val_curve``,
-        ``train_loss``, ``cached``, ``seconds``.
+        ``train_loss``, ``cached``, ``seconds`` (wall) and ``cpu_seconds`` (process CPU time; the fair
+        measure on a shared machine).
     base_a
         One row per seed for the A-finetuned base: ``seed``, ``val_accuracy``, ``best_epoch``,
         ``test_accuracy`` (on task A's test texts), ``seconds``.
@@ -714,7 +717,7 @@ def text_transfer(
 
     table: list[dict[str, Any]] = []
     base_a: list[dict[str, Any]] = []
-    cache_seconds = 0.0
+    cache_seconds = cache_cpu = 0.0
     kw = dict(epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size)
     jobs: list[tuple[str, int | None]] = []
     if "pretrained" in bases:
@@ -741,12 +744,13 @@ def text_transfer(
             for n in ns:
                 feats = None
                 if cache:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     source.eval()
                     base_mod, emb, lay = encoder_parts(source)
                     feats = (_cache(tokenize, base_mod, emb, lay, task_B.texts, n, batch_size),
                              _cache(tokenize, base_mod, emb, lay, test_B.texts, n, batch_size))
                     cache_seconds += time.perf_counter() - t0
+                    cache_cpu += time.process_time() - c0
                 for seed in cell_seeds:
                     cell = _Cell(source, n, len(b_groups), seed)
                     fit = _fit(cell, tokenize, task_B, b_train, b_val, test_B, feats, **kw, seed=seed)  # type: ignore[arg-type]
@@ -755,6 +759,7 @@ def text_transfer(
                         "condition": CONDITIONS[base_name], "base": base_name, "n": n, "seed": seed,
                         "val_accuracy": fit.val_accuracy, "best_epoch": fit.best_epoch, "test_accuracy": fit.test_accuracy,
                         "val_curve": fit.val_curve, "train_loss": fit.train_loss, "cached": bool(cache), "seconds": fit.seconds,
+                        "cpu_seconds": fit.cpu_seconds,
                     })
     for _ in bar:  # finish the progress bar
         pass
@@ -766,6 +771,7 @@ def text_transfer(
         "n_train_a": int(len(a_train)) if a_train is not None else 0, "n_test_a": int(len(test_A.labels)),
         "chance_b": float(counts.max() / max(counts.sum(), 1)), "test_texts_in_training": int(overlap),
         "train_seconds": float(sum(r["seconds"] for r in table)), "cache_seconds": float(cache_seconds),
+        "train_cpu_seconds": float(sum(r["cpu_seconds"] for r in table)), "cache_cpu_seconds": float(cache_cpu),
     }
     if base_a:
         metrics["base_a_test_accuracy"] = _spread([r["test_accuracy"] for r in base_a])["mean"]
