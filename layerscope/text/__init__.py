@@ -6,6 +6,8 @@
   top-9 for text).
 * :func:`text_occlusion` — mask or drop each token / n-gram and measure a unit, a probe's class
   score or the embedding similarity (Zeiler & Fergus's occlusion for text).
+* :func:`text_transfer` — freeze the first n encoder layers of a pretrained or task-A-finetuned
+  base and train the rest on task B (Yosinski et al.'s transfer grid on text).
 * :func:`text_maximize` — optimise input embeddings for a unit under a norm constraint, decode them
   to the nearest tokens and report the gap (Erhan et al.'s activation maximization for text).
 
@@ -20,6 +22,7 @@ from .actmax import TextMaxResult, text_maximize
 from .occlusion import TextOcclusionResult, text_occlusion
 from .separability import TextSeparabilityResult, text_separability
 from .topk import TextTopKResult, text_topk
+from .transfer import TextTransferResult, text_transfer
 
 __all__ = [
     "text_separability",
@@ -30,6 +33,8 @@ __all__ = [
     "TextOcclusionResult",
     "text_maximize",
     "TextMaxResult",
+    "text_transfer",
+    "TextTransferResult",
     "default_text_layers",
     "reinitialized_copy",
     "text_adapter",
