@@ -265,7 +265,7 @@ def _chunk_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     """Shuffle, then sort by length inside pools of 8 batches, so each batch holds similar lengths."""
     perm = rng.permutation(len(lengths))
     pool = 8 * batch_size
-    batches = []
+    batches: list[np.ndarray] = []
     for s in range(0, len(perm), pool):
         p = perm[s: s + pool]
         p = p[np.argsort(lengths[p], kind="stable")]

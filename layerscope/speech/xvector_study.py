@@ -68,8 +68,10 @@ def speaker_folds(speaker_names: Sequence[str], n_test: int = 2, max_folds: int 
                   random_state: int | None = 0) -> list[tuple[str, ...]]:
     """Held-out speaker sets: every choice of ``n_test`` speakers (sorted names, lexicographic order).
 
-    With ``max_folds`` smaller than the number of choices, a seeded random subset of them (kept in
-    lexicographic order).
+    With ``max_folds`` smaller than the number of choices, a seeded subset chosen greedily to hold
+    every speaker out about equally often: folds are visited in a seeded random order and each pick
+    is a remaining fold whose speakers have been held out least so far (6 speakers, pairs,
+    ``max_folds=3``: every speaker held out once; ``6``: about twice). Returned in lexicographic order.
     """
     names = sorted(set(speaker_names))
     if not 2 <= n_test <= len(names) - 2:
@@ -82,8 +84,15 @@ def speaker_folds(speaker_names: Sequence[str], n_test: int = 2, max_folds: int 
         if max_folds < 1:
             raise ParameterError(f"max_folds must be >= 1; got {max_folds}.")
         if max_folds < len(folds):
-            keep = np.sort(np.random.default_rng(random_state).choice(len(folds), max_folds, replace=False))
-            folds = [folds[i] for i in keep]
+            order = [folds[i] for i in np.random.default_rng(random_state).permutation(len(folds))]
+            count = dict.fromkeys(names, 0)
+            picked: list[tuple[str, ...]] = []
+            for _ in range(max_folds):
+                best = min((f for f in order if f not in picked), key=lambda f: sum(count[n] for n in f))
+                picked.append(best)
+                for n in best:
+                    count[n] += 1
+            folds = sorted(picked)
     return folds
 
 
