@@ -16,7 +16,7 @@ from layerscope.data import AudioDataset
 from layerscope.exceptions import DataError, InputShapeError, ParameterError
 from layerscope.speech import (XVectorNet, XVectorStudy, cosine_trials, equal_error_rate, fold_rows,
                                speaker_embedding_study, speaker_folds, stats_pool, xvector_embeddings)
-from layerscope.speech.xvector import VAR_FLOOR
+from layerscope.speech.xvector import VAR_FLOOR, segment_embeddings
 
 from folders import assert_same_folder
 from test_speech_cli import write_wavs
@@ -115,6 +115,12 @@ def test_embedding_does_not_depend_on_padding_or_batching() -> None:
         x[0, 22:] = 1e4
         torch.testing.assert_close(net.embed(x, torch.tensor([22, 40])), a)
         np.testing.assert_allclose(a.numpy(), batched[[3, 4]], rtol=0, atol=1e-5)
+        # the other segment layers are batching-independent too, and segment6 is the x-vector
+        seg = segment_embeddings(net, utts, batch_size=3)
+        np.testing.assert_allclose(seg["segment6"], batched, rtol=0, atol=1e-5)
+        one = net.segment_outputs(torch.from_numpy(utts[4])[None])
+        for layer in ("pool", "segment7"):
+            np.testing.assert_allclose(seg[layer][4], one[layer].numpy()[0], rtol=0, atol=1e-5)
     assert net.receptive_field == 15
     with pytest.raises(InputShapeError, match="at least 15 frames"):
         net.embed(torch.zeros(1, 9, 6))
@@ -165,7 +171,8 @@ def test_study_on_tone_speakers() -> None:
                                   xvector_arch=TINY, dnn_arch="dnn:width=8,depth=2", dnn_epochs=1)
     m = res.metrics
     assert m["n_folds"] == 2 and m["headline"] == ["xvector", "frame_dnn"]
-    assert m["methods"] == ["xvector", "frame_dnn:input", "frame_dnn:relu1", "frame_dnn"]
+    assert m["methods"] == ["xvector", "xvector:pool", "xvector:segment7", "frame_dnn:input", "frame_dnn:relu1",
+                            "frame_dnn"]
     for r in m["folds"]:
         assert not set(r["test_speakers"]) & set(r["train_speakers"])
         assert sorted(r["test_speakers"] + r["train_speakers"]) == audio.speaker_names

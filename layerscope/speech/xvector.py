@@ -13,6 +13,7 @@ scoring or clustering those embeddings. Here:
   a minibatch has the same length, so no padding is ever seen in training);
 * :func:`xvector_embeddings` — embeddings of whole recordings, batched with padding + lengths; the
   result does not depend on the batching (tests check it against one-at-a-time forwards);
+  :func:`segment_embeddings` — also the pooled statistics and ``segment7``;
 * :func:`cosine_trials` and :func:`equal_error_rate` — same/different-speaker trial scoring.
 
 Decisions (stated because they change numbers):
@@ -48,6 +49,7 @@ __all__ = [
     "XVectorTraining",
     "train_xvector",
     "xvector_embeddings",
+    "segment_embeddings",
     "cosine_trials",
     "equal_error_rate",
 ]
@@ -187,6 +189,14 @@ class XVectorNet(nn.Module):
         h, lens = self.frame_outputs(x, lengths)
         return self.segment6(self.pool(h, lens))
 
+    def segment_outputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every segment-level representation: ``pool`` (N, 2C), ``segment6`` (the x-vector, pre-ReLU)
+        and ``segment7`` (after its ReLU and BatchNorm)."""
+        h, lens = self.frame_outputs(x, lengths)
+        pooled = self.pool(h, lens)
+        emb = self.segment6(pooled)
+        return {"pool": pooled, "segment6": emb, "segment7": self.segment7(self.segment6_post(emb))}
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Speaker logits ``(N, n_speakers)`` of ``x`` ``(N, T, n_features)`` (padded; ``lengths`` valid frames)."""
         return self.out(self.segment7(self.segment6_post(self.embed(x, lengths))))
@@ -223,25 +233,39 @@ def _pad(batch: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def xvector_embeddings(model: XVectorNet, utterances: Sequence[np.ndarray], *, batch_size: int = 64,
                        device: torch.device | str | None = None) -> np.ndarray:
-    """x-vectors of whole recordings, ``(U, embed_dim)`` float32 in the order given.
+    """x-vectors (``segment6``, pre-ReLU) of whole recordings, ``(U, embed_dim)`` float32 in the order given.
 
     Recordings are sorted by length, padded per batch and passed with their lengths; the model is
     used in evaluation mode and left as it was (training flags and ``requires_grad`` restored).
     """
+    return segment_embeddings(model, utterances, ("segment6",), batch_size=batch_size, device=device)["segment6"]
+
+
+def segment_embeddings(model: XVectorNet, utterances: Sequence[np.ndarray],
+                       layers: Sequence[str] = ("pool", "segment6", "segment7"), *, batch_size: int = 64,
+                       device: torch.device | str | None = None) -> dict[str, np.ndarray]:
+    """Segment-level representations of whole recordings (see :meth:`XVectorNet.segment_outputs`):
+    ``{layer: (U, D) float32}`` in the order given, batched as :func:`xvector_embeddings`."""
     from ..capture import model_device, model_state_guard
 
     if batch_size < 1:
         raise ParameterError(f"batch_size must be >= 1; got {batch_size}.")
+    unknown = sorted(set(layers) - {"pool", "segment6", "segment7"})
+    if unknown or not layers:
+        raise ParameterError(f"Segment layers are 'pool', 'segment6' and 'segment7'; got {list(layers)}.")
     utts = [_extend(u, model.receptive_field) for u in _check_utterances(utterances, model.n_features)]
     dev = torch.device(device) if device is not None else model_device(model)
     order = np.argsort([u.shape[0] for u in utts], kind="stable")
-    out = np.zeros((len(utts), model.segment6.out_features), np.float32)
+    out: dict[str, np.ndarray] = {}
     with model_state_guard(model), torch.no_grad():
         model.eval()
         for s in range(0, len(order), batch_size):
             idx = order[s: s + batch_size]
             x, lens = _pad([utts[i] for i in idx])
-            out[idx] = model.embed(x.to(dev), lens).cpu().numpy()
+            got = model.segment_outputs(x.to(dev), lens)
+            for name in layers:
+                a = got[name].cpu().numpy()
+                out.setdefault(name, np.zeros((len(utts), a.shape[1]), np.float32))[idx] = a
     return out
 
 

@@ -5,7 +5,9 @@ repetitions 0-4 validate, as :func:`~.recipe.train_acoustic_model` does for spea
 speaker classifiers are trained:
 
 * ``xvector`` — :class:`~.xvector.XVectorNet` (TDNN, statistics pooling, segment layers); the
-  embedding is ``segment6`` before its ReLU (Garcia-Romero et al. 2017; Snyder et al.);
+  embedding is ``segment6`` before its ReLU (Garcia-Romero et al. 2017; Snyder et al.); the pooled
+  statistics (``xvector:pool``) and ``segment7`` (``xvector:segment7``) are scored too, per layer,
+  like the frame DNN's layers;
 * ``frame_dnn`` — the frame-level :class:`~layerscope.models.AcousticDNN` of the speech recipe
   trained on the speaker of each frame; the embedding of a recording is the mean over its frames of
   the last hidden layer (what ``layerscope speech embed`` does today). Every hidden layer and the
@@ -55,7 +57,7 @@ from ..exceptions import DataError, ParameterError
 from .embeddings import cluster_scores, utterance_embeddings
 from .features import FeatureConfig, FrameExtractor, fsdd_split
 from .results import XVectorStudy
-from .xvector import cosine_trials, equal_error_rate, train_xvector, xvector_embeddings
+from .xvector import cosine_trials, equal_error_rate, segment_embeddings, train_xvector
 
 __all__ = ["speaker_folds", "fold_rows", "speaker_embedding_study"]
 
@@ -214,10 +216,12 @@ def speaker_embedding_study(
             xv = train_xvector(utt["fit"], [index[s] for s in audio.speakers[fit]], n_speakers=len(train_spk),
                                val=(utt["val"], [index[s] for s in audio.speakers[val]]), epochs=xvector_epochs,
                                lr=xvector_lr, seed=random_state, **xv_arch)
-            emb = xvector_embeddings(xv.model, utt["te"])
-            center = xvector_embeddings(xv.model, utt["fit"]).mean(0)
-            rows.append({**fold_info, "method": "xvector", "layer": "segment6",
-                         "val_accuracy": xv.history[-1]["val_accuracy"], **_score(emb, spk_te, center, linkage)})
+            emb = segment_embeddings(xv.model, utt["te"])
+            emb_fit_xv = segment_embeddings(xv.model, utt["fit"])
+            for layer in ("segment6", "pool", "segment7"):
+                rows.append({**fold_info, "method": "xvector" if layer == "segment6" else f"xvector:{layer}",
+                             "layer": layer, "val_accuracy": xv.history[-1]["val_accuracy"],
+                             **_score(emb[layer], spk_te, emb_fit_xv[layer].mean(0), linkage)})
 
             # frame DNN (the speech recipe), mean activations per recording
             run = train_acoustic_model(
