@@ -201,13 +201,15 @@ def test_xvector_cli_equals_api_and_loads_back(tmp_path: Path) -> None:
     audio = load_dataset(spec)
     assert isinstance(audio, AudioDataset)
     api = speaker_embedding_study(audio, folds=[("anna", "dora")], xvector_epochs=1, dnn_arch="dnn:width=8,depth=1",
-                                  dnn_epochs=1, data_spec=spec)
+                                  dnn_epochs=1, max_recordings=10, data_spec=spec)
     api.save(tmp_path / "api")
     res = CliRunner().invoke(app, ["speech", "xvector", "--data", spec, "--folds", "anna,dora", "--epochs", "1",
-                                   "--dnn-arch", "dnn:width=8,depth=1", "--dnn-epochs", "1", "--out",
+                                   "--dnn-arch", "dnn:width=8,depth=1", "--dnn-epochs", "1", "--max-recordings", "10", "--out",
                                    str(tmp_path / "cli"), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "xvector" in res.output and "EER" in res.output
+    row = api.metrics["folds"][0]
+    assert row["n_recordings"] == 10 and row["n_target_trials"] == 2 * 10  # 5 per speaker: 2 * C(5, 2) same-speaker pairs
     assert_same_folder(tmp_path / "api", tmp_path / "cli")
     back = XVectorStudy.load(tmp_path / "cli")
     back.save(tmp_path / "again")
