@@ -165,6 +165,7 @@ def test_folds_never_put_a_test_speaker_in_training() -> None:
         assert sorted(np.r_[fit, val, te].tolist()) == list(range(len(audio)))
 
 
+@pytest.mark.slow
 def test_study_on_tone_speakers() -> None:
     audio = _tones()
     res = speaker_embedding_study(audio, folds=[("spk0", "spk1"), ("spk2", "spk3")], xvector_epochs=2,
@@ -192,6 +193,7 @@ def test_study_on_tone_speakers() -> None:
         speaker_embedding_study(audio, folds=[("spk0", "nobody")])
 
 
+@pytest.mark.slow
 def test_xvector_cli_equals_api_and_loads_back(tmp_path: Path) -> None:
     wavs = tmp_path / "wavs"
     write_wavs(wavs, {"anna": 500.0, "bert": 1300.0, "carl": 2900.0, "dora": 2100.0})
