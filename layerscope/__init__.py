@@ -104,6 +104,8 @@ EXPORTS: dict[str, str] = {
     "SpeakerEmbeddings": ".speech",
     "speech_topk": ".speech",
     "SpeechTopK": ".speech",
+    "speaker_embedding_study": ".speech",
+    "XVectorStudy": ".speech",
     # deep belief networks (Hinton et al. 2006; Mohamed et al. 2012; Erhan et al. 2009)
     "RBM": ".dbn",
     "DBN": ".dbn",
@@ -248,10 +250,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         SpeakerEmbeddings,
         SpeechAnalysis,
         SpeechTopK,
+        XVectorStudy,
         analyze_layers,
         analyze_speech_runs,
         embed_speech_run,
         embedding_study,
+        speaker_embedding_study,
         speech_topk,
     )
     from .data import TextDataset

@@ -1,5 +1,6 @@
-"""``layerscope speech analyze | embed | topk``: per-layer digit vs speaker information (Mohamed, Hinton
-& Penn 2012), speaker embeddings (Garcia-Romero et al. 2017) and top-k frames of units.
+"""``layerscope speech analyze | embed | xvector | topk``: per-layer digit vs speaker information (Mohamed,
+Hinton & Penn 2012), speaker embeddings (Garcia-Romero et al. 2017: frame-DNN means, and x-vectors vs
+those on unseen speakers over leave-speakers-out folds) and top-k frames of units.
 
 Each command: parse, call the library (:mod:`layerscope.speech`), ``result.save(out)``, print the
 metrics."""
@@ -76,6 +77,55 @@ def embed_cmd(
         t.add_column(col, justify="left" if col == "layer" else "right")
     for r in m["layers"]:
         t.add_row(r["layer"], _pct(r["purity"]), _pct(r["ari"]), _pct(r["nmi"]), _pct(r["ari_digit"]))
+    console.print(t)
+    console.print(f"wrote [bold]{out}[/]/result.json and figures")
+
+
+@speech.command("xvector")
+def xvector_cmd(
+    out: Path = out_option(),
+    data: str = typer.Option("fsdd", help="Recordings: fsdd (bundled) or fsdd:PATH (folder / .tar.gz of <digit>_<speaker>_<index>.wav)."),
+    test_speakers: int = typer.Option(2, help="Speakers held out per fold (every choice of them is a fold)."),
+    folds: Optional[str] = typer.Option(None, help="Explicit folds instead: held-out speakers, ';' between folds, ',' within (e.g. 'theo,lucas;george,nicolas')."),
+    max_folds: Optional[int] = typer.Option(None, help="Run a seeded random subset of this many folds."),
+    normalize: str = typer.Option("global", help="Feature normalisation: global (per fold, training recordings), utterance or none."),
+    epochs: int = typer.Option(15, help="x-vector training epochs."),
+    dnn_arch: str = typer.Option("dnn:width=256,depth=4", help="Frame DNN compared with (its last hidden layer, averaged per recording)."),
+    dnn_epochs: int = typer.Option(5, help="Frame-DNN training epochs."),
+    linkage: str = typer.Option("average", help="Agglomerative linkage: average, complete, single or ward."),
+    max_recordings: Optional[int] = typer.Option(None, help="Score at most this many held-out recordings per fold (default all)."),
+    seed: int = seed_option(),
+    threads: Optional[int] = threads_option(),
+    progress: bool = progress_option(),
+) -> None:
+    """x-vectors vs frame-DNN means on unseen speakers: ARI / purity of clustering and EER, per fold."""
+    from rich.table import Table
+
+    from ..data import AudioDataset, load_dataset
+    from ..exceptions import DataError
+    from ..speech.features import FeatureConfig
+    from ..speech.xvector_study import speaker_embedding_study
+
+    set_threads(threads)
+    audio = load_dataset(data)
+    if not isinstance(audio, AudioDataset):
+        raise DataError(f"{data} is not a set of recordings; use fsdd or fsdd:PATH.")
+    fold_list = [parse_list(f) or [] for f in folds.split(";")] if folds else None
+    with progress_bar(progress) as bar:
+        result = speaker_embedding_study(
+            audio, features=FeatureConfig(normalize=normalize), n_test_speakers=test_speakers,  # type: ignore[arg-type]
+            folds=fold_list, max_folds=max_folds, xvector_epochs=epochs, dnn_arch=dnn_arch, dnn_epochs=dnn_epochs,
+            linkage=linkage, max_recordings=max_recordings, random_state=seed, data_spec=data, progress=bar,  # type: ignore[arg-type]
+        )
+    result.save(out)
+    m = result.metrics
+    t = Table(title=f"Unseen speakers over {m['n_folds']} folds: mean ± std across folds")
+    for col in ("method", "ARI", "purity", "EER", "val acc"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for meth in m["methods"]:
+        s = m["summary"][meth]
+        t.add_row(meth, *[("-" if s[k]["mean"] is None else f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}")
+                          for k in ("ari", "purity", "eer", "val_accuracy")])
     console.print(t)
     console.print(f"wrote [bold]{out}[/]/result.json and figures")
 

@@ -6,6 +6,9 @@ and speaker embeddings from their hidden layers (Garcia-Romero et al. 2017).
 * :mod:`.analysis` — per hidden layer: projections coloured by digit and speaker, neighbourhood hit
   and linear probes for both labels.
 * :mod:`.embeddings` — utterance embeddings (frame activations averaged), agglomerative clustering.
+* :mod:`.xvector` — x-vector networks (TDNN, statistics pooling, segment layers) and EER scoring;
+  :mod:`.xvector_study` — x-vectors vs frame-DNN means on unseen speakers over leave-speakers-out
+  folds (:func:`speaker_embedding_study`).
 * :mod:`.runs` — the above on run folders (:func:`analyze_speech_runs`, :func:`embed_speech_run`), and
   :mod:`.listen` (:func:`speech_topk`), returning result objects (:mod:`.results`) that save the
   folders the CLI writes; :mod:`.plots` — figures (``matplotlib.figure.Figure``).
@@ -28,8 +31,10 @@ from .embeddings import EmbeddingStudy, cluster_scores, embedding_study, purity_
 from .features import FeatureConfig, FrameExtractor, frame_features, fsdd_split, normalize_utterance, stack_context
 from .listen import speech_topk
 from .recipe import AcousticRun, load_acoustic_run, run_frames, train_acoustic_model, utterance_accuracy
-from .results import SpeakerEmbeddings, SpeechAnalysis, SpeechTopK
+from .results import SpeakerEmbeddings, SpeechAnalysis, SpeechTopK, XVectorStudy
 from .runs import analyze_speech_runs, embed_speech_run, export_frames, merge_results
+from .xvector import XVectorNet, cosine_trials, equal_error_rate, stats_pool, train_xvector, xvector_embeddings
+from .xvector_study import fold_rows, speaker_embedding_study, speaker_folds
 
 __all__ = [
     "FeatureConfig",
@@ -60,4 +65,14 @@ __all__ = [
     "SpeechTopK",
     "export_frames",
     "merge_results",
+    "XVectorNet",
+    "stats_pool",
+    "train_xvector",
+    "xvector_embeddings",
+    "cosine_trials",
+    "equal_error_rate",
+    "speaker_folds",
+    "fold_rows",
+    "speaker_embedding_study",
+    "XVectorStudy",
 ]

@@ -237,6 +237,12 @@ def fsdd_split(
     return rows[~test], rows[test]
 
 
+#: raw frames per recording set and (feature config, row); weak keys, so freed with the recordings
+_RAW_CACHE: "weakref.WeakKeyDictionary[AudioDataset, dict[tuple[FeatureConfig, int], np.ndarray]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
 @dataclass(eq=False)
 class FrameExtractor:
     """Recordings to frame datasets, scikit-learn style (``fit`` learns global statistics).
@@ -262,7 +268,15 @@ class FrameExtractor:
         per_audio = self._cache.setdefault(audio, {})
         got = per_audio.get(int(row))
         if got is None:
-            got = frame_features(audio.waveforms[row], audio.sample_rate, self.config)
+            # shared between extractors whose configs differ only in context / normalisation
+            # (applied after these raw frames), e.g. the folds of a leave-speakers-out study
+            shared = _RAW_CACHE.setdefault(audio, {})
+            key = (replace(self.config, context=0, normalize="none"), int(row))
+            got = shared.get(key)
+            if got is None:
+                got = frame_features(audio.waveforms[row], audio.sample_rate, self.config)
+                got.setflags(write=False)
+                shared[key] = got
             per_audio[int(row)] = got
         return got
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .analysis import LayerAnalysis
 
-__all__ = ["plot_layer_projections", "plot_trends", "plot_embedding_scores", "plot_embedding_points"]
+__all__ = ["plot_layer_projections", "plot_trends", "plot_embedding_scores", "plot_embedding_points", "plot_xvector_folds"]
 
 
 def _scatter(ax: "Axes", xy: np.ndarray, labels: np.ndarray, names: Sequence[str], cmap: str, legend: bool) -> None:
@@ -122,4 +122,22 @@ def plot_embedding_points(points: dict[str, Any]) -> Figure:
     axes[0].set_title(f"{pts['layer']}: true speaker", fontsize=10)
     axes[1].set_title(f"{pts['layer']}: agglomerative clusters", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_xvector_folds(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> Figure:
+    """ARI, purity and EER per method on held-out speakers: one dot per fold, a bar at the mean."""
+    fig = Figure(figsize=(4 + 1.1 * len(methods), 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for ax, key, title in zip(axes, ("ari", "purity", "eer"), ("ARI (higher better)", "purity", "EER (lower better)")):
+        for j, m in enumerate(methods):
+            v = np.asarray([r[key] for r in rows if r["method"] == m], dtype=float)
+            if v.size == 0:
+                continue
+            ax.bar(j, v.mean(), color="C0" if m == "xvector" else "C1" if m == "frame_dnn" else "0.7", alpha=0.6)
+            ax.scatter(np.full(v.size, j) + np.linspace(-0.2, 0.2, v.size), v, s=8, color="k", zorder=3)
+        ax.set_xticks(range(len(methods)), [m.replace("frame_dnn:", "dnn:") for m in methods], rotation=60, fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0 if key != "ari" else min(0.0, ax.get_ylim()[0]), 1)
+    fig.suptitle("Unseen speakers per fold: x-vector vs frame-DNN means", fontsize=9)
     return fig

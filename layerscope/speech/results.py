@@ -3,7 +3,8 @@
 * :class:`SpeechAnalysis` — ``speech analyze`` (``analysis = "speech"``): per-layer digit /
   speaker numbers of one or more runs (schema in :mod:`.analysis` and :mod:`.runs`);
 * :class:`SpeakerEmbeddings` — ``speech embed`` (``analysis = "speaker_embeddings"``);
-* :class:`SpeechTopK` — ``speech topk`` (``analysis = "speech_topk"``; schema in :mod:`.listen`).
+* :class:`SpeechTopK` — ``speech topk`` (``analysis = "speech_topk"``; schema in :mod:`.listen`);
+* :class:`XVectorStudy` — ``speech xvector`` (``analysis = "xvector_study"``; schema in :mod:`.xvector_study`).
 
 Each holds the fields of its ``result.json`` (``doc``: model, data, parameters, metrics, figure
 entries and the analysis-specific keys the report reads), makes its figures as
@@ -28,7 +29,7 @@ from ..results import AnalysisResult, read_result, write_result
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["SpeechResult", "SpeechAnalysis", "SpeakerEmbeddings", "SpeechTopK"]
+__all__ = ["SpeechResult", "SpeechAnalysis", "SpeakerEmbeddings", "SpeechTopK", "XVectorStudy"]
 
 FigureMaker = Callable[[], "Figure"]
 _COMMON = ("analysis", "version", "created")
@@ -183,3 +184,32 @@ class SpeechTopK(SpeechResult):
 
     analysis = "speech_topk"
     key_figure = "topk_spectrograms"
+
+
+class XVectorStudy(SpeechResult):
+    """x-vectors vs frame-DNN means on unseen speakers, per leave-speakers-out fold (``speech xvector``).
+
+    ``metrics``: ``folds`` (one row per fold and method: ``ari``, ``purity``, ``nmi``, ``eer``,
+    ``val_accuracy``, speakers), ``summary`` (per method and metric: ``mean``, ``std``, ``min``,
+    ``max``, ``n`` across folds), ``methods``, ``headline``, ``n_folds``. Schema in
+    :mod:`.xvector_study`.
+    """
+
+    analysis = "xvector_study"
+    key_figure = "xvector_folds"
+
+    def summary_row(self, method: str, metric: str) -> dict[str, Any]:
+        """``{mean, std, min, max, n}`` of ``metric`` for ``method`` across folds."""
+        s = self.metrics.get("summary", {})
+        if method not in s or metric not in s[method]:
+            raise DataError(f"No {metric!r} for method {method!r}; methods: {sorted(s)}.")
+        return dict(s[method][metric])
+
+    @classmethod
+    def _makers_from_doc(cls, doc: dict[str, Any]) -> dict[str, FigureMaker]:
+        from .plots import plot_xvector_folds
+
+        m = dict(doc.get("metrics") or {})
+        rows = list(m.get("folds") or [])
+        methods = list(m.get("methods") or [])
+        return {"xvector_folds": lambda: plot_xvector_folds(rows, methods)}
