@@ -82,7 +82,8 @@ def test_text_report_in_chromium(browser, text_results: Path) -> None:  # noqa: 
     path = build_report(text_results, text_results / "report.html")
     page, problems = open_report(browser, path)
     titles = page.eval_on_selector_all("section.analysis h2", "els => els.map(e => e.textContent)")
-    for want in ("Text separability", "Text topk", "Text occlusion", "Text maximize", "Text transfer"):
+    for want in ("Text: per-layer separability", "Text: top-k contexts", "Text: token occlusion",
+                 "Text: activation maximization", "Text: transferability"):
         assert any(t.startswith(want) for t in titles), titles
     spans = page.locator("span.tok")
     assert spans.count() > 20

@@ -69,6 +69,15 @@ ANALYSIS_TITLES: dict[str, str] = {
     "transfer": "Transferability grid",
     "speech": "Speech",
     "speaker_embeddings": "Speaker embeddings",
+    "xvector_study": "Speaker embeddings: x-vectors vs frame-DNN means",
+    "dbn_pretrain": "Deep belief network: greedy pre-training",
+    "dbn_speech": "Deep belief network: pre-trained vs random init (FSDD)",
+    "dbn_units": "Deep belief network: unit views (Erhan)",
+    "text_separability": "Text: per-layer separability",
+    "text_topk": "Text: top-k contexts per unit",
+    "text_occlusion": "Text: token occlusion",
+    "text_maximize": "Text: activation maximization",
+    "text_transfer": "Text: transferability grid",
 }
 COMMON_KEYS = {"analysis", "version", "created", "model", "data", "parameters", "metrics", "figures"}
 MAX_FIGURE_BYTES = 8 * 2**20
