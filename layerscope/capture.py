@@ -536,37 +536,41 @@ class Activations:
                 + "; every array needs one row per sample."
             )
         with result_folder(directory) as d:
-            files = {}
-            for i, (name, arr) in enumerate(self.arrays.items()):
-                if _is_lazy(arr):  # a Zarr store: kept as a store (never loaded whole)
-                    fname = f"layer{i:03d}_{_safe(name)}.zarr"
-                    target = d / fname
-                    if Path(arr.path).resolve() != target.resolve():
-                        _copy_tree(Path(arr.path), target)
-                    files[name] = fname
-                    continue
-                fname = f"layer{i:03d}_{_safe(name)}.npy"
-                target = d / fname
-                src = _whole_npy_file(arr)
-                if src is not None and src == target.resolve():
-                    pass  # streamed into the staging folder already
-                elif src is not None:
-                    try:
-                        os.link(src, target)
-                    except OSError:
-                        shutil.copyfile(src, target)
-                else:
-                    with open(target, "wb") as fh:
-                        np.save(fh, np.asarray(arr))
-                files[name] = fname
-            with open(d / "labels.npz", "wb") as fh:
-                arrays: dict[str, Any] = {"labels": self.labels, "sample_ids": self.sample_ids}
-                arrays.update({f"extra_{k}": v for k, v in self.extra_labels.items()})
-                if self.predictions is not None:
-                    arrays["predictions"] = self.predictions
-                np.savez(fh, **arrays)
-            write_json(d / "activations.json", {**self.to_dict(), "files": files})
+            self._write_into(d)
         return Path(directory)
+
+    def _write_into(self, d: Path) -> None:
+        """Write the arrays, ``labels.npz`` and ``activations.json`` into the (staging) folder ``d``."""
+        files = {}
+        for i, (name, arr) in enumerate(self.arrays.items()):
+            if _is_lazy(arr):  # a Zarr store: kept as a store (never loaded whole)
+                fname = f"layer{i:03d}_{_safe(name)}.zarr"
+                target = d / fname
+                if Path(arr.path).resolve() != target.resolve():
+                    _copy_tree(Path(arr.path), target)
+                files[name] = fname
+                continue
+            fname = f"layer{i:03d}_{_safe(name)}.npy"
+            target = d / fname
+            src = _whole_npy_file(arr)
+            if src is not None and src == target.resolve():
+                pass  # streamed into the staging folder already
+            elif src is not None:
+                try:
+                    os.link(src, target)
+                except OSError:
+                    shutil.copyfile(src, target)
+            else:
+                with open(target, "wb") as fh:
+                    np.save(fh, np.asarray(arr))
+            files[name] = fname
+        with open(d / "labels.npz", "wb") as fh:
+            arrays: dict[str, Any] = {"labels": self.labels, "sample_ids": self.sample_ids}
+            arrays.update({f"extra_{k}": v for k, v in self.extra_labels.items()})
+            if self.predictions is not None:
+                arrays["predictions"] = self.predictions
+            np.savez(fh, **arrays)
+        write_json(d / "activations.json", {**self.to_dict(), "files": files})
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], mmap: bool = True) -> "Activations":
@@ -1152,6 +1156,12 @@ class _Collector:
         if self.region is not None:
             self.zarrs = dict(self.region[0])
             self.kind = {n: "zarr" for n in self.layers}
+            for n, z in self.zarrs.items():
+                if tuple(z.shape[1:]) != self.shapes[n] or np.dtype(z.dtype) != self.dtype:
+                    raise DataError(
+                        f"The store for layer {n!r} holds {tuple(z.shape[1:])} {z.dtype} per sample, but this shard "
+                        f"captures {self.shapes[n]} {self.dtype}; every shard must run the same model, layers and reduce."
+                    )
         elif self.store == "zarr":
             from .store import create_layer_store
 
@@ -1159,6 +1169,7 @@ class _Collector:
             # one chunk height for every layer (that of the widest), so that every flush and every
             # shard boundary falls on chunk boundaries of all layers
             rows = self.chunk_rows_given or min(_chunk_rows(row_bytes[n], self.batch) for n in self.layers)
+            rows = min(rows, self.n) if self.n else rows  # no chunk taller than the data
             for i, n in enumerate(self.layers):
                 path = d / f".partial-{self.tag}_layer{i:03d}_{_safe(n)}.zarr"
                 self.zpaths[n] = path
