@@ -9,7 +9,9 @@ Issue 17. Two models, every leaf layer, full maps kept in RAM:
 Time: ``bare`` (the model over the same batches, no hooks, ``no_grad``, eval), ``before`` (the
 ``collect_activations`` of ``--before``, read with ``git show`` and loaded as a module) and
 ``after`` (today's), in one process, interleaved (the order rotates every repeat), median wall and
-CPU time, 1 torch thread.
+CPU time, 1 torch thread. ``floor`` writes the same number of bytes into fresh memory with
+``copy_`` and nothing else: bare + floor is the least any capture that keeps every value can cost
+on this machine (page faults and memory bandwidth), printed beside the target.
 
 Peak memory: each configuration in a FRESH process (``subprocess`` = fork + exec: after ``exec``
 the kernel's high-water mark ``VmHWM`` in ``/proc/self/status`` starts from the new image, unlike
@@ -87,6 +89,15 @@ def bare(model: torch.nn.Module, x: torch.Tensor, batch: int) -> None:
             model(x[s : s + batch])
 
 
+def write_floor(total: int, block: int) -> None:
+    """The memory cost alone: fill ``total`` bytes of fresh memory with ``copy_`` in blocks of ``block``
+    bytes from one small source (what any capture must at least do; the compute is not included)."""
+    out = torch.from_numpy(np.empty(total // 4, dtype=np.float32))
+    src = torch.ones(block // 4)
+    for s in range(0, len(out), len(src)):
+        out[s : s + len(src)].copy_(src[: len(out) - s])
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     c0, t0 = time.process_time(), time.perf_counter()
     out = fn()
@@ -137,10 +148,14 @@ def main() -> None:
         model, x, y, note = setup(which)
         names = [r.name for r in ls.list_layers(model) if r.is_leaf]
         ds = torch.utils.data.TensorDataset(x, y)
+        probe = ls.collect_activations(model, ds, names, batch_size=args.batch, indices=np.arange(args.batch))
+        row_bytes = sum(a[0].nbytes for a in probe.arrays.values())
+        kept_bytes = row_bytes * len(x)
         runs: dict[str, Callable[[], Any]] = {
             "bare": lambda: bare(model, x, args.batch),
             "before": lambda: before.collect_activations(model, ds, names, batch_size=args.batch),
             "after": lambda: ls.collect_activations(model, ds, names, batch_size=args.batch),
+            "floor": lambda: write_floor(kept_bytes, args.batch * row_bytes),
         }
         wall: dict[str, list[float]] = {k: [] for k in runs}
         cpu: dict[str, list[float]] = {k: [] for k in runs}
@@ -154,13 +169,16 @@ def main() -> None:
                 outs[k] = o
                 del o
         same = all(np.array_equal(outs["before"][n], outs["after"][n]) for n in names)
+        floor_ratio = (statistics.median(wall["bare"]) + statistics.median(wall["floor"])) / statistics.median(wall["bare"])
+        floor_cpu = (statistics.median(cpu["bare"]) + statistics.median(cpu["floor"])) / statistics.median(cpu["bare"])
         kept = sum(a.nbytes for a in outs["after"].arrays.values())
         outs.clear()
         med = {k: statistics.median(v) for k, v in wall.items()}
         cmed = {k: statistics.median(v) for k, v in cpu.items()}
-        mem: dict[str, list[dict[str, float]]] = {k: [] for k in runs}
+        mem: dict[str, list[dict[str, float]]] = {k: [] for k in ("bare", "before", "after")}
+        morder = ["bare", "before", "after"]
         for rep in range(args.mem_repeats):
-            for k in order[rep % len(order):] + order[: rep % len(order)]:
+            for k in morder[rep % 3:] + morder[: rep % 3]:
                 out = subprocess.run([sys.executable, __file__, "--child", which, k, "--batch", str(args.batch),
                                       "--before", args.before], capture_output=True, text=True, check=True)
                 mem[k].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -170,6 +188,7 @@ def main() -> None:
             "wall_s": med, "cpu_s": cmed,
             "ratio_wall": {k: med[k] / med["bare"] for k in ("before", "after")},
             "ratio_cpu": {k: cmed[k] / cmed["bare"] for k in ("before", "after")},
+            "floor_ratio_wall": floor_ratio, "floor_ratio_cpu": floor_cpu,
             "peak_excess_mb": {k: v / 2**20 for k, v in excess.items()},
             "peak_over_kept": {k: excess[k] / kept for k in ("before", "after")},
             "fresh_wall_s": {k: statistics.median(r["wall"] for r in v) for k, v in mem.items()},
@@ -180,6 +199,7 @@ def main() -> None:
               f"after {med['after']:.3f}s ({m['ratio_wall']['after']:.3f}x)   target <= 1.15x")
         print(f"  cpu   bare {cmed['bare']:.3f}s  before {cmed['before']:.3f}s ({m['ratio_cpu']['before']:.3f}x)  "
               f"after {cmed['after']:.3f}s ({m['ratio_cpu']['after']:.3f}x)")
+        print(f"  floor (bare + writing the kept bytes into fresh memory): {floor_ratio:.3f}x wall, {floor_cpu:.3f}x cpu")
         print(f"  peak over base, fresh processes: bare {m['peak_excess_mb']['bare']:.0f} MB, before "
               f"{m['peak_excess_mb']['before']:.0f} MB ({m['peak_over_kept']['before']:.2f}x kept), after "
               f"{m['peak_excess_mb']['after']:.0f} MB ({m['peak_over_kept']['after']:.2f}x kept)   target <= 1.10x")

@@ -253,3 +253,23 @@ def test_ray_sharded_capture_equals_single_process(mnist, tmp_path: Path) -> Non
     np.testing.assert_array_equal(sharded.predictions, single.predictions)
     back = Activations.load(tmp_path / "sharded")
     assert isinstance(back[names[0]], LazyArray) and len(back) == N
+
+
+def test_cli_capture_into_a_float16_zarr_store(tmp_path: Path) -> None:
+    from layerscope.capture_result import CaptureResult
+    from layerscope.cli import main
+
+    out = tmp_path / "out"
+    args = ["capture", "-m", "mnist-cnn", "--data", "mnist:test", "--limit", "40", "--no-progress", "-o", str(out),
+            "-l", "conv1,fc1", "--store", "zarr", "--dtype", "float16"]
+    with pytest.raises(SystemExit) as ex:
+        main(args)
+    assert ex.value.code in (0, None)
+    assert sorted(p.name for p in out.glob("*.zarr")) == ["layer000_conv1.zarr", "layer001_fc1.zarr"]
+    res = CaptureResult.load(out)
+    assert isinstance(res.activations["conv1"], LazyArray) and res.activations["conv1"].dtype == np.float16
+    assert res.metrics["precision"] == "reduced: float16 storage"
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["parameters"]["store"] == "zarr" and doc["parameters"]["dtype"] == "float16"
+    ref = collect_activations(ls.load_model("mnist-cnn"), ls.load_dataset("mnist:test"), ["conv1"], indices=np.arange(40))
+    np.testing.assert_allclose(np.asarray(res.activations["conv1"], dtype=np.float32), ref["conv1"], rtol=2**-11, atol=1e-4)
