@@ -546,8 +546,9 @@ class Activations:
             if _is_lazy(arr):  # a Zarr store: kept as a store (never loaded whole)
                 fname = f"layer{i:03d}_{_safe(name)}.zarr"
                 target = d / fname
-                if Path(arr.path).resolve() != target.resolve():
-                    _copy_tree(Path(arr.path), target)
+                src_dir = Path(getattr(arr, "path"))
+                if src_dir.resolve() != target.resolve():
+                    _copy_tree(src_dir, target)
                 files[name] = fname
                 continue
             fname = f"layer{i:03d}_{_safe(name)}.npy"
@@ -600,7 +601,7 @@ class Activations:
                 f"{meta_path} lacks 'files', 'n' or 'layers' (or they have the wrong type); it was not written "
                 "by layerscope. Re-run `layerscope capture`."
             )
-        arrays = {}
+        arrays: dict[str, Any] = {}
         for name, fname in files.items():
             path = d / str(fname)
             if Path(str(fname)).name != str(fname) or not (path.is_dir() if str(fname).endswith(".zarr") else path.is_file()):
@@ -1190,7 +1191,7 @@ class _Collector:
         for i, n in enumerate(self.layers):
             kind = self.kind[n]
             if kind == "ram":
-                self.ram[n] = np.empty((self.n, *self.shapes[n]), dtype=self.dtype)
+                self.ram[n] = np.empty((int(self.n or 0), *self.shapes[n]), dtype=self.dtype)
                 self.ram_t[n] = torch.from_numpy(self.ram[n])
             elif kind == "list":
                 self.parts[n] = []
