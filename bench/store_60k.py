@@ -153,8 +153,9 @@ def main() -> None:
     doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     doc.update({"n": args.n, "budget_bytes": BUDGET, "threads": 1})
     for ph in phases:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         r = subprocess.run([sys.executable, __file__, str(out), "--phase", ph, "--n", str(args.n), "--child"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=env)
         if r.returncode:
             print(r.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"phase {ph} failed")
