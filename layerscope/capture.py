@@ -7,8 +7,11 @@ Two entry points:
   pass once the deepest requested layer has run (nothing above it is computed).
 * :func:`collect_activations` — runs a dataset through the model in batches and returns an
   :class:`Activations` result: one array per layer, labels and sample ids alongside, optional
-  spatial reduction inside the hook, and a memory budget above which arrays stream to ``.npy``
-  files on disk instead of RAM.
+  spatial reduction inside the hook. Each output is copied once, inside the hook, into an array
+  preallocated for all rows (optionally float16). A memory budget keeps in RAM the layers that fit
+  and streams the others to ``.npy`` files; ``store="zarr"`` writes every layer into a chunked,
+  compressed Zarr store (:mod:`layerscope.store`) read lazily by the analyses.
+  :func:`layerscope.capture_shards.collect_activations_sharded` splits a capture over Ray workers.
 
 After either, also after an exception inside the model, the model has no hooks left and its
 ``training`` flags and ``requires_grad`` flags are as before; parameters are never written.

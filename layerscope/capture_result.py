@@ -1,7 +1,8 @@
 """Capture as an analysis: :func:`capture_dataset` runs :func:`layerscope.capture.collect_activations`
 and returns a :class:`CaptureResult`, whose ``save(dir)`` writes the folder of ``layerscope capture``:
 
-* the activations as written by :meth:`layerscope.capture.Activations.save`: one ``.npy`` per layer,
+* the activations as written by :meth:`layerscope.capture.Activations.save`: one ``.npy`` (or, with
+  ``store="zarr"``, one ``.zarr`` store) per layer,
   ``labels.npz`` (labels, sample ids, predictions, extra labels) and ``activations.json``;
 * ``activations.png``: the distribution of each layer's values;
 * ``result.json`` (``analysis = "capture"``), read by ``layerscope report``::
