@@ -915,7 +915,7 @@ def collect_activations(
                                 sink.write(n, cap.activations[n])
                         cap.activations.clear()
                     if sink.first:
-                        missing = [n for n in cap.layers if n not in sink.pending]
+                        missing = [n for n in cap.layers if n not in sink.seen]
                         if missing:
                             raise InputShapeError(
                                 f"Layers {missing} did not run in the forward pass, so they have no "
@@ -1083,6 +1083,10 @@ class _Collector:
         self.directory: Path | None = None
         self.tag = f"{os.getpid()}-{os.urandom(4).hex()}"  # unique per process and call
         self.layouts: dict[str, str | None] = {}
+        #: layers that produced an output in the first batch
+        self.seen: set[str] = set()
+        #: every layer to RAM (known length, no budget, no store): arrays allocated at their first output
+        self.direct = n is not None and budget is None and store in (None, "npy") and region is None
 
     # -- per batch ---------------------------------------------------------------------------
     def begin(self, b: int) -> None:
@@ -1101,8 +1105,15 @@ class _Collector:
         """The sink: copy the real rows of ``t`` to their destination."""
         t = t[: self.b]
         if self.first:
-            self.pending[name] = t.detach().to("cpu", copy=True)
-            return
+            self.seen.add(name)
+            if not self.direct:  # where it goes is decided once every layer has run: keep a copy till then
+                self.pending[name] = t.detach().to("cpu", copy=True)
+                return
+            # no budget, no store: every layer goes to RAM, so its array is allocated right away
+            self.shapes[name] = tuple(t.shape[1:])
+            self.kind[name] = "ram"
+            self.ram[name] = np.empty((int(self.n or 0), *self.shapes[name]), dtype=self.dtype)
+            self.ram_t[name] = torch.from_numpy(self.ram[name])
         want = self.shapes[name]
         if tuple(t.shape[1:]) != want or t.shape[0] != self.b:
             raise InputShapeError(
@@ -1154,6 +1165,8 @@ class _Collector:
         return d
 
     def _setup(self) -> None:
+        if self.direct:
+            return
         self.shapes = {n: tuple(self.pending[n].shape[1:]) for n in self.layers}
         itemsize = self.dtype.itemsize
         row_bytes = {n: int(np.prod(s, dtype=np.int64)) * itemsize for n, s in self.shapes.items()}
