@@ -121,6 +121,9 @@ EXPORTS: dict[str, str] = {
     "text_maximize": ".text",
     "TextMaxResult": ".text",
     "TextDataset": ".data",
+    # export to other tools (TensorBoard's Embedding Projector)
+    "export_tensorboard": ".export",
+    "ProjectorExport": ".export",
     # the HTML report and the demo
     "build_report": ".report",
     "run_demo": ".demo",

@@ -42,7 +42,7 @@ __all__ = [
 
 #: Files that mark a folder as a layerscope result: an existing ``--out`` folder is only replaced
 #: by :func:`result_folder` when it is empty or holds one of these (never a user's own folder).
-RESULT_MARKERS = ("result.json", "activations.json")
+RESULT_MARKERS = ("result.json", "activations.json", "layerscope-export.json")  # the last: layerscope.export
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ keywords only, and say what they count in ``desc`` ("layer X", "epoch N", ...).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, TypeVar, Union
+import contextlib
+from typing import Any, Callable, Iterable, Iterator, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -27,7 +28,7 @@ Tracker = Callable[..., Iterable[Any]]
 #: what analyses accept as ``progress=``
 ProgressArg = Union[Tracker, bool, None]
 
-__all__ = ["Tracker", "ProgressArg", "no_progress", "resolve_progress"]
+__all__ = ["Tracker", "ProgressArg", "no_progress", "resolve_progress", "ticks"]
 
 
 def no_progress(iterable: Iterable[T], total: int | None = None, desc: str | None = None, **_: Any) -> Iterable[T]:
@@ -64,3 +65,27 @@ def resolve_progress(progress: ProgressArg) -> Tracker:
         return tracker(iterable, total=total, desc=desc, **kwargs)
 
     return track
+
+
+@contextlib.contextmanager
+def ticks(track: Tracker, total: int, desc: str) -> Iterator[Callable[[], None]]:
+    """A tick function for work that reports from a callback (e.g. openTSNE's), through ``track``.
+
+    ``track`` only wraps iterables, so this pulls one item of ``track(range(total))`` per tick:
+    the bar advances by one on each call of the yielded function (calls beyond ``total`` are
+    ignored) and is run to its end when the block exits, also when the work stopped early::
+
+        with ticks(track, total=10, desc="tsne fc1") as tick:
+            optimize(callback=lambda *_: tick())
+    """
+    it = iter(track(range(total), total=total, desc=desc))
+    next(it, None)  # the first item opens the bar at 0; each later one advances it by one
+
+    def tick() -> None:
+        next(it, None)
+
+    try:
+        yield tick
+    finally:
+        for _ in it:  # the rest, so the bar ends complete and the tracker's generator closes
+            pass

@@ -149,8 +149,8 @@ def build_steps(out: Union[str, Path], *, epochs: int = 5, limit: int = 30000, n
         # Visualizing convnets (Zeiler & Fergus 2014)
         Step("correspondence", "masking the same part of 5 digits vs random masks, at conv2 and conv4",
              ["correspondence", "--model", str(cnn), "--data", "mnist:test", "--layers", "conv2,conv4", "--limit", "5",
-              "--out", str(out / "convnets" / "correspondence")],
-             run=lambda: _correspondence(cnn, out / "convnets" / "correspondence", ["conv2", "conv4"], 5), needs=["train-cnn"]),
+              "--out", str(out / "convnets" / "correspondence"), *pb],
+             run=lambda: _correspondence(cnn, out / "convnets" / "correspondence", ["conv2", "conv4"], 5, bar), needs=["train-cnn"]),
         Step("topk", "top-9 patches of 8 conv2 channels over 2,000 test digits",
              ["topk", "--model", str(cnn), "--data", "mnist:test", "--layer", "conv2", "--units", "0,1,2,3,4,5,6,7",
               "--limit", "2000", "--out", str(out / "convnets" / "topk"), *pb],
@@ -300,12 +300,12 @@ def _maximize(run_dir: Path, out_dir: Path, layer: str, units: list[int] | str, 
     return f"{m['n_units']} units of {layer}: mean activation reached {m['mean_activation']:.4g}"
 
 
-def _correspondence(run_dir: Path, out_dir: Path, layers: list[str], limit: int) -> str:
+def _correspondence(run_dir: Path, out_dir: Path, layers: list[str], limit: int, bar: Optional[Tracker] = None) -> str:
     """``layerscope correspondence --data mnist:test --layers ... --limit N`` (mask value ``mean``)."""
     from .convnets.correspondence import correspondence
 
     res = correspondence(_model(run_dir), _data("mnist:test"), layers, parts=None, value="mean", n_random=10,
-                         random_state=0, label=None, indices=None, limit=limit, data_spec="mnist:test")
+                         random_state=0, label=None, indices=None, limit=limit, data_spec="mnist:test", progress=bar)
     res.save(out_dir)
     return "\n".join(f"{layer}: " + ", ".join(f"{k}={v:.4f}" for k, v in res.delta[layer].items()) for layer in res.layers)
 

@@ -18,6 +18,7 @@ __all__ = [
     "UnsupportedFileError",
     "ModelSpecError",
     "ParameterError",
+    "MissingDependencyError",
 ]
 
 
@@ -58,3 +59,8 @@ class ModelSpecError(LayerscopeError, ValueError):
 
 class ParameterError(LayerscopeError, ValueError):
     """An argument outside its valid range (e.g. a unit index, a radius, a k)."""
+
+
+class MissingDependencyError(LayerscopeError, ImportError):
+    """An optional package that a feature needs is not installed; the message names the extra
+    (``pip install 'layerscope[speech]'``). Raised by :func:`layerscope._optional.require`."""

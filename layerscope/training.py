@@ -211,11 +211,14 @@ def train(
     n = len(train_set)
     if 0 in cps:
         checkpoint(0, None, None)
-    for epoch in track(range(1, epochs + 1), total=epochs, desc="train epochs"):
+    n_batches = -(-n // batch_size)
+    for epoch in range(1, epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen).numpy()
         total, correct, seen = 0.0, 0, 0
-        for batch in iter_batches(train_set, batch_size, indices=perm, model=model, device=dev):
+        # one tick per batch, the epoch in the description (a bar per epoch)
+        for batch in track(iter_batches(train_set, batch_size, indices=perm, model=model, device=dev),
+                           total=n_batches, desc=f"train epoch {epoch}/{epochs}"):
             x, y = batch.args[0], batch.labels
             if y is None:
                 raise DataError("Training needs labelled data: the batches carry no labels.")

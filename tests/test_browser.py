@@ -126,3 +126,135 @@ def test_report_fits_a_phone(browser, tmp_path: Path):
     assert "sample 4" in page.locator(".ls-tooltip").first.inner_text()
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
     assert problems == []
+
+
+# -- linked projections (issue 16): colour by true class, isolate a class, find a sample everywhere --
+
+COUNT_COLOURS = """(i) => {
+  // pixels of each class colour (drawn with alpha over white, perhaps twice) and of the selection ring
+  const p = window.layerscopePlots[i], c = p.canvas, d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const hex = (h) => [1, 3, 5].map(k => parseInt(h.slice(k, k + 2), 16));
+  const pal = Array.from({length: 10}, (_, k) => hex(window.layerscopeColor(k)));
+  const counts = new Array(10).fill(0); let ring = 0;
+  for (let j = 0; j < d.length; j += 4) {
+    const px = [d[j], d[j + 1], d[j + 2]];
+    if (px[0] > 190 && px[1] < 40 && px[2] < 40) { ring++; continue; }
+    for (let k = 0; k < 10; k++) {
+      const col = pal[k]; let m = 0;
+      for (let ch = 1; ch < 3; ch++) { if (Math.abs(col[ch] - 255) > Math.abs(col[m] - 255)) { m = ch; } }
+      const w = (255 - px[m]) / (255 - col[m]);
+      if (w < 0.6 || w > 1.02) { continue; }
+      if ([0, 1, 2].every(ch => Math.abs(w * col[ch] + (1 - w) * 255 - px[ch]) < 5)) { counts[k]++; break; }
+    }
+  }
+  return {counts: counts, ring: ring};
+}"""
+
+
+def _shots_dir(tmp_path: Path) -> Path:
+    import os
+
+    d = Path(os.environ.get("LAYERSCOPE_SCREENSHOTS") or tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _link(page, n_plots: int) -> tuple[str, list[int]]:
+    """The link group with ``n_plots`` plots: its id and the plots' indices in window.layerscopePlots."""
+    groups = page.evaluate("Object.values(window.layerscopeLinks).map(l => [l.id, l.plots.map(p => window.layerscopePlots.indexOf(p))])")
+    (found,) = [g for g in groups if len(g[1]) == n_plots]
+    return found[0], found[1]
+
+
+def test_linked_projections_in_chromium(browser, tmp_path: Path):
+    from report_fixtures import make_demo_like
+
+    make_demo_like(tmp_path / "demo-out")
+    path = build_report(tmp_path / "demo-out")
+    page, problems = open_report(browser, path)
+    modes = page.evaluate("Object.values(window.layerscopeLinks).map(l => l.mode)")
+    assert modes == ["true class", "digit", "speaker"]  # projections, speech frames, speaker embeddings
+    link, plots = _link(page, 4)  # the projections: 2 layers x 2 checkpoints
+    titles = [page.evaluate(f"window.layerscopePlots[{i}].spec.title") for i in plots]
+    assert titles == ["relu1 · epoch 0 · tsne", "relu2 · epoch 0 · tsne", "relu1 · epoch 5 · tsne", "relu2 · epoch 5 · tsne"]
+    untrained = plots[0]  # predicts class 0 for every digit
+    count = lambda i: page.evaluate(COUNT_COLOURS, i)  # noqa: E731
+    # by default the colour is the TRUE class: the untrained checkpoint shows its three classes
+    c = count(untrained)["counts"]
+    assert min(c[:3]) > 100 and sum(c[3:]) == 0, c
+    page.select_option(f"#{link} select", "predicted class")
+    c = count(untrained)["counts"]
+    assert c[0] > 300 and c[1] == c[2] == 0, c  # ... and one colour when coloured by the prediction
+    assert page.evaluate(f"window.layerscopePlots[{plots[2]}].modeName()") == "predicted class"  # linked: every plot switched
+    page.select_option(f"#{link} select", "true class")
+
+    # a legend click isolates a class in every linked plot; a second click shows all again
+    page.locator(f"#plot{untrained + 1} .legend button.item[data-code='2']").click()
+    for i in plots:
+        c = count(i)["counts"]
+        assert c[2] > 100 and c[0] == c[1] == 0, (i, c)
+    assert page.locator(f"#plot{plots[3] + 1} .legend button.item[data-code='2']").get_attribute("aria-pressed") == "true"
+    page.locator(f"#plot{plots[3] + 1} .legend button.item[data-code='2']").click()
+    assert min(count(plots[3])["counts"][:3]) > 100
+    # shift-click hides a class (and a second shift-click shows it)
+    page.locator(f"#plot{untrained + 1} .legend button.item[data-code='1']").click(modifiers=["Shift"])
+    for i in plots:
+        c = count(i)["counts"]
+        assert c[1] == 0 and c[0] > 100 and c[2] > 100, (i, c)
+    page.locator(f"#plot{untrained + 1} .legend button.item[data-code='1']").click(modifiers=["Shift"])
+    assert count(untrained)["counts"][1] > 100
+
+    # search a sample id: ringed in every linked plot, at that sample's point
+    assert all(count(i)["ring"] == 0 for i in plots)
+    page.fill(f"#{link} input[type=search]", "137")
+    page.press(f"#{link} input[type=search]", "Enter")
+    for i in plots:
+        assert page.evaluate(f"window.layerscopePlots[{i}].selectedIndex()") == 37
+        assert page.get_attribute(f"#plot{i + 1} canvas", "data-selected") == "37"
+        assert count(i)["ring"] > 30
+    assert "sample 137 is ringed in 4 of 4 plots" in page.inner_text(f"#{link} .status")
+    assert all(count(i)["ring"] == 0 for i in _link(page, 3)[1])  # other data: not linked
+    page.fill(f"#{link} input[type=search]", "99999")
+    page.press(f"#{link} input[type=search]", "Enter")
+    assert "sample 99999 is not in these plots" in page.inner_text(f"#{link} .status")
+    assert all(count(i)["ring"] == 0 for i in plots)
+
+    # clicking a point selects its sample in the other plots too
+    page.evaluate(f"window.layerscopePlots[{plots[3]}].canvas.scrollIntoView({{behavior: 'instant', block: 'center'}})")
+    xy = page.evaluate(f"window.layerscopePlots[{plots[3]}].clientPoint(5)")
+    page.mouse.click(xy["x"], xy["y"])
+    picked = page.evaluate(f"window.layerscopePlots[{plots[3]}].spec.id[window.layerscopePlots[{plots[3]}].selectedIndex()]")
+    j = picked - 100  # sample ids are 100 + index in every plot
+    assert page.evaluate(f"window.layerscopePlots[{plots[0]}].selectedIndex()") == j
+    assert page.input_value(f"#{link} input[type=search]") == str(picked)
+    page.evaluate(f"window.layerscopePlots[{plots[0]}].canvas.scrollIntoView({{behavior: 'instant', block: 'center'}})")
+    page.screenshot(path=str(_shots_dir(tmp_path) / "linked-1280.png"), full_page=False)
+    page.screenshot(path=str(_shots_dir(tmp_path) / "report-1280.png"), full_page=True)
+    assert [p for p in problems if "willReadFrequently" not in p] == []  # our own pixel reads
+
+
+def test_linked_projections_on_a_phone(browser, tmp_path: Path):
+    from report_fixtures import make_demo_like
+
+    make_demo_like(tmp_path / "demo-out")
+    path = build_report(tmp_path / "demo-out")
+    page, problems = open_report(browser, path, width=390)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    link, plots = _link(page, 4)
+    assert page.evaluate(f"document.getElementById('{link}').getBoundingClientRect().width") <= 390
+    page.fill(f"#{link} input[type=search]", "101")
+    page.press(f"#{link} input[type=search]", "Enter")
+    assert [page.evaluate(f"window.layerscopePlots[{i}].selectedIndex()") for i in plots] == [1, 1, 1, 1]
+    page.locator(f"#plot{plots[1] + 1} .legend button.item[data-code='0']").click()
+    assert page.evaluate(f"window.layerscopeLinks['{link}'].iso") == 0
+    c = page.evaluate(COUNT_COLOURS, plots[2])["counts"]
+    assert c[0] > 50 and c[1] == c[2] == 0
+    # the top-9 grid keeps its natural width and scrolls sideways inside its box
+    img = page.locator("img.fig.wide").first
+    assert img.evaluate("e => e.getBoundingClientRect().width") == 1000
+    assert img.evaluate("e => e.parentElement.scrollWidth > e.parentElement.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.evaluate(f"window.layerscopePlots[{plots[2]}].canvas.scrollIntoView({{behavior: 'instant', block: 'center'}})")
+    page.screenshot(path=str(_shots_dir(tmp_path) / "linked-390.png"), full_page=False)
+    page.screenshot(path=str(_shots_dir(tmp_path) / "report-390.png"), full_page=True)
+    assert [p for p in problems if "willReadFrequently" not in p] == []  # our own pixel reads

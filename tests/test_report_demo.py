@@ -246,3 +246,14 @@ def test_steps_call_the_library_and_write_what_their_command_writes(tmp_path: Pa
         r = runner.invoke(app, args)
         assert r.exit_code == 0, (name, r.output)
         _same_tree(demo_dir, tmp_path / "cli" / name)
+
+
+def test_demo_list_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``layerscope demo --list`` only prints: no lock file, no output folder next to --out."""
+    from typer.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["demo", "--list", "--out", "demo-out"])
+    assert r.exit_code == 0, r.output
+    assert "train-mlp" in r.output or "layerscope train" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

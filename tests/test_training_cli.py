@@ -53,10 +53,10 @@ def test_interrupted_training_keeps_finished_checkpoints(tmp_path: Path) -> None
     net = build_model("mlp:width=32,depth=1", tr.input_shape, 10)
 
     def tracker(iterable, total=None, desc=""):  # type: ignore[no-untyped-def]
-        for epoch in iterable:
-            if epoch == 3:
-                raise KeyboardInterrupt
-            yield epoch
+        # one bar per epoch over its batches: Ctrl-C at the first batch of epoch 3
+        if desc.startswith("train epoch 3/"):
+            raise KeyboardInterrupt
+        yield from iterable
 
     meta = {"arch": "mlp:width=32,depth=1", "input_shape": [1, 28, 28], "classes": tr.classes}
     with pytest.raises(KeyboardInterrupt):
@@ -74,11 +74,14 @@ def test_cli_train_layers_capture(tmp_path: Path) -> None:
     runner = CliRunner()
     run = tmp_path / "run"
     res = runner.invoke(
-        app, ["train", "--model", "mlp:width=32,depth=2", "--epochs", "1", "--limit", "600", "--out", str(run), "--no-progress"]
+        app, ["train", "--model", "mlp:width=32,depth=2", "--epochs", "1", "--limit", "600", "--val-limit", "50",
+              "--out", str(run), "--no-progress"]
     )
     assert res.exit_code == 0, res.output
     info = json.loads((run / "run.json").read_text())
     assert info["arch"] == "mlp:width=32,depth=2" and info["val_data"] == "mnist:test" and info["n_train"] == 600
+    assert info["val_limit"] == 50 and info["n_val"] == 50  # validated on 50 test digits
+    assert all(abs(c["val_accuracy"] * 50 - round(c["val_accuracy"] * 50)) < 1e-9 for c in info["checkpoints"])
     res = runner.invoke(app, ["layers", "--model", str(run), "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}

@@ -66,7 +66,7 @@ def _guard_out(fn: Callable[..., Any]) -> Callable[..., Any]:
         from .._io import folder_lock
 
         out = kwargs.get("out")
-        if isinstance(out, Path):
+        if isinstance(out, Path) and not kwargs.get("list_steps"):  # `demo --list` writes nothing
             with folder_lock(out):
                 return fn(*args, **kwargs)
         return fn(*args, **kwargs)

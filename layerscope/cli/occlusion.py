@@ -64,6 +64,7 @@ def correspondence(
     n_random: int = typer.Option(10, help="Random-mask draws per part."),
     seed: int = seed_option("Seed of the random masks."),
     weights: Optional[Path] = weights_option(), allow_pickle: bool = allow_pickle_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Correspondence Δ per layer: the same part masked in several images vs random masks (Z&F Table 1)."""
     from ..convnets.correspondence import correspondence as corr
@@ -78,9 +79,10 @@ def correspondence(
         except ValueError as err:
             raise ParameterError(f"--parts takes 'name=row,col,h,w;...'; got {parts!r}.") from err
     rows = parse_indices(indices, len(ds))
-    res = corr(net, ds, parse_list(layers) or [], parts=boxes, value=number_or(value, ("mean",), "--value"),
-               n_random=n_random, random_state=seed, label=label, indices=rows,
-               limit=None if rows is not None else check_count("--limit", limit), data_spec=data)
+    with progress_bar(progress) as bar:
+        res = corr(net, ds, parse_list(layers) or [], parts=boxes, value=number_or(value, ("mean",), "--value"),
+                   n_random=n_random, random_state=seed, label=label, indices=rows,
+                   limit=None if rows is not None else check_count("--limit", limit), data_spec=data, progress=bar)
     res.save(out)
     console.print(f"correspondence Δ of {len(res.layers)} layers over {res.n_images} images written to [bold]{out}[/]")
     for layer in res.layers:

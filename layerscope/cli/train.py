@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ._app import app, console, parse_list, progress_bar, progress_option, seed_option, set_threads, threads_option
+from ._app import app, check_count, console, parse_list, progress_bar, progress_option, seed_option, set_threads, threads_option
 
 
 @app.command()
@@ -25,6 +25,7 @@ def train(
     optimizer: str = typer.Option("adam", help="adam (default: trains every reference model reliably) or sgd."),
     weight_decay: float = typer.Option(0.0),
     limit: Optional[int] = typer.Option(None, help="Train on a seeded stratified subset of N samples."),
+    val_limit: Optional[int] = typer.Option(None, help="Validate on a seeded stratified subset of N samples of the validation data (default: all)."),
     seed: int = seed_option(),
     threads: Optional[int] = threads_option(),
     progress: bool = progress_option(),
@@ -49,6 +50,10 @@ def train(
     val = load_dataset(val_data) if val_data else None
     if limit is not None:
         ds = ds.subset(stratified_indices(ds.y.numpy(), limit, seed))
+    if val_limit is not None and val is not None:
+        if not isinstance(val, ArrayDataset):
+            raise DataError(f"--val-limit needs fixed-size validation data; {val_data} holds raw recordings.")
+        val = val.subset(stratified_indices(val.y.numpy(), check_count("--val-limit", val_limit) or 0, seed))
     torch.manual_seed(seed)
     net = build_model(model, ds.input_shape, len(ds.classes))
     cps = [int(c) for c in parse_list(checkpoints) or []] if checkpoints else None
@@ -59,6 +64,7 @@ def train(
         "data": data,
         "val_data": val_data,
         "limit": limit,
+        "val_limit": val_limit,
         "input_shape": list(ds.input_shape),
         "classes": ds.classes,
         "normalization": ds.normalization.to_dict(),

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._progress import ProgressArg, resolve_progress
 from ..capture import capture, model_device, model_state_guard
 from ..exceptions import InputShapeError, ParameterError
 from ._result import FolderResult, read_folder
@@ -172,6 +173,7 @@ def correspondence(
     device: torch.device | str | None = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
+    progress: ProgressArg = None,
 ) -> Correspondence:
     """Correspondence Δ of ``layers`` for parts masked in all images ``x`` vs random masks.
 
@@ -198,6 +200,9 @@ def correspondence(
         Seed of the random boxes.
     model_info, data_spec
         Stored on the result (default: the model's description and the data set's ``name``).
+    progress
+        A bar ticking once per part (each part: its mask and ``n_random`` random masks);
+        ``True``: ``tqdm.auto``; or any tqdm-compatible callable.
 
     Returns
     -------
@@ -277,7 +282,9 @@ def correspondence(
                 return {layer: _wide(cap[layer].flatten(1)) for layer in layer_list}
 
             f0 = feats(xd)
-            for name, pboxes in part_boxes.items():
+            track = resolve_progress(progress)
+            for name, pboxes in track(list(part_boxes.items()), total=len(part_boxes),
+                                      desc=f"correspondence: {len(part_boxes)} parts x {n_random + 1} masks"):
                 fm = feats(_mask(xd, pboxes, val))
                 for layer in layer_list:
                     delta[layer][name] = sign_delta(f0[layer] - fm[layer])

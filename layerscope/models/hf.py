@@ -52,14 +52,9 @@ _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def _import_transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as err:
-        raise ModelSpecError(
-            "hf: model specs need the 'transformers' package; install layerscope's text extra: "
-            "pip install 'layerscope[text]'."
-        ) from err
-    return transformers
+    from .._optional import require
+
+    return require("transformers", "hf: model specs")
 
 
 def _package_model_dir(name: str) -> Path | None:

@@ -16,11 +16,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
 from .._io import atomic_path, read_json, to_jsonable, write_json
+from .._progress import ProgressArg, resolve_progress, ticks
 from ..exceptions import DataError, ParameterError
 from .metrics import accuracy, check_finite, neighborhood_hit
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 Method = Literal["tsne", "umap", "pca"]
 METHODS = ("tsne", "umap", "pca")
+#: t-SNE progress: one tick every this many gradient-descent iterations
+TSNE_TICK = 25
 
 
 def flatten_activations(x: np.ndarray) -> np.ndarray:
@@ -210,6 +213,7 @@ def _tsne(
     n_iter: int,
     early_exaggeration_iter: int,
     n_jobs: int,
+    tick: Callable[[], None] | None = None,
     **kw: Any,
 ) -> np.ndarray:
     from openTSNE import TSNE
@@ -238,11 +242,16 @@ def _tsne(
                 n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, **kw)
     aff = PerplexityBasedNN(X, perplexity=perplexity, method="auto", n_jobs=n_jobs, random_state=random_state)
     emb = tsne.prepare_initial(X, affinities=aff, initialization=init)
+    # progress: openTSNE calls back every TSNE_TICK iterations (it then also computes the KL
+    # divergence; the embedding is the same with or without the callback)
+    cb: dict[str, Any] = {} if tick is None else {
+        "callbacks": lambda *_: tick(), "callbacks_every_iters": TSNE_TICK}  # returns None: never stops early
     if early_exaggeration_iter > 0:
         emb = emb.optimize(n_iter=early_exaggeration_iter, exaggeration=tsne.early_exaggeration,
-                           momentum=tsne.initial_momentum, inplace=True)
+                           momentum=tsne.initial_momentum, inplace=True, **cb)
     if n_iter > 0:
-        emb = emb.optimize(n_iter=n_iter, exaggeration=tsne.exaggeration, momentum=tsne.final_momentum, inplace=True)
+        emb = emb.optimize(n_iter=n_iter, exaggeration=tsne.exaggeration, momentum=tsne.final_momentum, inplace=True,
+                           **cb)
     return np.asarray(emb, dtype=np.float64)
 
 
@@ -253,10 +262,9 @@ def _umap(X: np.ndarray, *, random_state: int | None, n_neighbors: int, min_dist
             f"UMAP with n_neighbors={n_neighbors} needs more than {n_neighbors} observations, got {len(X)}. "
             "Use more observations or a smaller n_neighbors."
         )
-    try:
-        import umap  # lazily: numba compiles on first import
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ParameterError("method='umap' needs the umap-learn package: pip install umap-learn") from e
+    from .._optional import require
+
+    umap = require("umap", "method='umap'")  # lazily: numba compiles on first import
     init: Any = "spectral" if initialization is None else np.asarray(initialization, dtype=np.float64)
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state,
                         init=init, n_jobs=n_jobs if random_state is None else 1, **kw)
@@ -291,6 +299,7 @@ def project(
     initialization: np.ndarray | None = None,
     align_to: np.ndarray | None = None,
     n_jobs: int = 1,
+    progress: ProgressArg = None,
     **method_kwargs: Any,
 ) -> Projection:
     """Project a layer's activations to 2-D and measure how well the classes separate.
@@ -327,6 +336,9 @@ def project(
     align_to : ndarray of shape (n, 2), optional
         Rotate/reflect the result to best match this layout (orthogonal Procrustes; NH unchanged).
     n_jobs : int, default 1
+    progress : None, bool or tracker
+        t-SNE only: a bar ``tsne <layer>`` ticking every :data:`TSNE_TICK` iterations
+        (``True``: ``tqdm.auto``; or any tqdm-compatible callable).
     **method_kwargs
         Passed to ``openTSNE.TSNE`` or ``umap.UMAP``.
 
@@ -348,8 +360,12 @@ def project(
         log.info("PCA ignores the initialization")
     t0 = time.perf_counter()
     if method == "tsne":
-        emb = _tsne(Xa, random_state=random_state, perplexity=perplexity, initialization=initialization,
-                    n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, n_jobs=n_jobs, **method_kwargs)
+        name = "tsne" + ("" if layer is None else f" {layer}") + ("" if checkpoint is None else f" @ epoch {checkpoint}")
+        total = -(-max(early_exaggeration_iter, 0) // TSNE_TICK) + -(-max(n_iter, 0) // TSNE_TICK)
+        with ticks(resolve_progress(progress), total=total, desc=name) as tick:
+            emb = _tsne(Xa, random_state=random_state, perplexity=perplexity, initialization=initialization,
+                        n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, n_jobs=n_jobs,
+                        tick=None if progress is None or progress is False else tick, **method_kwargs)
         params: dict[str, Any] = {"perplexity": perplexity, "n_iter": n_iter,
                                   "early_exaggeration_iter": early_exaggeration_iter,
                                   "ints_in_interval": method_kwargs.get("ints_in_interval", 2)}

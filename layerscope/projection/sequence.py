@@ -146,7 +146,7 @@ def project_sequence(
         p = project(
             arrays[i], labels, method, random_state, predictions=preds[i], sample_ids=sample_ids,
             layer=lays[i], checkpoint=cps[i], initialization=init,
-            align_to=prev if (aligned and prev is not None) else None, **kw,
+            align_to=prev if (aligned and prev is not None) else None, progress=progress, **kw,
         )
         frames.append(p)
         prev = p.embedding

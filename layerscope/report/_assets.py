@@ -2,7 +2,12 @@
 
 Both are written by hand for this report (no library fits the need of a single offline file with
 no downloads): a responsive layout with a table of contents, and a small canvas scatter plot with
-zoom, pan, touch pinch and a hover/tap tooltip. The script reads data only from
+zoom, pan, touch pinch and a hover/tap tooltip. The plots of one result are linked (same
+observations, layers × checkpoints): one toolbar chooses the colouring (true class by default,
+predicted class, any other label), finds a sample id, and a selected sample (click or search) or
+an isolated class (legend click; shift-click hides a class) shows in every plot of the group.
+A charting library was measured and not taken: Bokeh 3.9's ``bokeh.min.js`` alone is 1.27 MB
+(1.65 MB with the widgets a selector needs) per report, against about 25 kB for this script. The script reads data only from
 ``<script type="application/json">`` blocks and writes data only through ``textContent``, so no
 label from the data can become markup.
 """
@@ -51,13 +56,31 @@ details.more > summary { cursor: pointer; color: var(--accent); }
 .plot .bar { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 4px 0; font-size: .85em; }
 .plot button, .plot select { font: inherit; padding: 2px 8px; border: 1px solid var(--line); background: var(--panel); border-radius: 4px; cursor: pointer; }
 .plot canvas { display: block; width: 100%; touch-action: none; cursor: crosshair; border: 1px solid var(--line); }
-.legend { display: flex; flex-wrap: wrap; gap: 4px 12px; font-size: .82em; margin-top: 6px; }
+.legend { display: flex; flex-wrap: wrap; gap: 4px 6px; font-size: .82em; margin-top: 6px; align-items: center; }
+.legend button.item { font: inherit; border: 1px solid transparent; background: none; padding: 1px 5px; border-radius: 4px; cursor: pointer; color: var(--fg); }
+.legend button.item:hover { border-color: var(--line); background: var(--panel); }
+.legend button.item.off { text-decoration: line-through; opacity: .45; }
+.legend button.item.dim { opacity: .45; }
+.legend button.item.iso { font-weight: 700; border-color: #8a96a3; }
 .legend span.sw { display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 4px; vertical-align: middle; }
+.linkbar { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; margin: 8px 0; padding: 6px 8px; background: var(--panel);
+  border: 1px solid var(--line); border-radius: 6px; font-size: .88em; position: sticky; top: 0; z-index: 5; }
+.linkbar:empty { display: none; }
+.linkbar select, .linkbar input, .linkbar button { font: inherit; padding: 2px 6px; border: 1px solid #b9c2cc; border-radius: 4px; background: #fff; }
+.linkbar form.find { display: inline-flex; gap: 4px; margin: 0; }
+.linkbar .status { color: #8a0000; font-weight: 600; }
+.pm { font-size: .85em; color: var(--muted); }
+.pm .metric, td.metric, th.metric { text-decoration: underline dotted #8a96a3; cursor: help; }
+dl.defs { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 1px 12px; font-size: .82em; color: var(--muted); margin: 4px 0 14px; }
+dl.defs dt { font-weight: 600; color: var(--fg); } dl.defs dd { margin: 0; }
+td.def { color: var(--muted); font-size: .92em; max-width: 520px; }
+details.raw { margin: 8px 0; } details.raw > summary { cursor: pointer; color: var(--accent); }
+details.raw pre { max-height: 420px; overflow: auto; background: var(--panel); border: 1px solid var(--line); padding: 8px; font-size: .78em; white-space: pre; }
 .ls-tooltip { position: absolute; z-index: 10; pointer-events: none; background: rgba(255,255,255,.97); border: 1px solid #8a96a3;
   border-radius: 4px; padding: 6px 8px; font-size: .82em; box-shadow: 0 2px 8px rgba(0,0,0,.18); max-width: 240px; display: none; }
 .ls-tooltip canvas { display: block; border: 1px solid var(--line); margin-bottom: 4px; width: 84px; height: 84px; image-rendering: pixelated; }
 .ls-tooltip div { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-svg.chart { max-width: 100%; height: auto; background: #fff; border: 1px solid var(--line); }
+svg.chart { max-width: 100%; min-width: 500px; height: auto; background: #fff; border: 1px solid var(--line); }  /* phones: scroll, labels stay readable */
 svg.chart text { font: 11px system-ui, sans-serif; fill: #333; }
 .kv { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: .88em; }
 .kv dt { color: var(--muted); } .kv dd { margin: 0; word-break: break-word; }
@@ -69,9 +92,8 @@ code { background: var(--panel); padding: 0 3px; border-radius: 3px; }
   .plots { grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); }
 }
 .figscroll { overflow-x: auto; max-width: 100%; }
-@media (max-width: 600px) {
-  figure img.wide { max-width: none; width: 760px; }  /* wide grids stay readable: scroll sideways */
-}
+figure img.wide { max-width: none; height: auto; }  /* natural size (width set inline): scroll sideways */
+@media (max-width: 600px) { dl.defs { grid-template-columns: 1fr; } dl.defs dd { margin-bottom: 4px; } .linkbar .note { display: none; } }
 @media (max-width: 480px) {
   body { font-size: 14px; }
   main { padding: 6px 10px 30px; }
@@ -83,6 +105,8 @@ JS = r"""
 (function () {
   "use strict";
   var TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  var FADED = "#d4d8dd";
+  var LINKS = {};
   function catColor(i) {
     if (i === null || i === undefined || i < 0) { return "#999999"; }
     if (i < 10) { return TAB10[i]; }
@@ -106,8 +130,105 @@ JS = r"""
     return String(v);
   }
 
-  function Scatter(root, spec) {
-    this.root = root; this.spec = spec;
+  // ---- a link group: the plots of one result (same observations: layers x checkpoints) ----------
+  // It holds what the reader chose: the colouring, an isolated class, hidden classes and a selected
+  // sample id; every plot of the group draws from it, so a choice shows in all of them at once.
+  function Link(id) {
+    this.id = id; this.plots = []; this.mode = null; this.iso = null; this.hidden = {}; this.sel = null;
+    this.status = null; this.search = null; this.select_ = null;
+  }
+  Link.prototype.modeNames = function () {
+    var names = [];
+    for (var p = 0; p < this.plots.length; p++) {
+      var ms = this.plots[p].modes;
+      for (var m = 0; m < ms.length; m++) { if (names.indexOf(ms[m].name) < 0) { names.push(ms[m].name); } }
+    }
+    return names;
+  };
+  Link.prototype.redraw = function () {
+    for (var p = 0; p < this.plots.length; p++) { this.plots[p].legend(); this.plots[p].draw(); }
+    this.report();
+  };
+  Link.prototype.setMode = function (name) {
+    this.mode = name; this.iso = null; this.hidden = {};
+    if (this.select_) { this.select_.value = name; }
+    this.redraw();
+  };
+  Link.prototype.isolate = function (code) {
+    this.iso = (this.iso === code) ? null : code;
+    if (this.iso !== null) { delete this.hidden[code]; }
+    this.redraw();
+  };
+  Link.prototype.toggle = function (code) {
+    if (this.hidden[code]) { delete this.hidden[code]; } else { this.hidden[code] = true; }
+    if (this.iso === code) { this.iso = null; }
+    this.redraw();
+  };
+  Link.prototype.showAll = function () { this.iso = null; this.hidden = {}; this.redraw(); };
+  Link.prototype.select = function (id) {
+    this.sel = (id === null || id === undefined || id === "") ? null : String(id);
+    if (this.search && this.search.value !== (this.sel || "")) { this.search.value = this.sel || ""; }
+    this.redraw();
+  };
+  Link.prototype.report = function () {
+    if (!this.status) { return; }
+    var parts = [];
+    if (this.sel !== null) {
+      var found = 0, name = "sample";
+      for (var p = 0; p < this.plots.length; p++) {
+        if (this.plots[p].indexOf(this.sel) >= 0) { found++; }
+        name = this.plots[p].spec.idName || name;
+      }
+      parts.push(found ? name + " " + this.sel + " is ringed in " + found + " of " + this.plots.length + " plots"
+        : name + " " + this.sel + " is not in these plots");
+    }
+    if (this.iso !== null) { parts.push("one class isolated (click it again to show all)"); }
+    var nh = Object.keys(this.hidden).length;
+    if (nh) { parts.push(nh + " class(es) hidden"); }
+    this.status.textContent = parts.join(" \u00b7 ");
+  };
+  Link.prototype.buildBar = function (bar) {
+    var self = this;
+    var names = this.modeNames();
+    if (names.length > 1) {
+      var lab = el("label", null, "colour by ");
+      var sel = el("select");
+      sel.setAttribute("aria-label", "colour points by");
+      for (var g = 0; g < names.length; g++) { var o = el("option", null, names[g]); o.value = names[g]; sel.appendChild(o); }
+      sel.value = this.mode;
+      sel.addEventListener("change", function () { self.setMode(sel.value); });
+      lab.appendChild(sel); bar.appendChild(lab);
+      this.select_ = sel;
+    }
+    var hasIds = false;
+    for (var p = 0; p < this.plots.length; p++) { if (this.plots[p].spec.id) { hasIds = true; } }
+    if (hasIds) {
+      var idName = this.plots[0].spec.idName || "sample";
+      var form = el("form", "find");
+      var input = el("input");
+      input.type = "search"; input.placeholder = idName + " id"; input.setAttribute("aria-label", "find a " + idName + " by id");
+      input.setAttribute("inputmode", "numeric"); input.size = 9;
+      var go = el("button", null, "find"); go.type = "submit";
+      form.appendChild(input); form.appendChild(go);
+      form.addEventListener("submit", function (ev) { ev.preventDefault(); self.select(input.value.trim()); });
+      input.addEventListener("search", function () { if (input.value === "") { self.select(null); } });
+      bar.appendChild(form);
+      this.search = input;
+    }
+    var clear = el("button", null, "clear selection"); clear.type = "button";
+    clear.addEventListener("click", function () { self.sel = null; if (self.search) { self.search.value = ""; } self.showAll(); });
+    bar.appendChild(clear);
+    this.status = el("span", "status");
+    this.status.setAttribute("aria-live", "polite");
+    bar.appendChild(this.status);
+    if (this.plots.length > 1) {
+      bar.appendChild(el("span", "note", "linked: " + this.plots.length + " plots of the same " + (this.plots[0].spec.idName || "sample") + "s"));
+    }
+  };
+
+  // ---- one scatter plot ----------------------------------------------------------------------
+  function Scatter(root, spec, link) {
+    this.root = root; this.spec = spec; this.link = link;
     var n = spec.x.length;
     this.n = n;
     var xmin = Infinity, xmax = -Infinity, ymin = Infinity, ymax = -Infinity;
@@ -121,18 +242,44 @@ JS = r"""
     this.bounds = [xmin, xmax, ymin, ymax];
     this.groups = spec.groups || [];
     this.values = spec.values || [];
-    // colour modes: continuous values first (e.g. a neuron's importance), then categories
+    // colourings: categories first (true class, then predicted class, then any other label), then
+    // continuous values (e.g. a neuron's importance for a class)
     this.modes = [];
+    for (var q = 0; q < this.groups.length; q++) {
+      this.modes.push({ kind: "group", i: q, name: this.groups[q].name });
+      if (q === 0 && spec.pred) {
+        var g0 = this.groups[0].name;
+        this.modes.push({ kind: "pred", i: 0, name: g0 === "true class" ? "predicted class" : "predicted " + g0 });
+      }
+    }
     for (var v = 0; v < this.values.length; v++) { this.modes.push({ kind: "value", i: v, name: this.values[v].name }); }
-    for (var q = 0; q < this.groups.length; q++) { this.modes.push({ kind: "group", i: q, name: this.groups[q].name }); }
-    this.mode = 0;
     this.hover = -1;
+    this.ids = null;
     this.sprite = spec.sprite ? document.getElementById(spec.sprite) : null;
-    this.thumbs = null;
-    if (spec.thumbnails) { this.thumbs = []; }
-    this.build();
-    this.reset();
+    this.thumbs = spec.thumbnails ? [] : null;
   }
+  Scatter.prototype.defaultMode = function () {
+    for (var m = 0; m < this.modes.length; m++) { if (this.modes[m].name === this.spec["default"]) { return this.modes[m].name; } }
+    return this.modes.length ? this.modes[0].name : null;
+  };
+  Scatter.prototype.currentMode = function () {
+    var name = this.link.mode;
+    for (var m = 0; m < this.modes.length; m++) { if (this.modes[m].name === name) { return this.modes[m]; } }
+    var d = this.defaultMode();
+    for (var k = 0; k < this.modes.length; k++) { if (this.modes[k].name === d) { return this.modes[k]; } }
+    return null;
+  };
+  Scatter.prototype.modeName = function () { var m = this.currentMode(); return m ? m.name : null; };
+  Scatter.prototype.indexOf = function (id) {
+    if (!this.spec.id || id === null) { return -1; }
+    if (!this.ids) {
+      this.ids = {};
+      for (var i = 0; i < this.n; i++) { this.ids[String(this.spec.id[i])] = i; }
+    }
+    var k = this.ids[String(id)];
+    return k === undefined ? -1 : k;
+  };
+  Scatter.prototype.selectedIndex = function () { return this.indexOf(this.link.sel); };
   Scatter.prototype.build = function () {
     var self = this, spec = this.spec;
     var bar = el("div", "bar");
@@ -143,14 +290,7 @@ JS = r"""
     zout.addEventListener("click", function () { self.zoomAt(self.w / 2, self.h / 2, 1 / 1.5); });
     rs.addEventListener("click", function () { self.reset(); });
     bar.appendChild(zin); bar.appendChild(zout); bar.appendChild(rs);
-    if (this.modes.length > 1) {
-      var lab = el("label", null, "colour by ");
-      var sel = el("select");
-      for (var g = 0; g < this.modes.length; g++) { var o = el("option", null, this.modes[g].name); o.value = String(g); sel.appendChild(o); }
-      sel.addEventListener("change", function () { self.mode = parseInt(sel.value, 10); self.legend(); self.draw(); });
-      lab.appendChild(sel); bar.appendChild(lab);
-    }
-    bar.appendChild(el("span", "note", this.n + " points \u00b7 wheel/pinch to zoom, drag to pan, hover or tap a point"));
+    bar.appendChild(el("span", "note", this.n + " points \u00b7 wheel/pinch: zoom \u00b7 drag: pan \u00b7 click a point: ring it in every linked plot"));
     this.root.appendChild(bar);
     this.canvas = el("canvas");
     this.canvas.setAttribute("role", "img");
@@ -160,7 +300,6 @@ JS = r"""
     this.root.appendChild(this.leg);
     this.tip = el("div", "ls-tooltip");
     this.root.appendChild(this.tip);
-    this.legend();
     this.resize();
     var c = this.canvas, pointers = {}, last = null, pinch = null, moved = 0;
     c.addEventListener("wheel", function (ev) {
@@ -202,7 +341,10 @@ JS = r"""
     });
     function up(ev) {
       var r = c.getBoundingClientRect();
-      if (pointers[ev.pointerId] && moved <= 3 && ev.type === "pointerup") { self.pick(ev.clientX - r.left, ev.clientY - r.top); }
+      if (pointers[ev.pointerId] && moved <= 3 && ev.type === "pointerup") {
+        var i = self.pick(ev.clientX - r.left, ev.clientY - r.top);
+        if (i >= 0 && self.spec.id) { self.link.select(self.spec.id[i]); }
+      }
       delete pointers[ev.pointerId];
       if (Object.keys(pointers).length < 2) { pinch = null; }
       if (Object.keys(pointers).length === 0) { last = null; }
@@ -241,23 +383,38 @@ JS = r"""
     this.tx = px - (px - this.tx) * f; this.ty = py - (py - this.ty) * f; this.scale = s;
     this.hideTip(); this.draw();
   };
-  Scatter.prototype.colorOf = function (i, usePred) {
-    var spec = this.spec, m = this.modes[this.mode];
+  // the category of point i in the current colouring (null for continuous colourings)
+  Scatter.prototype.code = function (i) {
+    var m = this.currentMode();
+    if (!m || m.kind === "value") { return null; }
+    var c = m.kind === "pred" ? this.spec.pred[i] : this.groups[m.i].codes[i];
+    return (c === undefined) ? null : c;
+  };
+  Scatter.prototype.colorOf = function (i) {
+    var m = this.currentMode();
     if (!m) { return "#1f77b4"; }
     if (m.kind === "value") {
       var val = this.values[m.i], lo = val.range[0], hi = val.range[1];
       return seqColor(hi > lo ? (val.v[i] - lo) / (hi - lo) : 0.5);
     }
-    if (usePred && m.i === 0 && spec.pred) { return catColor(spec.pred[i]); }
-    return catColor(this.groups[m.i].codes[i]);
+    return catColor(this.code(i));
   };
   Scatter.prototype.mistaken = function (i) {
     var s = this.spec;
     return !!(s.pred && this.groups.length && s.pred[i] !== null && s.pred[i] !== undefined && s.pred[i] !== this.groups[0].codes[i]);
   };
-  Scatter.prototype.wrong = function (i) {
-    var s = this.spec, m = this.modes[this.mode];
-    return !!(s.pred && m && m.kind === "group" && m.i === 0 && this.groups.length && s.pred[i] !== null && s.pred[i] !== undefined && s.pred[i] !== this.groups[0].codes[i]);
+  // crosses mark misclassified points while the colouring is the true or the predicted class
+  Scatter.prototype.crossMode = function () {
+    var m = this.currentMode();
+    return !!(m && this.spec.pred && (m.kind === "pred" || (m.kind === "group" && m.i === 0)));
+  };
+  Scatter.prototype.visible = function (i) {
+    var c = this.code(i);
+    return !(c !== null && this.link.hidden[c]);
+  };
+  Scatter.prototype.faded = function (i) {
+    var c = this.code(i);
+    return this.link.iso !== null && c !== this.link.iso;
   };
   Scatter.prototype.draw = function () {
     var ctx = this.canvas.getContext("2d"), dpr = this.dpr;
@@ -265,29 +422,51 @@ JS = r"""
     ctx.clearRect(0, 0, this.w, this.h);
     ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, this.w, this.h);
     var r = this.n > 3000 ? 1.8 : (this.n > 800 ? 2.4 : 3.4);
-    var wrongs = [];
-    ctx.globalAlpha = 0.8;
+    var cross = this.crossMode();
+    var front = [];
+    ctx.globalAlpha = 0.55;  // context: points of other classes while one is isolated
     for (var i = 0; i < this.n; i++) {
-      if (this.wrong(i)) { wrongs.push(i); continue; }
+      if (!this.visible(i)) { continue; }
+      if (!this.faded(i)) { front.push(i); continue; }
       var x = this.sx(i), y = this.sy(i);
       if (x < -5 || y < -5 || x > this.w + 5 || y > this.h + 5) { continue; }
-      ctx.fillStyle = this.colorOf(i, false);
-      ctx.beginPath(); ctx.arc(x, y, r, 0, 6.2832); ctx.fill();
+      ctx.fillStyle = FADED;
+      ctx.beginPath(); ctx.arc(x, y, r * 0.8, 0, 6.2832); ctx.fill();
     }
-    ctx.globalAlpha = 1; ctx.lineWidth = 1.6;
-    for (var k = 0; k < wrongs.length; k++) {  // misclassified: a cross in the predicted class's colour
-      var j = wrongs[k], a = this.sx(j), b = this.sy(j), q = r + 1.5;
-      ctx.strokeStyle = this.colorOf(j, true);
-      ctx.beginPath(); ctx.moveTo(a - q, b - q); ctx.lineTo(a + q, b + q); ctx.moveTo(a - q, b + q); ctx.lineTo(a + q, b - q); ctx.stroke();
+    ctx.globalAlpha = 0.85; ctx.lineWidth = 1.6;
+    for (var k = 0; k < front.length; k++) {
+      var j = front[k], a = this.sx(j), b = this.sy(j);
+      if (a < -5 || b < -5 || a > this.w + 5 || b > this.h + 5) { continue; }
+      var col = this.colorOf(j);
+      if (cross && this.mistaken(j)) {  // misclassified: a cross in the colour of the current colouring
+        var q = r + 1.2;
+        ctx.strokeStyle = col;
+        ctx.beginPath(); ctx.moveTo(a - q, b - q); ctx.lineTo(a + q, b + q); ctx.moveTo(a - q, b + q); ctx.lineTo(a + q, b - q); ctx.stroke();
+      } else {
+        ctx.fillStyle = col;
+        ctx.beginPath(); ctx.arc(a, b, r, 0, 6.2832); ctx.fill();
+      }
+    }
+    ctx.globalAlpha = 1;
+    var s = this.selectedIndex();
+    if (s >= 0) {  // the selected sample: a thick ring, the same in every linked plot
+      var sx = this.sx(s), sy = this.sy(s);
+      ctx.lineWidth = 4; ctx.strokeStyle = "#ffffff";
+      ctx.beginPath(); ctx.arc(sx, sy, r + 7, 0, 6.2832); ctx.stroke();
+      ctx.lineWidth = 2.5; ctx.strokeStyle = "#d00000";
+      ctx.beginPath(); ctx.arc(sx, sy, r + 7, 0, 6.2832); ctx.stroke();
+      ctx.beginPath(); ctx.moveTo(sx + r + 7, sy); ctx.lineTo(sx + r + 16, sy); ctx.stroke();
     }
     if (this.hover >= 0) {
       ctx.strokeStyle = "#000"; ctx.lineWidth = 2;
       ctx.beginPath(); ctx.arc(this.sx(this.hover), this.sy(this.hover), r + 4, 0, 6.2832); ctx.stroke();
     }
+    this.canvas.setAttribute("data-selected", String(s));
   };
   Scatter.prototype.nearest = function (px, py, maxd) {
     var best = -1, bd = maxd * maxd;
     for (var i = 0; i < this.n; i++) {
+      if (!this.visible(i)) { continue; }
       var dx = this.sx(i) - px, dy = this.sy(i) - py, d = dx * dx + dy * dy;
       if (d < bd) { bd = d; best = i; }
     }
@@ -297,6 +476,7 @@ JS = r"""
     var i = this.nearest(px, py, 14);
     if (i !== this.hover) { this.hover = i; this.draw(); }
     if (i < 0) { this.hideTip(); } else { this.showTip(i); }
+    return i;
   };
   Scatter.prototype.hideTip = function () { if (this.tip) { this.tip.style.display = "none"; } };
   Scatter.prototype.thumbCanvas = function (i) {
@@ -312,7 +492,7 @@ JS = r"""
       var img = this.thumbs[i];
       if (!img) { img = new Image(); img.src = spec.thumbnails[i]; this.thumbs[i] = img; }
       cv = el("canvas"); cv.width = 28; cv.height = 28;
-      var self = this, draw = function () { cv.width = img.naturalWidth || 28; cv.height = img.naturalHeight || 28; cv.getContext("2d").drawImage(img, 0, 0); };
+      var draw = function () { cv.width = img.naturalWidth || 28; cv.height = img.naturalHeight || 28; cv.getContext("2d").drawImage(img, 0, 0); };
       if (img.complete) { draw(); } else { img.addEventListener("load", draw); }
     }
     return cv;
@@ -347,9 +527,9 @@ JS = r"""
     tip.setAttribute("data-point", String(i));
   };
   Scatter.prototype.legend = function () {
-    var leg = this.leg, spec = this.spec;
+    var leg = this.leg, spec = this.spec, link = this.link, self = this;
     while (leg.firstChild) { leg.removeChild(leg.firstChild); }
-    var m = this.modes[this.mode];
+    var m = this.currentMode();
     if (m && m.kind === "value") {
       var val = this.values[m.i];
       leg.appendChild(el("span", null, "colour: " + val.name + " from " + fmt(val.range[0]) + " (purple) to " + fmt(val.range[1]) + " (yellow)"));
@@ -359,13 +539,26 @@ JS = r"""
     if (!g || !g.names) { return; }
     var shown = g.names.length > 40 ? 40 : g.names.length;
     for (var k = 0; k < shown; k++) {
-      var item = el("span"), sw = el("span", "sw");
+      var item = el("button", "item"), sw = el("span", "sw");
+      item.type = "button";
+      item.setAttribute("data-code", String(k));
+      item.title = "click: isolate this class in every linked plot \u00b7 shift-click: hide or show it";
       sw.style.background = catColor(k);
       item.appendChild(sw); item.appendChild(document.createTextNode(String(g.names[k])));
+      if (link.hidden[k]) { item.className += " off"; }
+      if (link.iso !== null) { item.className += (link.iso === k ? " iso" : " dim"); }
+      item.setAttribute("aria-pressed", link.iso === k ? "true" : "false");
+      (function (code) {
+        item.addEventListener("click", function (ev) {
+          if (ev.shiftKey || ev.ctrlKey || ev.metaKey) { link.toggle(code); } else { link.isolate(code); }
+        });
+      })(k);
       leg.appendChild(item);
     }
     if (shown < g.names.length) { leg.appendChild(el("span", null, "\u2026 and " + (g.names.length - shown) + " more")); }
-    if (spec.pred && m.i === 0) { leg.appendChild(el("span", null, "\u2715 misclassified (colour = predicted class)")); }
+    if (this.crossMode()) {
+      leg.appendChild(el("span", "note", "\u2715 misclassified" + (m.kind === "pred" ? "" : " (colour = true class)")));
+    }
   };
   // Where point i is on the page (used by tests and by keyboard users' scripts).
   Scatter.prototype.clientPoint = function (i) {
@@ -374,13 +567,29 @@ JS = r"""
   };
 
   window.layerscopePlots = [];
+  window.layerscopeLinks = LINKS;
+  window.layerscopeColor = catColor;
   function init() {
     var roots = document.querySelectorAll("div.plot[data-spec]");
+    var order = [];
     for (var k = 0; k < roots.length; k++) {
       var root = roots[k], src = document.getElementById(root.getAttribute("data-spec"));
       if (!src) { continue; }
       var spec = JSON.parse(src.textContent);
-      window.layerscopePlots.push(new Scatter(root, spec));
+      var lid = root.getAttribute("data-link") || ("solo" + k);
+      if (!LINKS[lid]) { LINKS[lid] = new Link(lid); order.push(lid); }
+      var plot = new Scatter(root, spec, LINKS[lid]);
+      LINKS[lid].plots.push(plot);
+      window.layerscopePlots.push(plot);
+    }
+    for (var q = 0; q < order.length; q++) {
+      var link = LINKS[order[q]];
+      link.mode = link.plots[0].defaultMode();
+      var bar = document.getElementById(link.id);
+      if (bar) { link.buildBar(bar); }
+      for (var p = 0; p < link.plots.length; p++) { link.plots[p].build(); }
+      for (var p2 = 0; p2 < link.plots.length; p2++) { link.plots[p2].reset(); }
+      link.redraw();
     }
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", init); } else { init(); }

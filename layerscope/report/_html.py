@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TypeGuard
 
+from .glossary import lookup
+
 MIME = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -109,8 +111,8 @@ def fmt(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return esc(shape_text(v))
     if isinstance(v, dict):
-        if is_number(v.get("mean")):  # a summary over seeds: mean ± std
-            return esc(fmt_plain(v["mean"]) + (f" ± {fmt_plain(v['std'])}" if is_number(v.get("std")) else ""))
+        if is_number(v.get("mean")):  # a summary over seeds: mean ± std (n = seeds), ± only from 2 seeds
+            return esc(mean_std(v))
         items = [f"{k}: {fmt_plain(x)}" for k, x in v.items() if x is None or isinstance(x, (str, int, float, bool))]
         return esc(", ".join(items)[:200] if items else json.dumps(v)[:200])
     return esc(v)
@@ -141,34 +143,11 @@ def numeric_list(v: Any, min_len: int = 2) -> bool:
     return isinstance(v, (list, tuple)) and len(v) >= min_len and all(is_number(x) or x is None for x in v)
 
 
-def sparkline(values: Sequence[Any], width: int = 110, height: int = 26) -> str:
-    """A tiny inline SVG line of a list of numbers (e.g. an activation trace)."""
-    ys = [float(v) for v in values if is_number(v) and math.isfinite(float(v))]
-    if len(ys) < 2:
-        return esc(shape_text(list(values)))
-    lo, hi = min(ys), max(ys)
-    span = (hi - lo) or 1.0
-    n = len(ys)
-    pts = " ".join(f"{2 + i * (width - 4) / (n - 1):.1f},{height - 2 - (y - lo) / span * (height - 4):.1f}" for i, y in enumerate(ys))
-    return (
-        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{n} values from {ys[0]:.3g} to {ys[-1]:.3g}"><title>{n} values, first {ys[0]:.4g}, last {ys[-1]:.4g}, '
-        f'min {lo:.4g}, max {hi:.4g}</title><polyline fill="none" stroke="#2459a8" stroke-width="1.4" points="{pts}"/></svg>'
-    )
-
-
-def _curve(v: Any) -> bool:
-    """A list worth a sparkline: 9+ numbers, not all integers (integers are indices or counts)."""
-    return numeric_list(v, 9) and any(isinstance(x, float) and not float(x).is_integer() for x in v)
-
-
 def cell(v: Any, folder: Path | None = None) -> str:
     if folder is not None and isinstance(v, str) and Path(v).suffix.lower() in IMAGE_SUFFIXES:
         p = inside(folder, v)
         if p is not None and p.stat().st_size < 2**20:
             return f'<td><img class="pixel cellimg" src="{data_uri(p)}" alt="{esc(v)}" title="{esc(v)}"></td>'
-    if _curve(v):
-        return f"<td>{sparkline(v)}</td>"
     cls = ' class="num"' if is_number(v) else ""
     return f"<td{cls}>{fmt(v)}</td>"
 
@@ -189,7 +168,7 @@ def table(
             for k in r:
                 seen.setdefault(str(k), None)
         columns = [c for c in seen if any(r.get(c) is not None for r in rows)]  # drop empty columns
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    head = "".join(f'<th class="raw">{esc(c)}</th>' for c in columns)
     body = []
     for r in rows[:max_rows]:
         body.append("<tr>" + "".join(cell(r.get(c), folder) for c in columns) + "</tr>")
@@ -199,8 +178,10 @@ def table(
 
 
 def kv_table(d: Mapping[str, Any], key_name: str = "name", value_name: str = "value") -> str:
-    rows = [{key_name: k, value_name: v} for k, v in d.items()]
-    return table(rows, [key_name, value_name])
+    """Two columns (name, value): descriptive facts such as the model or the parameters."""
+    body = "".join(f'<tr><td class="key">{esc(k)}</td>{cell(v)}</tr>' for k, v in d.items())
+    return (f'<div class="tablewrap"><table class="kvt"><thead><tr><th class="struct">{esc(key_name)}</th><th class="struct">{esc(value_name)}</th>'
+            f'</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def is_records(v: Any) -> TypeGuard[list[dict[str, Any]]]:
@@ -211,35 +192,146 @@ def is_scalar(v: Any) -> bool:
     return v is None or isinstance(v, (str, int, float, bool))
 
 
-def mapping_html(d: Mapping[str, Any], title: str | None = None, depth: int = 0) -> str:
-    """Render a dict of results: scalars as a two-column table, dicts of dicts as a pivot table,
-    lists of records as tables, nested dicts recursively."""
-    parts: list[str] = []
-    scalars = {k: v for k, v in d.items() if is_scalar(v) or (isinstance(v, list) and (len(v) <= 8 or numeric_list(v)) and not is_records(v))}
-    if scalars:
-        parts.append(table([{"name": k, "value": v} for k, v in scalars.items()], ["name", "value"]))
-    # a dict whose values are all dicts of scalars: one row per key (e.g. metrics per layer)
-    pivot = {k: v for k, v in d.items() if isinstance(v, dict) and v and all(is_scalar(x) for x in v.values())}
-    if len(pivot) >= 2 or (pivot and depth > 0):
-        rows = [{"": k, **v} for k, v in pivot.items()]
-        parts.append(table(rows))
-    else:
-        pivot = {}
-    for k, v in d.items():
-        if k in scalars or k in pivot:
-            continue
-        if is_records(v):
-            parts.append(f"<h4>{esc(k)}</h4>" + table(v))
-        elif isinstance(v, dict) and depth < 3:
-            inner = mapping_html(v, depth=depth + 1)
-            if inner:
-                parts.append(f"<h4>{esc(k)}</h4>{inner}")
-        elif isinstance(v, list):
-            parts.append(f"<p><b>{esc(k)}</b>: {esc(shape_text(v))}</p>")
-    if not parts:
+def mean_std(v: Mapping[str, Any]) -> str:
+    """``mean ± std (n = k)`` of a summary over seeds; the ``±`` only when there are 2 or more.
+
+    The number of seeds is read from ``seeds`` / ``n_seeds`` or the length of ``per_seed``; when
+    it is unknown, or 1, only the mean is shown (with "1 seed" when known).
+    """
+    n: Any = v.get("seeds", v.get("n_seeds"))
+    if not is_number(n) and isinstance(v.get("per_seed"), (dict, list)):
+        n = len(v["per_seed"])
+    text = fmt_plain(v["mean"])
+    if is_number(n) and n >= 2 and is_number(v.get("std")):
+        return f"{text} ± {fmt_plain(v['std'])} (n = {int(n)} seeds)"
+    return text + (" (1 seed)" if n == 1 else "")
+
+
+def nice_step(span: float, target: int = 5) -> float:
+    """A tick step of 1, 2 or 5 × 10^k giving about ``target`` intervals over ``span``."""
+    if not (span > 0 and math.isfinite(span)):
+        return 1.0
+    raw = span / max(1, target)
+    mag = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if raw <= m * mag * (1 + 1e-9):
+            return m * mag
+    return 10.0 * mag  # pragma: no cover - the loop always returns
+
+
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Ticks at multiples of a 1/2/5 × 10^k step covering ``[lo, hi]`` (ends rounded outwards)."""
+    if hi < lo:
+        lo, hi = hi, lo
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    step = nice_step(hi - lo, target)
+    start, stop = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    return [round(k * step, 12) for k in range(int(start), int(stop) + 1)]
+
+
+def tick_text(v: float, step: float) -> str:
+    """A tick label with just the decimals the step needs (0.2 → "0.2", 5 → "5", 0.05 → "0.05")."""
+    decimals = max(0, -int(math.floor(math.log10(step) + 1e-9))) if step > 0 else 0
+    text = f"{v:.{decimals}f}"
+    return "0" if text.strip("-0.") == "" else text
+
+
+def _term_attrs(key: str) -> tuple[str, str]:
+    """``(label, attributes)`` of a metric header: ``class="metric" data-key=... title=definition``."""
+    term = lookup(key)
+    if term is None:
+        return key, f'class="struct" data-key="{esc(key)}"'
+    return term.label, f'class="metric" data-key="{esc(key)}" title="{esc(term.definition)}"'
+
+
+def definitions(keys: Iterable[str]) -> str:
+    """The glossary entries of ``keys`` as a compact definition list (each shown once)."""
+    seen: dict[str, str] = {}
+    for k in keys:
+        term = lookup(k)
+        if term is not None and term.label not in seen:
+            seen[term.label] = term.definition
+    if not seen:
         return ""
-    head = f"<h3>{esc(title)}</h3>" if title else ""
-    return head + "".join(parts)
+    items = "".join(f"<dt>{esc(label)}</dt><dd>{esc(d)}</dd>" for label, d in seen.items())
+    return f'<dl class="defs">{items}</dl>'
+
+
+def metric_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    caption: str | None = None,
+    define: bool = True,
+    folder: Path | None = None,
+    max_rows: int = 300,
+) -> str:
+    """A curated table: every column is a glossary key, shown with its label; definitions follow.
+
+    Columns the glossary does not define, and columns empty in every row, are left out (they stay
+    in the section's raw data).
+    """
+    cols = [c for c in columns if lookup(c) is not None and any(r.get(c) is not None for r in rows)]
+    if not rows or not cols:
+        return ""
+    head = "".join(f"<th {_term_attrs(c)[1]}>{esc(_term_attrs(c)[0])}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(cell(r.get(c), folder) for c in cols) + "</tr>" for r in rows[:max_rows])
+    more = f'<p class="note">… and {len(rows) - max_rows} more rows (in the raw data).</p>' if len(rows) > max_rows else ""
+    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
+    return (f'<div class="tablewrap"><table class="metrics">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>{more}'
+            + (definitions(cols) if define else ""))
+
+
+def scalar_metrics(metrics: Mapping[str, Any], *, skip: Iterable[str] = ()) -> tuple[str, list[str]]:
+    """Scalar metrics the glossary defines as a three-column table (metric, value, meaning).
+
+    Returns the HTML and the keys left out (undefined, or not scalars): those stay in the raw data.
+    """
+    skipped = set(skip)
+    rows, left = [], []
+    for k, v in metrics.items():
+        if k in skipped:
+            continue
+        term = lookup(str(k))
+        if term is None or not (is_scalar(v) or (isinstance(v, dict) and is_number(v.get("mean")))):
+            left.append(str(k))
+            continue
+        if v is None:
+            continue
+        rows.append(f'<tr><td {_term_attrs(str(k))[1]}>{esc(term.label)}</td>{cell(v)}<td class="def">{esc(term.definition)}</td></tr>')
+    if not rows:
+        return "", left
+    head = '<tr><th class="struct">metric</th><th class="struct">value</th><th class="struct">what it means</th></tr>'
+    return f'<div class="tablewrap"><table class="metrics scalars"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>', left
+
+
+def _abbreviate(obj: Any, depth: int = 0) -> Any:
+    """A JSON value with long lists shortened (``[2000 numbers]``) for the raw-data view."""
+    if isinstance(obj, dict):
+        if depth > 6:
+            return f"{{{len(obj)} keys}}"
+        return {str(k): _abbreviate(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        if len(obj) > 12 and all(is_number(x) or x is None for x in obj):
+            return f"[{len(obj)} numbers: {', '.join(fmt_plain(x) for x in obj[:4])}, …]"
+        if len(obj) > 12:
+            return [_abbreviate(x, depth + 1) for x in obj[:6]] + [f"… {len(obj) - 6} more items"]
+        return [_abbreviate(x, depth + 1) for x in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def raw_details(doc: Mapping[str, Any], summary: str = "raw data (result.json, long lists shortened)") -> str:
+    """The whole document behind a toggle, as indented JSON text (no tables: nothing is shown twice)."""
+    text = json.dumps(_abbreviate(dict(doc)), indent=1, ensure_ascii=False)
+    if len(text) > 200_000:
+        text = text[:200_000] + "\n… (cut; see result.json)"
+    return f'<details class="raw"><summary>{esc(summary)}</summary><pre>{esc(text)}</pre></details>'
+
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
 
 def line_chart(
@@ -250,71 +342,94 @@ def line_chart(
     ylabel: str = "",
     xticks: Sequence[tuple[float, str]] | None = None,
     width: int = 640,
-    height: int = 300,
+    height: int = 280,
     ylim: tuple[float, float] | None = None,
+    dashed: Iterable[str] = (),
+    keys: Mapping[str, str] | None = None,
 ) -> str:
-    """A hand-written SVG line chart (one polyline + dots per series, with a legend)."""
+    """A hand-written SVG line chart: nice 1/2/5 ticks, a legend below the plot area (never over it).
+
+    ``ylim`` bounds the axis (e.g. ``(0, 1)`` for accuracies: the axis never goes past it);
+    ``dashed`` names series drawn dashed (chance levels); ``keys`` maps a series name to the
+    glossary key it shows (written as ``data-key`` on its legend entry).
+    """
     pts_all = [(x, y) for s in series.values() for x, y in s if is_number(x) and is_number(y) and math.isfinite(y)]
     if not pts_all:
         return ""
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-    left, right, top, bottom = 56, 16, 28, 46
-    xs = [p[0] for p in pts_all]
-    ys = [p[1] for p in pts_all]
+    dashed = set(dashed)
+    keys = keys or {}
+    left, right, top = 56, 16, 26 if title else 10
+    xs = [float(p[0]) for p in pts_all]
+    ys = [float(p[1]) for p in pts_all]
     x0, x1 = min(xs), max(xs)
-    y0, y1 = ylim if ylim else (min(ys), max(ys))
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
-    if y1 == y0:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    pad = (y1 - y0) * 0.05
-    y0, y1 = y0 - pad, y1 + pad
-    pw, ph = width - left - right, height - top - bottom
+    if ylim is not None:
+        y0, y1 = ylim
+        yt = nice_ticks(y0, y1)
+        yt = [t for t in yt if y0 - 1e-9 <= t <= y1 + 1e-9]
+    else:
+        yt = nice_ticks(min(ys), max(ys))
+        y0, y1 = yt[0], yt[-1]
+    ystep = (yt[1] - yt[0]) if len(yt) > 1 else 1.0
+    names = [n for n, s in series.items() if any(is_number(x) and is_number(y) for x, y in s)]
+    # legend below the x axis: rows of up to 3 entries
+    per_row = 3
+    legend_rows = math.ceil(len(names) / per_row)
+    ph = height - top - 40
+    bottom_extra = 18 * legend_rows + 6
+    total_h = top + ph + 40 + bottom_extra
+    pw = width - left - right
 
     def X(x: float) -> float:
         return left + (x - x0) / (x1 - x0) * pw
 
     def Y(y: float) -> float:
-        return top + ph - (y - y0) / (y1 - y0) * ph
+        return top + ph - (y - y0) / ((y1 - y0) or 1.0) * ph
 
-    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" role="img" aria-label="{esc(title)}">']
+    out = [f'<div class="figscroll"><svg class="chart" viewBox="0 0 {width} {total_h}" width="{width}" role="img" aria-label="{esc(title)}">']
     if title:
         out.append(f'<text x="{left}" y="16" font-weight="600">{esc(title)}</text>')
-    for k in range(5):
-        yv = y0 + (y1 - y0) * k / 4
+    for yv in yt:
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{Y(yv):.1f}" y2="{Y(yv):.1f}" stroke="#e3e7ec"/>')
-        out.append(f'<text x="{left - 6}" y="{Y(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
-    ticks = xticks or [(x0 + (x1 - x0) * k / 4, f"{x0 + (x1 - x0) * k / 4:.3g}") for k in range(5)]
-    for xv, lab in ticks:
-        out.append(f'<text x="{X(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{esc(lab)}</text>')
+        out.append(f'<text class="ytick" x="{left - 6}" y="{Y(yv) + 4:.1f}" text-anchor="end">{tick_text(yv, ystep)}</text>')
+    if xticks is None:
+        xt = [t for t in nice_ticks(x0, x1) if x0 - 1e-9 <= t <= x1 + 1e-9]
+        xstep = (xt[1] - xt[0]) if len(xt) > 1 else 1.0
+        xticks = [(t, tick_text(t, xstep)) for t in xt]
+    for xv, lab in xticks:
+        out.append(f'<text class="xtick" x="{X(xv):.1f}" y="{top + ph + 16}" text-anchor="middle">{esc(lab)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#9aa4af"/>')
     if xlabel:
-        out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">{esc(xlabel)}</text>')
+        out.append(f'<text x="{left + pw / 2:.1f}" y="{top + ph + 33}" text-anchor="middle">{esc(xlabel)}</text>')
     if ylabel:
         out.append(f'<text x="14" y="{top + ph / 2:.1f}" text-anchor="middle" transform="rotate(-90 14 {top + ph / 2:.1f})">{esc(ylabel)}</text>')
-    lx = left + 8
-    for i, (name, s) in enumerate(series.items()):
-        col = palette[i % len(palette)]
-        good = [(x, y) for x, y in s if is_number(x) and is_number(y) and math.isfinite(y)]
-        if not good:
-            continue
+    for i, name in enumerate(names):
+        col = PALETTE[i % len(PALETTE)]
+        good = [(float(x), float(y)) for x, y in series[name] if is_number(x) and is_number(y) and math.isfinite(y)]
+        dash = ' stroke-dasharray="5 4"' if name in dashed else ""
         pts = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in good)
-        out.append(f'<polyline fill="none" stroke="{col}" stroke-width="2" points="{pts}"/>')
-        for x, y in good:
+        out.append(f'<polyline fill="none" stroke="{col}" stroke-width="2"{dash} points="{pts}"/>')
+        for x, y in good if len(good) <= 15 else []:  # long traces: the line alone
             out.append(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3" fill="{col}"><title>{esc(name)}: {y:.4g}</title></circle>')
-        ly = top + 14 + 15 * i
-        out.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{col}"/><text x="{lx + 14}" y="{ly}">{esc(name)}</text>')
-    out.append("</svg>")
+        lx = left + (i % per_row) * (pw / per_row)
+        ly = top + ph + 40 + 18 * (i // per_row) + 8
+        key = keys.get(name)
+        attr = f' class="legend-entry" data-key="{esc(key)}"' if key else ' class="legend-entry"'
+        out.append(f'<g{attr}><line x1="{lx:.1f}" x2="{lx + 18:.1f}" y1="{ly - 4}" y2="{ly - 4}" stroke="{col}" stroke-width="2.5"{dash}/>'
+                   f'<text x="{lx + 23:.1f}" y="{ly}">{esc(name)}</text></g>')
+    out.append("</svg></div>")
     return "".join(out)
 
 
-def heatmap(matrix: Sequence[Sequence[Any]], rows: Sequence[Any], cols: Sequence[Any], title: str = "") -> str:
-    """A matrix as a table with shaded cells (0 = white, 1 = dark blue), e.g. CKA between layers."""
+def heatmap(matrix: Sequence[Sequence[Any]], rows: Sequence[Any], cols: Sequence[Any], caption: str = "") -> str:
+    """A matrix as a table with shaded cells (0 = white, 1 = dark blue), rows and columns named
+    (e.g. CKA between layers, labelled with the layer names)."""
     vals = [float(v) for r in matrix for v in r if is_number(v) and math.isfinite(float(v))]
     if not vals:
         return ""
     lo, hi = min(min(vals), 0.0), max(max(vals), 1.0)
-    head = "<th></th>" + "".join(f"<th>{esc(c)}</th>" for c in cols)
+    head = '<th class="struct"></th>' + "".join(f'<th class="name">{esc(c)}</th>' for c in cols)
     body = []
     for name, r in zip(rows, matrix):
         tds = []
@@ -326,8 +441,8 @@ def heatmap(matrix: Sequence[Sequence[Any]], rows: Sequence[Any], cols: Sequence
                 tds.append(f'<td class="num" style="background:{bg};color:{fg}">{float(v):.2f}</td>')
             else:
                 tds.append("<td>–</td>")
-        body.append(f"<tr><th>{esc(name)}</th>{''.join(tds)}</tr>")
-    cap = f"<caption>{esc(title)}</caption>" if title else ""
+        body.append(f'<tr><th class="name">{esc(name)}</th>{"".join(tds)}</tr>')
+    cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f'<div class="tablewrap"><table class="heat">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 

@@ -173,6 +173,9 @@ def point_spec(doc: dict[str, Any], pset: dict[str, Any], title: str) -> dict[st
     for k in ("speakers", "speaker"):
         if isinstance(pset.get(k), list) and len(pset[k]) == n:
             extra["speaker"] = pset[k]
+    for k in ("clusters", "cluster"):  # speaker embeddings: the agglomerative cluster of each recording
+        if isinstance(pset.get(k), list) and len(pset[k]) == n:
+            extra["cluster"] = pset[k]
     if isinstance(pset.get("extra_labels"), dict):
         for k, v in pset["extra_labels"].items():
             if isinstance(v, list) and len(v) == n:

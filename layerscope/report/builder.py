@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .._io import read_json
 from ..exceptions import DataError
@@ -26,19 +26,22 @@ from ._html import (
     IMAGE_SUFFIXES,
     bytes_uri,
     data_uri,
-    inside,
+    definitions,
     esc,
     fmt,
     heatmap,
+    inside,
     is_number,
     is_records,
     join,
     kv_table,
     line_chart,
-    mapping_html,
+    metric_table,
+    raw_details,
+    scalar_metrics,
     script_json,
-    table,
 )
+from .glossary import Term, lookup
 from ._scatter import find_point_sets, point_spec, sprite_png
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ ANALYSIS_TITLES: dict[str, str] = {
     "cka": "CKA similarity",
     "transfer": "Transferability grid",
     "speech": "Speech",
+    "speaker_embeddings": "Speaker embeddings",
 }
 COMMON_KEYS = {"analysis", "version", "created", "model", "data", "parameters", "metrics", "figures"}
 MAX_FIGURE_BYTES = 8 * 2**20
@@ -220,6 +224,7 @@ class _Page:
     sprites: dict[str, str] = field(default_factory=dict)  # data uri -> element id
     blocks: list[str] = field(default_factory=list)  # hidden sprite images and plot JSON
     notes: list[str] = field(default_factory=list)  # files refused (outside the folders given)
+    plot_keys: dict[str, list[str]] = field(default_factory=dict)  # link group -> metric keys shown on its plots
 
     def sprite_id(self, uri: str) -> str:
         if uri not in self.sprites:
@@ -253,7 +258,10 @@ def _figure(folder: Path, fig: Any, used: set[str]) -> str:
         return f'<p class="note">figure {esc(rel)} is larger than {MAX_FIGURE_BYTES >> 20} MB; not inlined.</p>'
     suffix = p.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        wide = " wide" if _png_width(p) > 900 else ""
+        width = _png_width(p)
+        # wide figures (the top-9 grid is ~1,500 px) keep their natural size in a box that scrolls
+        # sideways, so their titles stay readable instead of shrinking to a few pixels
+        wide = f' wide" style="width:{width}px' if width > 900 else ""
         return f'<figure><div class="figscroll"><img class="fig{wide}" src="{data_uri(p)}" alt="{esc(title)}"></div>{cap}</figure>'
     if suffix in AUDIO_SUFFIXES:
         return f'<figure><audio controls preload="none" src="{data_uri(p)}"></audio>{cap}</figure>'
@@ -276,10 +284,17 @@ def _png_width(path: Path) -> int:
     return int.from_bytes(head[16:20], "big") if head[:8] == b"\x89PNG\r\n\x1a\n" else 0
 
 
-def _figures(r: ResultFolder, used: set[str], only: Callable[[dict[str, Any]], bool] | None = None, gallery_after: int = 6) -> str:
+def _figure_dicts(r: ResultFolder) -> list[dict[str, Any]]:
     listed = [f for f in r.doc.get("figures") or [] if isinstance(f, (dict, str))]
-    figs: list[dict[str, Any]] = [f if isinstance(f, dict) else {"path": f} for f in listed]
-    figs = [f for f in figs if f.get("path") not in used and (only is None or only(f))]
+    return [f if isinstance(f, dict) else {"path": f} for f in listed]
+
+
+def _stem(f: dict[str, Any]) -> str:
+    return Path(str(f.get("path", ""))).stem
+
+
+def _figures(r: ResultFolder, used: set[str], only: Callable[[dict[str, Any]], bool] | None = None, gallery_after: int = 6) -> str:
+    figs = [f for f in _figure_dicts(r) if f.get("path") not in used and (only is None or only(f))]
     if not figs:
         return ""
     head = [_figure(r.folder, f, used) for f in figs[:gallery_after]]
@@ -290,6 +305,12 @@ def _figures(r: ResultFolder, used: set[str], only: Callable[[dict[str, Any]], b
     return join(head) + f'<details class="more"><summary>{len(rest)} more figures</summary><div class="gallery">{tiles}</div></details>'
 
 
+def _static_figures(r: ResultFolder, used: set[str], summary: str = "the analysis's static figures") -> str:
+    """Figures not shown yet, folded (their content is shown interactively or as a table above)."""
+    figs = _figures(r, used)
+    return f'<details class="more"><summary>{esc(summary)}</summary>{figs}</details>' if figs else ""
+
+
 def _params(r: ResultFolder) -> str:
     params = r.doc.get("parameters")
     model = r.doc.get("model")
@@ -297,7 +318,7 @@ def _params(r: ResultFolder) -> str:
     if isinstance(model, dict):
         source = model.get("source")
         src: dict[str, Any] = source if isinstance(source, dict) else {}
-        rows["model"] = src.get("spec") or src.get("name") or model.get("class")
+        rows["model"] = model.get("spec") or src.get("spec") or src.get("run") or src.get("name") or model.get("class")
     elif model is not None:
         rows["model"] = model
     if r.doc.get("data") is not None:
@@ -306,41 +327,55 @@ def _params(r: ResultFolder) -> str:
         rows.update(params)
     if not rows:
         return ""
-    return f'<details class="more"><summary>parameters</summary>{kv_table({k: v if not isinstance(v, (dict, list)) or len(str(v)) < 300 else str(v)[:300] + "…" for k, v in rows.items()}, "parameter", "value")}</details>'
+    short = {k: v if not isinstance(v, (dict, list)) or len(str(v)) < 300 else str(v)[:300] + "…" for k, v in rows.items()}
+    return f'<details class="more params"><summary>parameters</summary>{kv_table(short, "parameter", "value")}</details>'
 
 
-def _extras(r: ResultFolder, consumed: set[str]) -> str:
-    """Analysis-specific fields not rendered by a richer renderer: tables and values."""
-    doc_metrics = r.doc.get("metrics")
-    metrics: dict[str, Any] = doc_metrics if isinstance(doc_metrics, dict) else {}
-    rest = {k: v for k, v in r.doc.items() if k not in COMMON_KEYS and k not in consumed and not (k in metrics and metrics[k] == v)}
-    parts = []
-    for k, v in rest.items():
-        if is_records(v):
-            parts.append(f"<h3>{esc(k)}</h3>" + table(_table_rows(v), folder=r.folder))
-    others = {k: v for k, v in rest.items() if not is_records(v)}
-    if others:
-        parts.append(mapping_html(others))
-    return join(parts)
+def _raw(r: ResultFolder) -> str:
+    return raw_details(r.doc)
 
 
-def _table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records without huge nested values (coordinates and such are shown elsewhere)."""
-    return [{k: v for k, v in row.items() if not (isinstance(v, list) and v and isinstance(v[0], (list, dict)))} for row in rows]
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
 
 
-def _metrics(r: ResultFolder, title: str = "Metrics") -> str:
+def _records(v: Any) -> list[dict[str, Any]]:
+    return v if is_records(v) else []
+
+
+def _metrics_dict(r: ResultFolder) -> dict[str, Any]:
     m = r.doc.get("metrics")
-    if isinstance(m, dict) and m:
-        return mapping_html(m, title)
-    return ""
+    return m if isinstance(m, dict) else {}
 
 
-def _scatter_plots(r: ResultFolder, page: _Page) -> tuple[str, int]:
-    """Interactive scatter plots of every point set in the result."""
+def _scalars(r: ResultFolder, skip: Iterable[str] = (), source: dict[str, Any] | None = None) -> str:
+    """The result's scalar metrics that the glossary defines (the others stay in the raw data)."""
+    html_, _ = scalar_metrics(source if source is not None else _metrics_dict(r), skip=skip)
+    return html_
+
+
+def _tail(r: ResultFolder) -> str:
+    """What every section ends with: parameters, then the raw document (folded)."""
+    return join([_params(r), _raw(r)])
+
+
+def _link_id(r: ResultFolder, page: _Page) -> str:
+    """An element id for the result's link group, unique in the page ("a/b" and "a_b" differ)."""
+    return f"link{len(page.plot_keys)}-" + re.sub(r"[^A-Za-z0-9_-]", "_", r.rel or "root")
+
+
+def _scatter_plots(r: ResultFolder, page: _Page, default: str | None = None, define: bool = True) -> tuple[str, int]:
+    """Interactive scatter plots of every point set in the result, linked by sample id.
+
+    The plots of one result show the same observations (layers × checkpoints): one toolbar above
+    them chooses the colouring (true class first), searches a sample id and clears the selection;
+    a selected sample or class is highlighted in every plot of the group.
+    """
     sets = find_point_sets(r.doc, r.folder)
     if not sets:
         return "", 0
+    link = _link_id(r, page)
+    page.plot_keys[link] = []
     plots = []
     for where, pset in sets:
         title_bits = []
@@ -353,6 +388,9 @@ def _scatter_plots(r: ResultFolder, page: _Page) -> tuple[str, int]:
             title_bits.append(f"epoch {v}" if k in ("checkpoint", "epoch") and isinstance(v, int) else str(v))
         title = " · ".join(title_bits) or where or r.analysis
         spec = point_spec(r.doc, pset, title)
+        spec["link"] = link
+        if default:
+            spec["default"] = default
         keep = spec.pop("_keep")
         if "thumbnails" not in spec and "id" in spec:
             sprite = pset.get("sprite")
@@ -371,25 +409,44 @@ def _scatter_plots(r: ResultFolder, page: _Page) -> tuple[str, int]:
                     spec.update(sprite=page.sprite_id(uri), tile=list(tile), cols=cols, spriteIndex=index)
         metrics = {k: pset[k] for k in ("nh", "neighborhood_hit", "nh_embedding", "nh_2d", "nh_original", "nh_activation", "ac", "accuracy") if is_number(pset.get(k))}
         if isinstance(pset.get("metrics"), dict):
-            metrics.update({k: v for k, v in pset["metrics"].items() if is_number(v) and k not in ("seconds", "n")})
+            metrics.update({k: v for k, v in pset["metrics"].items() if is_number(v)})
+        shown = {k: v for k, v in metrics.items() if lookup(k) is not None and k not in ("seconds", "n", "k", "dim")}
         page.n_plots += 1
         pid = f"plot{page.n_plots}"
         page.blocks.append(f'<script type="application/json" id="{pid}-data">{script_json(spec)}</script>')
-        mline = " · ".join(f"{esc(k)} {fmt(v)}" for k, v in metrics.items())
+        mline = " · ".join(f'<span class="metric" data-key="{esc(k)}" title="{esc(_term(k).definition)}">{esc(_term(k).label)}</span> {fmt(v)}'
+                           for k, v in shown.items())
         note = f'<p class="note">{esc(spec["note"])}</p>' if spec.get("note") else ""
-        plots.append(f'<div class="plot" id="{pid}" data-spec="{pid}-data"><h4>{esc(title)}</h4>'
-                     f'{f"<div class=note>{mline}</div>" if mline else ""}{note}</div>')
-    return f'<div class="plots">{"".join(plots)}</div>', len(sets)
+        plots.append(f'<div class="plot" id="{pid}" data-spec="{pid}-data" data-link="{link}"><h4>{esc(title)}</h4>'
+                     f'{f"<div class=pm>{mline}</div>" if mline else ""}{note}</div>')
+        keys_shown = page.plot_keys.setdefault(link, [])
+        keys_shown.extend(k for k in shown if k not in keys_shown)
+    defs = definitions(page.plot_keys.get(link, [])) if define else ""  # else: the table below defines them
+    bar = f'<div class="linkbar" id="{link}" data-link="{link}"></div>'
+    return f'{bar}<div class="plots">{"".join(plots)}</div>{defs}', len(sets)
+
+
+def _term(key: str) -> Term:
+    term = lookup(key)
+    if term is None:  # callers check first; a bare key is never shown as a defined label
+        raise KeyError(key)
+    return term
 
 
 # ---------------------------------------------------------------------------------------------
-# sections
+# sections: one per analysis, in the order of what its paper shows
 
 
 def _section_generic(r: ResultFolder, page: _Page) -> str:
     used: set[str] = set()
-    plots, n = _scatter_plots(r, page)
-    return join([plots, _figures(r, used), _metrics(r), _extras(r, set()), _params(r)])
+    plots, _ = _scatter_plots(r, page)
+    return join([plots, _figures(r, used), _scalars(r), _tail(r)])
+
+
+def _section_demo(r: ResultFolder, page: _Page) -> str:
+    steps = r.doc.get("steps")
+    rows = steps if is_records(steps) else []
+    return join([metric_table(rows, ["step", "what", "status", "seconds", "note"]), _scalars(r), _tail(r)])
 
 
 def _section_capture(r: ResultFolder, page: _Page) -> str:
@@ -407,7 +464,6 @@ def _section_capture(r: ResultFolder, page: _Page) -> str:
         }
         parts.append("<h3>Model</h3>" + kv_table({k: v for k, v in info.items() if v is not None}, "property", "value"))
     layers = doc.get("layers")
-    consumed = {"layers"}
     if is_records(layers):
         rows = []
         for row in layers:
@@ -416,93 +472,202 @@ def _section_capture(r: ResultFolder, page: _Page) -> str:
             rows.append({
                 "name": "\u2003" * max(0, depth - 1) + str(row.get("name", "")),
                 "type": row.get("type"),
-                "output shape": " × ".join(str(s) for s in shape) if isinstance(shape, list) else shape,
-                "parameters": row.get("total_params", row.get("params")),
+                "output_shape": " × ".join(str(s) for s in shape) if isinstance(shape, list) else shape,
+                "total_params": row.get("total_params", row.get("params")),
             })
-        parts.append(f"<h3>Layers ({len(rows)})</h3>" + table(rows))
-    used: set[str] = set()
-    parts += [_figures(r, used), _metrics(r), _extras(r, consumed), _params(r)]
+        parts.append(f"<h3>Layers ({len(rows)})</h3>" + metric_table(rows, ["name", "type", "output_shape", "total_params"]))
+    parts += [_figures(r, set()), _scalars(r), _tail(r)]
     return join(parts)
+
+
+def _section_maximize(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    figs = _figures(r, used, only=lambda f: _stem(f) != "traces")
+    units = [u for u in r.doc.get("units") or [] if isinstance(u, dict)] if is_records(r.doc.get("units")) else []
+    chart = ""
+    traced = [u for u in units if isinstance(u.get("trace"), list) and len(u["trace"]) >= 2]
+    if traced:
+        shown = traced[:10]
+        series = {f"unit {u.get('unit', i)}": [(k, float(v)) for k, v in enumerate(u["trace"]) if is_number(v)] for i, u in enumerate(shown)}
+        chart = line_chart(series, title="Objective over the optimisation steps (best restart of each unit)", xlabel="step", ylabel="objective")
+        if len(traced) > len(shown):
+            chart += f'<p class="note">first {len(shown)} of {len(traced)} units shown; all traces are in the raw data.</p>'
+    cols = ["unit", "image", "activation", "class_probability", "predicted_class", "consistency", "data_max", "exceeds_data_max"]
+    table_ = metric_table(units, cols, folder=r.folder)
+    return join([figs, chart, table_, _scalars(r), _static_figures(r, used, "static figures (the same traces, drawn by the analysis)"), _tail(r)])
+
+
+def _section_topk(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    figs = _figures(r, used)
+    topk = _dict(r.doc.get("topk"))
+    rows = []
+    for t in topk.get("top") or []:
+        if not isinstance(t, dict):
+            continue
+        vals = [v for v in t.get("values") or [] if is_number(v)]
+        labels = t.get("labels") or []
+        rows.append({"unit": t.get("unit"), "top1": vals[0] if vals else None, "top9": vals[8] if len(vals) > 8 else None,
+                     "top_classes": ", ".join(str(c) for c in labels) if isinstance(labels, list) else None})
+    return join([figs, _scalars(r), metric_table(rows, ["unit", "top1", "top9", "top_classes"]), _tail(r)])
+
+
+def _section_figures_first(r: ResultFolder, page: _Page) -> str:
+    """Deconvnet projections, invariance: the paper's figure, then the numbers."""
+    used: set[str] = set()
+    return join([_figures(r, used), _scalars(r), _tail(r)])
+
+
+def _section_occlusion(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    images = r.doc.get("images")
+    rows = images if is_records(images) else []
+    cols = ["sample_id", "true_label", "target", "base_label", "base_probability", "min_probability", "layer", "unit", "base_activation"]
+    return join([_figures(r, used), _scalars(r), metric_table(rows, cols), _tail(r)])
+
+
+def _section_evolution(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    ev = _dict(r.doc.get("evolution"))
+    rows = []
+    epochs, units = ev.get("epochs") or [], ev.get("units") or []
+    values, ids = ev.get("values") or [], ev.get("sample_ids") or []
+    for i, u in enumerate(units):
+        for j, e in enumerate(epochs):
+            v = values[i][j] if i < len(values) and isinstance(values[i], list) and j < len(values[i]) else None
+            s = ids[i][j] if i < len(ids) and isinstance(ids[i], list) and j < len(ids[i]) else None
+            rows.append({"unit": u, "epoch": e, "top_value": v, "sample_id": s})
+    return join([_figures(r, used), _scalars(r), metric_table(rows, ["unit", "epoch", "top_value", "sample_id"]), _tail(r)])
+
+
+def _section_correspondence(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    corr = _dict(r.doc.get("correspondence"))
+    delta = _dict(corr.get("delta"))
+    std = _dict(corr.get("random_std"))
+    rows = []
+    parts: list[str] = []
+    for layer, d in delta.items():
+        if not isinstance(d, dict):
+            continue
+        row: dict[str, Any] = {"layer": layer}
+        for part, v in d.items():
+            key = "random" if part == "random" else f"delta {part}"
+            row[key] = v
+            if key not in parts:
+                parts.append(key)
+        row["random_std"] = std.get(layer)
+        rows.append(row)
+    # the same numbers are in metrics as delta_<layer>_<part>: shown once, in this table
+    skip = [k for k in _metrics_dict(r) if re.fullmatch(r"delta_.+_(top|bottom|left|right|random)", k)] if rows else []
+    return join([_figures(r, used), metric_table(rows, ["layer", *parts, "random_std"]), _scalars(r, skip=skip), _tail(r)])
+
+
+def _projection_rows(r: ResultFolder) -> list[dict[str, Any]]:
+    m = _metrics_dict(r)
+    if is_records(m.get("table")):
+        return list(m["table"])
+    rows = []
+    for p in r.doc.get("projections") or []:
+        if isinstance(p, dict):
+            pm = _dict(p.get("metrics"))
+            rows.append({"checkpoint": p.get("checkpoint", p.get("epoch")), "layer": p.get("layer"),
+                         **{k: pm.get(k, p.get(k)) for k in ("nh", "nh_original", "ac")}})
+    return rows
 
 
 def _section_projection(r: ResultFolder, page: _Page) -> str:
-    plots, n = _scatter_plots(r, page)
+    plots, _ = _scatter_plots(r, page, define=not _projection_rows(r))
     used: set[str] = set()
-    figs = _figures(r, used)
-    parts = [plots, _metrics(r, "Neighborhood hit (NH) and accuracy (AC)" if r.analysis == "projection" else "Metrics")]
-    if plots and figs:
-        parts.append(f'<details class="more"><summary>static figures</summary>{figs}</details>')
-    else:
-        parts.append(figs)
-    parts += [_extras(r, _point_keys(r.doc)), _params(r)]
-    return join(parts)
+    rows = _projection_rows(r)
+    table_ = metric_table(rows, ["checkpoint", "layer", "nh", "nh_original", "ac"], caption="Neighborhood hit and accuracy per layer and checkpoint")
+    consumed = {"table", "nh", "nh_original", "ac"} if rows else set()
+    return join([plots, table_, _scalars(r, skip=consumed), _static_figures(r, used), _tail(r)])
 
 
-def _point_keys(doc: dict[str, Any]) -> set[str]:
-    """Top-level keys holding point sets (rendered as plots, not as tables)."""
-    keys = set()
-    for where, _ in find_point_sets(doc, Path(".")):
-        keys.add(where.split(".")[0].split("[")[0])
-    return {k for k in keys if k}
-
-
-def _matrix_block(doc: dict[str, Any]) -> tuple[str, set[str]]:
-    """Square matrices with names (CKA between layers) as shaded tables."""
-    out, consumed = [], set()
-    names = None
-    for k in ("layers", "names", "layer_names", "labels"):
-        if isinstance(doc.get(k), list):
-            names = doc[k]
-            break
-    for k, v in list(doc.items()) + list((doc.get("metrics") or {}).items()):
-        if isinstance(v, list) and len(v) >= 2 and all(isinstance(row, list) and len(row) == len(v[0]) for row in v) and all(is_number(x) or x is None for x in v[0]):
-            rows = names if names and len(names) == len(v) else list(range(len(v)))
-            cols_names = doc.get(f"{k}_columns") or doc.get("columns") or (names if names and len(names) == len(v[0]) else list(range(len(v[0]))))
-            out.append(heatmap(v, rows, cols_names, title=str(k)))
-            consumed.add(k)
-    return join(out), consumed
-
-
-def _section_cka(r: ResultFolder, page: _Page) -> str:
-    block, consumed = _matrix_block(r.doc)
+def _section_neurons(r: ResultFolder, page: _Page) -> str:
+    plots, _ = _scatter_plots(r, page)
     used: set[str] = set()
-    return join([block, _figures(r, used), _metrics(r), _extras(r, consumed), _params(r)])
-
-
-def _per_layer_chart(r: ResultFolder) -> str:
-    """A line chart of per-layer numbers found in ``metrics`` (``{layer: {name: value}}``) or in
-    a records list with a ``layer`` column."""
-    rows: list[dict[str, Any]] = []
-    m = r.doc.get("metrics")
-    if isinstance(m, dict):
-        per = {k: v for k, v in m.items() if isinstance(v, dict) and any(is_number(x) for x in v.values())}
-        if len(per) >= 2:
-            rows = [{"layer": k, **v} for k, v in per.items()]
-    if not rows:
-        for k, v in r.doc.items():
-            if is_records(v) and all("layer" in row for row in v):
-                rows = v
-                break
-    if len(rows) < 2:
-        return ""
-    layers = list(dict.fromkeys(str(row["layer"]) for row in rows))
-    if len(layers) != len(rows):
-        return ""
-    skip = {"layer", "depth", "layer_index", "index", "n", "k", "seconds", "epoch", "checkpoint", "dim", "n_train", "n_test"}
-    keys = [k for k in rows[0] if k not in skip and all(is_number(row.get(k)) for row in rows)]
-    fractions = [k for k in keys if all(-1.0 <= float(row[k]) <= 1.0 for row in rows)]
-    keys = fractions or keys  # accuracies, NH, CKA... share one scale; other numbers stay in the tables
-    if not keys:
-        return ""
-    series = {k: [(i, float(row[k])) for i, row in enumerate(rows)] for k in keys[:6]}
-    return line_chart(series, title=f"{ANALYSIS_TITLES.get(r.analysis, r.analysis)} per layer", xlabel="layer", xticks=list(enumerate(layers)))
+    top = _metrics_dict(r).get("top_neurons")
+    rows = [{"class": c, "top_neurons": ", ".join(str(n) for n in v)} for c, v in top.items() if isinstance(v, list)] if isinstance(top, dict) else []
+    return join([plots, _scalars(r, skip={"top_neurons"}), metric_table(rows, ["class", "top_neurons"]), _static_figures(r, used), _tail(r)])
 
 
 def _section_probe(r: ResultFolder, page: _Page) -> str:
     used: set[str] = set()
-    block, consumed = _matrix_block(r.doc)
-    plots, n = _scatter_plots(r, page)
-    return join([_per_layer_chart(r), block, plots, _figures(r, used), _metrics(r), _extras(r, consumed | _point_keys(r.doc)), _params(r)])
+    rows: list[dict[str, Any]] = []
+    probes = r.doc.get("probes")
+    if isinstance(probes, dict):
+        for group, recs in probes.items():
+            if is_records(recs):
+                epoch = re.fullmatch(r"epoch (\d+)", str(group))
+                rows += [{"checkpoint": int(epoch.group(1)) if epoch else group, **rec} for rec in recs]
+    elif is_records(probes):
+        rows = list(probes)
+    cols = ["checkpoint", "layer", "accuracy", "chance", "train_accuracy", "n_train", "n_test", "n_features"]
+    if len({row.get("checkpoint") for row in rows}) <= 1:
+        cols.remove("checkpoint")
+    # metrics.probe holds the same numbers as `probes`: shown once, in this table
+    return join([_figures(r, used), metric_table(rows, cols, caption="Linear probes per layer"), _scalars(r, skip={"probe"}), _tail(r)])
+
+
+def _section_cka(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    doc, m = r.doc, _metrics_dict(r)
+    mat = m.get("cka", doc.get("cka"))
+    params = _dict(doc.get("parameters"))
+    rows_n = doc.get("rows") or params.get("layers") or doc.get("layers")
+    cols_n = doc.get("cols") or params.get("layers_b") or rows_n
+    block = ""
+    if isinstance(mat, list) and mat and all(isinstance(row, list) for row in mat):
+        rn = rows_n if isinstance(rows_n, list) and len(rows_n) == len(mat) else [f"row {i}" for i in range(len(mat))]
+        cn = cols_n if isinstance(cols_n, list) and len(cols_n) == len(mat[0]) else rn if len(rn) == len(mat[0]) else [f"column {j}" for j in range(len(mat[0]))]
+        block = heatmap(mat, rn, cn, caption="Linear CKA between layers (rows × columns)") + definitions(["cka"])
+    return join([block, _scalars(r, skip={"cka"}), _static_figures(r, used, "the analysis's figure of the same matrix"), _tail(r)])
+
+
+def _section_transfer(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    effects = _records(r.doc.get("effects"))
+    summary = _records(r.doc.get("summary"))
+    srows = [{"condition": s.get("condition"), "n": s.get("n"), "mean": {"mean": s.get("mean"), "std": s.get("std"), "seeds": s.get("seeds")}}
+             for s in summary if is_number(s.get("mean"))]
+    return join([_figures(r, used), _scalars(r),
+                 metric_table(effects, ["n", "co_adaptation", "specificity", "fine_tuning_boost"], caption="Effects per number of copied layers n"),
+                 metric_table(srows, ["condition", "n", "mean"], caption="Accuracy on task B per condition"), _tail(r)])
+
+
+_SPEECH_COLUMNS = ["layer", "nh_digit_xutt", "nh_speaker_xutt", "probe_digit", "probe_speaker", "nh_digit", "nh_speaker",
+                   "nh_digit_original_xutt", "nh_speaker_original_xutt"]
+
+
+def _section_speech(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    m = _metrics_dict(r)
+    figs = _figures(r, used, only=lambda f: "projections" not in _stem(f))
+    plots, _ = _scatter_plots(r, page)
+    rows = _records(m.get("table")) or _records(r.doc.get("table"))
+    models = {row.get("model") for row in rows}
+    cols = (["model"] if len(models) > 1 else []) + _SPEECH_COLUMNS
+    summary = _records(m.get("summary"))
+    chance = _dict(m.get("chance"))
+    extra = {f"chance_{k}": v for k, v in chance.items()}
+    parts = [figs, plots,
+             metric_table(rows, cols, caption="Digit and speaker information per layer"),
+             metric_table(summary, (["model"] if len(models) > 1 else []) + ["frame_accuracy", "utterance_accuracy"]),
+             _scalars(r, source=extra), _scalars(r, skip={"table", "summary", "chance"}),
+             _static_figures(r, used), _tail(r)]
+    return join(parts)
+
+
+def _section_speaker_embeddings(r: ResultFolder, page: _Page) -> str:
+    used: set[str] = set()
+    m = _metrics_dict(r)
+    plots, _ = _scatter_plots(r, page, default="speaker")
+    rows = _records(m.get("layers"))
+    return join([_figures(r, used, only=lambda f: "best_layer" not in _stem(f)), plots,
+                 metric_table(rows, ["layer", "dim", "purity", "ari", "nmi", "ari_digit", "n_clusters"], caption="Speaker clustering per layer"),
+                 _scalars(r, skip={"layers"}), _static_figures(r, used), _tail(r)])
 
 
 def _section_training(runs: list[ResultFolder]) -> str:
@@ -523,32 +688,46 @@ def _section_training(runs: list[ResultFolder]) -> str:
         if len(charts) < 8 and len(cps) >= 2:
             acc = [(c["epoch"], c["val_accuracy"]) for c in cps if is_number(c.get("epoch")) and is_number(c.get("val_accuracy"))]
             tra = [(c["epoch"], c["train_accuracy"]) for c in cps if is_number(c.get("epoch")) and is_number(c.get("train_accuracy"))]
-            ticks = [(c["epoch"], str(c["epoch"])) for c in cps if is_number(c.get("epoch"))]
+            epochs = [c["epoch"] for c in cps if is_number(c.get("epoch"))]
+            ticks = [(e, str(e)) for e in epochs] if len(epochs) <= 12 else None
             charts.append(line_chart({"validation accuracy": acc, "training accuracy": tra}, title=f"{run.rel or 'run'}: accuracy per epoch",
-                                     xlabel="epoch", ylabel="accuracy", xticks=ticks))
+                                     xlabel="epoch", ylabel="accuracy", xticks=ticks, ylim=(0.0, 1.0),
+                                     keys={"validation accuracy": "val_accuracy", "training accuracy": "train_accuracy"}))
     per_run = []
     for run in runs[:8]:
         cps = [c for c in run.doc.get("checkpoints") or [] if isinstance(c, dict)]
-        per_run.append(f'<details class="more"><summary>{esc(run.rel or "run")}: checkpoints</summary>{table([{k: v for k, v in c.items() if k != "file"} for c in cps])}</details>')
-    return join([table(rows), join(charts), join(per_run)])
+        per_run.append(f'<details class="more"><summary>{esc(run.rel or "run")}: checkpoints</summary>'
+                       f'{metric_table(cps, ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"])}</details>')
+    cols = ["run", "architecture", "data", "training samples", "checkpoints (epochs)", "final val accuracy", "complete"]
+    return _once(join([metric_table(rows, cols), join(charts), definitions(["val_accuracy", "train_accuracy", "train_loss"]), join(per_run)]))
 
 
+#: One renderer per analysis (``result.json``'s ``"analysis"``); others get :func:`_section_generic`.
+#: Packages with their own sections add a line here (e.g. the text analyses).
 RENDERERS: dict[str, Callable[[ResultFolder, _Page], str]] = {
+    "demo": _section_demo,
     "capture": _section_capture,
     "layers": _section_capture,
+    "maximize": _section_maximize,
+    "topk": _section_topk,
+    "deconv": _section_figures_first,
+    "occlusion": _section_occlusion,
+    "invariance": _section_figures_first,
+    "evolution": _section_evolution,
+    "correspondence": _section_correspondence,
     "projection": _section_projection,
-    "neurons": _section_projection,
+    "neurons": _section_neurons,
     "probe": _section_probe,
     "cka": _section_cka,
+    "transfer": _section_transfer,
+    "speech": _section_speech,
+    "speaker_embeddings": _section_speaker_embeddings,
 }
 
 
 def _render(r: ResultFolder, page: _Page) -> str:
     a = r.analysis
-    fn = RENDERERS.get(a)
-    if fn is None and a.startswith("speech"):
-        fn = _section_probe
-    fn = fn or _section_generic
+    fn = RENDERERS.get(a) or _section_generic
     try:
         return fn(r, page)
     except Exception as err:  # one odd result must not take the whole report down
@@ -558,9 +737,27 @@ def _render(r: ResultFolder, page: _Page) -> str:
 
 def _section_generic_safe(r: ResultFolder) -> str:
     try:
-        return join([_figures(r, set()), _metrics(r), _params(r)])
+        return join([_figures(r, set()), _tail(r)])
     except Exception:  # pragma: no cover - last resort
         return ""
+
+
+_DEF = re.compile(r"<dt>(.*?)</dt><dd>(.*?)</dd>")
+
+
+def _once(body: str) -> str:
+    """Each glossary definition once per section: a term already defined above is not repeated
+    (the definition lists are our own markup, with escaped text, so a pattern finds them)."""
+    seen: set[str] = set()
+
+    def keep(m: re.Match[str]) -> str:
+        if m.group(1) in seen:
+            return ""
+        seen.add(m.group(1))
+        return m.group(0)
+
+    body = _DEF.sub(keep, body)
+    return body.replace('<dl class="defs"></dl>', "")
 
 
 def _subtitle(r: ResultFolder) -> str:
@@ -634,7 +831,7 @@ def build_report(
         if training is not None and _order(r.analysis) > _order("training"):
             sections.append(training)
             training = None
-        body = _render(r, page)
+        body = _once(_render(r, page))
         if not body.strip():
             body = '<p class="note">This result has no figures, metrics or tables.</p>'
         sections.append((f"sec-{i}", _title(r.analysis) + _subtitle(r), r.rel or ".", body))

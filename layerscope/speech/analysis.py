@@ -237,7 +237,7 @@ def analyze_layers(
         if not include_input:
             i += 1
         proj = project(X, digit, method=method, random_state=random_state, k=k, layer=layer,  # type: ignore[arg-type]
-                       align_to=prev, predictions=acts.predictions, sample_ids=idx)
+                       align_to=prev, predictions=acts.predictions, sample_ids=idx, progress=progress)
         emb = np.asarray(proj.embedding)
         prev = emb
         embeddings[layer] = emb

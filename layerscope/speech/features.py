@@ -153,8 +153,9 @@ def frame_features(waveform: np.ndarray, sample_rate: int, config: FeatureConfig
         Log-mel energies in dB (``librosa.power_to_db``) or MFCCs (DCT-II, orthonormal, of those),
         then deltas. ``T = 1 + (L - n_fft) // hop`` (one frame for recordings shorter than ``n_fft``).
     """
-    import librosa
+    from .._optional import require
 
+    librosa = require("librosa", "speech features (log-mel / MFCC)")
     cfg = config or FeatureConfig()
     y = np.asarray(waveform, dtype=np.float32).reshape(-1)
     if y.size == 0:

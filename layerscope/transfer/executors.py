@@ -173,7 +173,9 @@ class RayExecutor:
         self._remote: Any = None
 
     def _ensure(self) -> Any:
-        import ray
+        from .._optional import require
+
+        ray = require("ray", "the ray executor")
 
         if not ray.is_initialized():
             if self.address:
@@ -210,7 +212,9 @@ class RayExecutor:
 
     def close(self) -> None:
         if self._started:
-            import ray
+            from .._optional import require
+
+            ray = require("ray", "the ray executor")
 
             ray.shutdown()
             self._started = False
