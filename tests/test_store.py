@@ -243,6 +243,8 @@ def test_ray_sharded_capture_equals_single_process(mnist, tmp_path: Path) -> Non
     names = leaf_names(model)
     single = collect_activations(model, data, names, batch_size=64, predictions=True, store="zarr", chunk_rows=64,
                                  out_dir=tmp_path / "single")
+    model.train()
+    params = {k: v.clone() for k, v in model.state_dict().items()}
     sharded = ls.collect_activations_sharded(model, data, names, tmp_path / "sharded", workers=2, batch_size=64,
                                              predictions=True, chunk_rows=64)
     assert sharded.meta["shards"] == [[0, 192], [192, 300]]
@@ -253,6 +255,10 @@ def test_ray_sharded_capture_equals_single_process(mnist, tmp_path: Path) -> Non
     np.testing.assert_array_equal(sharded.predictions, single.predictions)
     back = Activations.load(tmp_path / "sharded")
     assert isinstance(back[names[0]], LazyArray) and len(back) == N
+    # the caller's model is as it was: training flag, parameters, no hooks left
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 def test_cli_capture_into_a_float16_zarr_store(tmp_path: Path) -> None:
