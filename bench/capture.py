@@ -1,120 +1,216 @@
-"""Benchmark: capture over 10,000 MNIST test inputs versus the bare forward pass.
+"""Benchmark: capture of every layer (full maps) versus the bare forward pass, time and peak memory.
 
-Baseline: ``model(x)`` over the same batches with no hooks (``torch.no_grad``, eval mode).
-Measured side by side in one run, interleaved, median over repeats; printed as ratios.
+Issue 17. Two models, every leaf layer, full maps kept in RAM:
 
-1. ``mnist-cnn`` (bundled pretrained CNN), every leaf layer, full maps kept in RAM.
-2. Rauber et al.'s CNN (``cnn:dense=512x128``, untrained weights; same cost), every leaf layer,
-   conv maps reduced by spatial mean inside the hook.
-3. ``mnist-cnn`` with a memory budget: arrays stream to .npy files; peak RSS of a fresh process
-   doing the capture versus a fresh process doing only the bare forward pass.
+* ``mnist-cnn`` (bundled pretrained) over 10,000 MNIST test images;
+* ResNet-20 (bundled pretrained, CIFAR-10) over 1,000 CIFAR-10 test images from the shared data
+  folder (``LAYERSCOPE_SHARED_DATA``; random inputs if it is absent, said in the output).
 
-Targets (issue 2): time ratio <= 1.10; peak RSS <= baseline process + budget + 200 MB.
-The best-of-N ratio is printed beside the median: on a shared VM, large fresh allocations (the
-captured arrays) are sometimes slowed by the host's memory reclaim, which only the capture side pays.
+Time: ``bare`` (the model over the same batches, no hooks, ``no_grad``, eval), ``before`` (the
+``collect_activations`` of ``--before``, read with ``git show`` and loaded as a module) and
+``after`` (today's), in one process, interleaved (the order rotates every repeat), median wall and
+CPU time, 1 torch thread. ``floor`` writes the same number of bytes into fresh memory with
+``copy_`` and nothing else: bare + floor is the least any capture that keeps every value can cost
+on this machine (page faults and memory bandwidth), printed beside the target.
 
-Usage: python bench/capture.py [--repeats 5] [--n 10000] [--budget-mb 64]
+Peak memory: each configuration in a FRESH process (``subprocess`` = fork + exec: after ``exec``
+the kernel's high-water mark ``VmHWM`` in ``/proc/self/status`` starts from the new image, unlike
+``ru_maxrss``, which keeps the parent's peak across fork + exec). A child loads the model and the
+data, runs one small warm-up batch, reads ``VmHWM`` (the base), runs the capture (or the bare pass)
+and reads ``VmHWM`` again. ``excess`` = peak - base; the target is excess <= 1.1 x the bytes of
+the arrays kept. Children of the three variants are interleaved too; medians.
+
+Usage: python bench/capture.py [--repeats 5] [--mem-repeats 3] [--before REV] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
 import torch
 
-
-def _bare(model: torch.nn.Module, x: torch.Tensor, batch: int) -> None:
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            model(x[i : i + batch])
+REPO = Path(__file__).resolve().parents[1]
+BEFORE_REV = "9117c7a"  # main before issue 17's capture changes
 
 
-def _child(mode: str, n: int, budget_mb: int, batch: int) -> None:
-    """Run one configuration in this (fresh) process and print its peak RSS in MB."""
-    import numpy as np
+def load_before(rev: str) -> Any:
+    """The ``layerscope.capture`` module as it was at ``rev`` (run inside the package)."""
+    src = subprocess.run(
+        ["git", "show", f"{rev}:layerscope/capture.py"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    spec = importlib.util.spec_from_loader("layerscope._capture_before", loader=None)
+    assert spec is not None
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = "layerscope"
+    sys.modules[spec.name] = mod
+    exec(compile(src, f"{rev}:layerscope/capture.py", "exec"), mod.__dict__)
+    return mod
 
+
+def vm_hwm_bytes() -> int:
+    """This process's peak resident set (``VmHWM``), in bytes."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def setup(which: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, str]:
     import layerscope as ls
 
-    model = ls.load_model("mnist-cnn")
-    data = ls.load_dataset("mnist:test").subset(np.arange(n))
+    if which == "mnist-cnn":
+        d = ls.load_dataset("mnist:test")
+        return ls.load_model("mnist-cnn"), d.x[:10000], d.y[:10000], "10,000 MNIST test images"
+    model = ls.load_model("resnet20-cifar10")
+    shared = Path(os.environ.get("LAYERSCOPE_SHARED_DATA", ""))
+    cifar = shared / "cifar10" / "cifar10_subset.npz"
+    if cifar.exists():
+        d = ls.load_dataset(f"cifar10:{cifar}:test")
+        return model, d.x[:1000], d.y[:1000], "1,000 CIFAR-10 test images"
+    g = torch.Generator().manual_seed(0)
+    return model, torch.randn(1000, 3, 32, 32, generator=g), torch.zeros(1000, dtype=torch.long), "1,000 random inputs (CIFAR-10 subset absent)"
+
+
+def bare(model: torch.nn.Module, x: torch.Tensor, batch: int) -> None:
+    with torch.no_grad():
+        model.eval()
+        for s in range(0, len(x), batch):
+            model(x[s : s + batch])
+
+
+def write_floor(total: int, block: int) -> None:
+    """The memory cost alone: fill ``total`` bytes of fresh memory with ``copy_`` in blocks of ``block``
+    bytes from one small source (what any capture must at least do; the compute is not included)."""
+    out = torch.from_numpy(np.empty(total // 4, dtype=np.float32))
+    src = torch.ones(block // 4)
+    for s in range(0, len(out), len(src)):
+        out[s : s + len(src)].copy_(src[: len(out) - s])
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def child(which: str, variant: str, batch: int, before_rev: str) -> None:
+    import layerscope as ls
+
+    torch.set_num_threads(1)
+    model, x, y, _ = setup(which)
     names = [r.name for r in ls.list_layers(model) if r.is_leaf]
-    if mode == "bare":
-        _bare(model, data.x, batch)
+    ds = torch.utils.data.TensorDataset(x, y)
+    mod = load_before(before_rev) if variant == "before" else ls
+    bare(model, x[:2], 2)  # warm-up: lazy init of kernels and allocator
+    base = vm_hwm_bytes()
+    kept = 0
+    if variant == "bare":
+        w, c, _ = timed(lambda: bare(model, x, batch))
     else:
-        with tempfile.TemporaryDirectory() as d:
-            acts = ls.collect_activations(
-                model, data, names, batch_size=batch, predictions=True, memory_budget=budget_mb * 2**20, out_dir=d
-            )
-            total = sum(a.nbytes for a in acts.arrays.values())
-            assert isinstance(next(iter(acts.arrays.values())), np.memmap)
-            print(json.dumps({"bytes": total}), file=sys.stderr)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        w, c, acts = timed(lambda: mod.collect_activations(model, ds, names, batch_size=batch))
+        kept = int(sum(a.nbytes for a in acts.arrays.values()))
+    print(json.dumps({"base": base, "peak": vm_hwm_bytes(), "kept": kept, "wall": w, "cpu": c}))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--mem-repeats", type=int, default=3)
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--budget-mb", type=int, default=64)
-    ap.add_argument("--child", default=None)
+    ap.add_argument("--before", default=BEFORE_REV)
+    ap.add_argument("--models", default="mnist-cnn,resnet20")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--child", nargs=2, default=None, metavar=("MODEL", "VARIANT"))
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.n, args.budget_mb, args.batch)
+        child(args.child[0], args.child[1], args.batch, args.before)
         return
 
-    import numpy as np
-
     import layerscope as ls
-    from layerscope.models import build_model
 
     torch.set_num_threads(1)
-    data = ls.load_dataset("mnist:test").subset(np.arange(args.n))
-    configs = {
-        "mnist-cnn, all layers, full maps": (ls.load_model("mnist-cnn"), None),
-        "Rauber CNN, all layers, spatial mean": (build_model("cnn:dense=512x128", (1, 28, 28), 10).eval(), "mean"),
-    }
-    print(f"capture vs bare forward, {args.n} MNIST inputs, batch {args.batch}, 1 thread, median of {args.repeats}")
-    for label, (model, reduce) in configs.items():
+    before = load_before(args.before)
+    report: dict[str, Any] = {"load_average_start": os.getloadavg(), "batch": args.batch, "repeats": args.repeats,
+                              "mem_repeats": args.mem_repeats, "before": args.before, "threads": 1, "models": {}}
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; 1 torch thread; median of {args.repeats}, interleaved")
+    for which in args.models.split(","):
+        model, x, y, note = setup(which)
         names = [r.name for r in ls.list_layers(model) if r.is_leaf]
-        t_bare, t_cap = [], []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            _bare(model, data.x, args.batch)
-            t_bare.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            acts = ls.collect_activations(model, data, names, batch_size=args.batch, reduce=reduce, predictions=True)
-            t_cap.append(time.perf_counter() - t0)
-        mb = sum(a.nbytes for a in acts.arrays.values()) / 2**20
-        b, c = statistics.median(t_bare), statistics.median(t_cap)
-        print(
-            f"  {label}: {len(names)} layers, {mb:.0f} MB captured; capture/bare = {c / b:.3f}x median "
-            f"({min(t_cap) / min(t_bare):.3f}x best-of-{args.repeats}) (target <= 1.10)"
-        )
-
-    def run_child(mode: str) -> float:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", mode, "--n", str(args.n), "--budget-mb", str(args.budget_mb), "--batch", str(args.batch)],
-            capture_output=True, text=True, check=True,
-        )
-        return float(out.stdout.strip().splitlines()[-1])
-
-    rss_bare = statistics.median(run_child("bare") for _ in range(3))
-    rss_cap = statistics.median(run_child("stream") for _ in range(3))
-    limit = rss_bare + args.budget_mb + 200
-    print(
-        f"  peak RSS, mnist-cnn all layers streamed with a {args.budget_mb} MB budget: {rss_cap:.0f} MB vs bare-forward "
-        f"process {rss_bare:.0f} MB; excess {rss_cap - rss_bare:.0f} MB (target <= budget + 200 = {args.budget_mb + 200} MB): "
-        f"{'OK' if rss_cap <= limit else 'OVER'}"
-    )
+        ds = torch.utils.data.TensorDataset(x, y)
+        probe = ls.collect_activations(model, ds, names, batch_size=args.batch, indices=np.arange(args.batch))
+        row_bytes = sum(a[0].nbytes for a in probe.arrays.values())
+        kept_bytes = row_bytes * len(x)
+        runs: dict[str, Callable[[], Any]] = {
+            "bare": lambda: bare(model, x, args.batch),
+            "before": lambda: before.collect_activations(model, ds, names, batch_size=args.batch),
+            "after": lambda: ls.collect_activations(model, ds, names, batch_size=args.batch),
+            "floor": lambda: write_floor(kept_bytes, args.batch * row_bytes),
+        }
+        # equality on the first 2 batches (holding both full captures at once would double the memory)
+        sub = np.arange(min(len(x), 2 * args.batch))
+        a_old = before.collect_activations(model, ds, names, batch_size=args.batch, indices=sub)
+        a_new = ls.collect_activations(model, ds, names, batch_size=args.batch, indices=sub)
+        same = all(np.array_equal(a_old[n], a_new[n]) for n in names)
+        del a_old, a_new
+        wall: dict[str, list[float]] = {k: [] for k in runs}
+        cpu: dict[str, list[float]] = {k: [] for k in runs}
+        order = list(runs)
+        for rep in range(args.repeats):
+            for k in order[rep % len(order):] + order[: rep % len(order)]:
+                w, c, o = timed(runs[k])
+                wall[k].append(w)
+                cpu[k].append(c)
+                del o  # each run's arrays are freed before the next run
+        floor_ratio = (statistics.median(wall["bare"]) + statistics.median(wall["floor"])) / statistics.median(wall["bare"])
+        floor_cpu = (statistics.median(cpu["bare"]) + statistics.median(cpu["floor"])) / statistics.median(cpu["bare"])
+        kept = kept_bytes
+        med = {k: statistics.median(v) for k, v in wall.items()}
+        cmed = {k: statistics.median(v) for k, v in cpu.items()}
+        mem: dict[str, list[dict[str, float]]] = {k: [] for k in ("bare", "before", "after")}
+        morder = ["bare", "before", "after"]
+        for rep in range(args.mem_repeats):
+            for k in morder[rep % 3:] + morder[: rep % 3]:
+                out = subprocess.run([sys.executable, __file__, "--child", which, k, "--batch", str(args.batch),
+                                      "--before", args.before], capture_output=True, text=True, check=True)
+                mem[k].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        excess = {k: statistics.median(r["peak"] - r["base"] for r in v) for k, v in mem.items()}
+        m = {
+            "data": note, "layers": len(names), "kept_mb": kept / 2**20, "equal_to_before": same,
+            "wall_s": med, "cpu_s": cmed,
+            "ratio_wall": {k: med[k] / med["bare"] for k in ("before", "after")},
+            "ratio_cpu": {k: cmed[k] / cmed["bare"] for k in ("before", "after")},
+            "floor_ratio_wall": floor_ratio, "floor_ratio_cpu": floor_cpu,
+            "peak_excess_mb": {k: v / 2**20 for k, v in excess.items()},
+            "peak_over_kept": {k: excess[k] / kept for k in ("before", "after")},
+            "fresh_wall_s": {k: statistics.median(r["wall"] for r in v) for k, v in mem.items()},
+        }
+        report["models"][which] = m
+        print(f"{which}, {note}: {len(names)} layers, {kept / 2**20:.0f} MB kept; after equal to before (first {len(sub)} rows): {same}")
+        print(f"  wall  bare {med['bare']:.3f}s  before {med['before']:.3f}s ({m['ratio_wall']['before']:.3f}x)  "
+              f"after {med['after']:.3f}s ({m['ratio_wall']['after']:.3f}x)   target <= 1.15x")
+        print(f"  cpu   bare {cmed['bare']:.3f}s  before {cmed['before']:.3f}s ({m['ratio_cpu']['before']:.3f}x)  "
+              f"after {cmed['after']:.3f}s ({m['ratio_cpu']['after']:.3f}x)")
+        print(f"  floor (bare + writing the kept bytes into fresh memory): {floor_ratio:.3f}x wall, {floor_cpu:.3f}x cpu")
+        print(f"  peak over base, fresh processes: bare {m['peak_excess_mb']['bare']:.0f} MB, before "
+              f"{m['peak_excess_mb']['before']:.0f} MB ({m['peak_over_kept']['before']:.2f}x kept), after "
+              f"{m['peak_excess_mb']['after']:.0f} MB ({m['peak_over_kept']['after']:.2f}x kept)   target <= 1.10x")
+    report["load_average_end"] = os.getloadavg()
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

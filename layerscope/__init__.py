@@ -31,6 +31,8 @@ EXPORTS: dict[str, str] = {
     "Activations": ".capture",
     "capture": ".capture",
     "collect_activations": ".capture",
+    "collect_activations_sharded": ".capture_shards",
+    "LazyArray": ".store",
     "model_state_guard": ".capture",
     "capture_dataset": ".capture_result",
     "CaptureResult": ".capture_result",
@@ -213,6 +215,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         top_activations,
     )
     from .capture import Activations, capture, collect_activations, model_state_guard
+    from .capture_shards import collect_activations_sharded
+    from .store import LazyArray
     from .data import load_dataset
     from .featurevis import ActMaxResult, Rendering, maximize, render, unit_data_max
     from .capture import list_layers

@@ -7,8 +7,11 @@ Two entry points:
   pass once the deepest requested layer has run (nothing above it is computed).
 * :func:`collect_activations` — runs a dataset through the model in batches and returns an
   :class:`Activations` result: one array per layer, labels and sample ids alongside, optional
-  spatial reduction inside the hook, and a memory budget above which arrays stream to ``.npy``
-  files on disk instead of RAM.
+  spatial reduction inside the hook. Each output is copied once, inside the hook, into an array
+  preallocated for all rows (optionally float16). A memory budget keeps in RAM the layers that fit
+  and streams the others to ``.npy`` files; ``store="zarr"`` writes every layer into a chunked,
+  compressed Zarr store (:mod:`layerscope.store`) read lazily by the analyses.
+  :func:`layerscope.capture_shards.collect_activations_sharded` splits a capture over Ray workers.
 
 After either, also after an exception inside the model, the model has no hooks left and its
 ``training`` flags and ``requires_grad`` flags are as before; parameters are never written.
@@ -151,6 +154,11 @@ class capture:
         module's flag afterwards.
     grad
         Run the forward passes with gradients (default: only when ``detach=False``).
+    sink
+        ``fn(layer, tensor)`` called inside the hook with each (reduced, detached) output instead of
+        keeping it: the sink copies it where it belongs (``out[i:j].copy_(tensor)``, what
+        :func:`collect_activations` does), so no output is kept, watched or copied twice. With a
+        sink, :attr:`activations` stays empty; :attr:`shapes` and :attr:`layouts` are filled.
 
     Notes
     -----
@@ -179,6 +187,7 @@ class capture:
         stop_early: bool = False,
         eval: bool = True,
         grad: bool | None = None,
+        sink: Callable[[str, torch.Tensor], None] | None = None,
     ) -> None:
         if isinstance(layers, str):
             layers = [layers]
@@ -204,6 +213,7 @@ class capture:
         self.stop_early = stop_early
         self.eval = eval
         self.grad = (not detach) if grad is None else grad
+        self.sink = sink
         self.activations: dict[str, torch.Tensor] = {}
         self.history: dict[str, list[torch.Tensor]] = {n: [] for n in self.layers}
         self.shapes: dict[str, tuple[int, ...]] = {}
@@ -285,6 +295,13 @@ class capture:
                     t = reduce_output(t, self._reduce[name], layout, batch.mask if batch is not None else None, name)
                     if self.detach:
                         t = t.detach()
+                    if self.sink is not None:
+                        # the sink copies the output now, before the model can change it in place:
+                        # nothing is kept, so nothing needs watching
+                        self.shapes[name] = tuple(t.shape[1:])
+                        self.sink(name, t)
+                        self._fired.add(name)
+                        continue
                     if name in self.copied or self.model.training or t.is_inference():
                         # (inference tensors have no version counter to watch: copy them too)
                         # (in training mode a second pass would change batch-norm statistics: always copy)
@@ -461,8 +478,9 @@ class Activations:
     Attributes
     ----------
     arrays
-        ``{layer: array of shape (N, ...)}``; NumPy arrays in RAM or read-only memory-mapped
-        ``.npy`` files when the memory budget was exceeded.
+        ``{layer: array of shape (N, ...)}``; NumPy arrays in RAM, read-only memory-mapped
+        ``.npy`` files for layers beyond the memory budget, or :class:`layerscope.store.LazyArray`
+        (a Zarr store read by rows on demand) with ``store="zarr"``.
     labels
         ``(N,)`` int64 class labels (``-1`` where the data has none).
     sample_ids
@@ -521,30 +539,42 @@ class Activations:
                 + "; every array needs one row per sample."
             )
         with result_folder(directory) as d:
-            files = {}
-            for i, (name, arr) in enumerate(self.arrays.items()):
-                fname = f"layer{i:03d}_{_safe(name)}.npy"
-                target = d / fname
-                src = _whole_npy_file(arr)
-                if src is not None and src == target.resolve():
-                    pass  # streamed into the staging folder already
-                elif src is not None:
-                    try:
-                        os.link(src, target)
-                    except OSError:
-                        shutil.copyfile(src, target)
-                else:
-                    with open(target, "wb") as fh:
-                        np.save(fh, np.asarray(arr))
-                files[name] = fname
-            with open(d / "labels.npz", "wb") as fh:
-                arrays: dict[str, Any] = {"labels": self.labels, "sample_ids": self.sample_ids}
-                arrays.update({f"extra_{k}": v for k, v in self.extra_labels.items()})
-                if self.predictions is not None:
-                    arrays["predictions"] = self.predictions
-                np.savez(fh, **arrays)
-            write_json(d / "activations.json", {**self.to_dict(), "files": files})
+            self._write_into(d)
         return Path(directory)
+
+    def _write_into(self, d: Path) -> None:
+        """Write the arrays, ``labels.npz`` and ``activations.json`` into the (staging) folder ``d``."""
+        files = {}
+        for i, (name, arr) in enumerate(self.arrays.items()):
+            if _is_lazy(arr):  # a Zarr store: kept as a store (never loaded whole)
+                fname = f"layer{i:03d}_{_safe(name)}.zarr"
+                target = d / fname
+                src_dir = Path(getattr(arr, "path"))
+                if src_dir.resolve() != target.resolve():
+                    _copy_tree(src_dir, target)
+                files[name] = fname
+                continue
+            fname = f"layer{i:03d}_{_safe(name)}.npy"
+            target = d / fname
+            src = _whole_npy_file(arr)
+            if src is not None and src == target.resolve():
+                pass  # streamed into the staging folder already
+            elif src is not None:
+                try:
+                    os.link(src, target)
+                except OSError:
+                    shutil.copyfile(src, target)
+            else:
+                with open(target, "wb") as fh:
+                    np.save(fh, np.asarray(arr))
+            files[name] = fname
+        with open(d / "labels.npz", "wb") as fh:
+            arrays: dict[str, Any] = {"labels": self.labels, "sample_ids": self.sample_ids}
+            arrays.update({f"extra_{k}": v for k, v in self.extra_labels.items()})
+            if self.predictions is not None:
+                arrays["predictions"] = self.predictions
+            np.savez(fh, **arrays)
+        write_json(d / "activations.json", {**self.to_dict(), "files": files})
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], mmap: bool = True) -> "Activations":
@@ -574,11 +604,18 @@ class Activations:
                 f"{meta_path} lacks 'files', 'n' or 'layers' (or they have the wrong type); it was not written "
                 "by layerscope. Re-run `layerscope capture`."
             )
-        arrays = {}
+        arrays: dict[str, Any] = {}
         for name, fname in files.items():
             path = d / str(fname)
-            if Path(str(fname)).name != str(fname) or not path.is_file():
+            if Path(str(fname)).name != str(fname) or not (path.is_dir() if str(fname).endswith(".zarr") else path.is_file()):
                 raise DataError(f"{meta_path} lists {fname!r} for layer {name!r}, but {path} does not exist.")
+            if str(fname).endswith(".zarr"):  # a chunked store: checked, then read lazily
+                from .store import open_layer_store
+
+                if name not in shapes or not isinstance(shapes[name], list):
+                    raise DataError(f"{meta_path} lists {fname!r} for layer {name!r} but no shape for it; not written by layerscope.")
+                arrays[name] = open_layer_store(path, [n, *shapes[name]])
+                continue
             try:
                 arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             except (OSError, ValueError, EOFError) as err:
@@ -618,6 +655,24 @@ class Activations:
             directory=d,
             meta=info.get("meta", {}),
         )
+
+
+def _is_lazy(arr: Any) -> bool:
+    from .store import LazyArray
+
+    return isinstance(arr, LazyArray)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """Copy a store folder, hard-linking its files where the file system allows (chunks are never rewritten)."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link)
 
 
 def _whole_npy_file(arr: Any) -> Path | None:
@@ -741,6 +796,9 @@ def collect_activations(
     device: torch.device | str | None = None,
     adapter: Any = None,
     progress: ProgressArg = None,
+    store: Literal["npy", "zarr"] | None = None,
+    chunk_rows: int | None = None,
+    _region: tuple[dict[str, Any], int] | None = None,
 ) -> Activations:
     """Run ``dataset`` through ``model`` in eval mode and collect the outputs of ``layers``.
 
@@ -772,12 +830,24 @@ def collect_activations(
         are recorded and ``meta["predictions"]`` says why. Without predictions the forward pass stops
         after the deepest requested layer.
     memory_budget
-        Bytes. If the arrays would exceed it, they are streamed to ``.npy`` files in ``out_dir``
-        (a temporary folder if not given) and returned memory-mapped, read-only.
+        Bytes. The layers that fit in it (smallest first) are kept in RAM; the others are streamed
+        to ``.npy`` files in ``out_dir`` (a temporary folder if not given) and returned
+        memory-mapped, read-only. ``meta["storage"]`` lists which went where.
     out_dir
         Where to stream / save arrays. If given, the result is also saved there.
     dtype
-        Storage dtype of the arrays (default float32, whatever the model computes in).
+        Storage dtype of the arrays: ``float32`` (default, whatever the model computes in),
+        ``float16`` (half the memory; values rounded to 11 significant bits, recorded in
+        ``meta["precision"]``) or ``float64``. ``bfloat16`` is refused (NumPy cannot hold it).
+        The conversion happens in the one copy the hook makes.
+    store
+        ``None``/``"npy"``: arrays in RAM, or ``.npy`` files beyond the budget. ``"zarr"``: every
+        layer goes into a chunked, compressed Zarr v3 store (one array per layer in ``out_dir``,
+        a temporary folder if not given; needs ``pip install zarr``), written one chunk at a time,
+        so memory holds one chunk per layer whatever the data size. The arrays come back as
+        :class:`layerscope.store.LazyArray` that the analyses read chunk by chunk.
+    chunk_rows
+        Rows per Zarr chunk (default: about 8 MB of the widest layer, a multiple of the batch).
     device
         Defaults to the model's device.
     adapter
@@ -800,41 +870,52 @@ def collect_activations(
         raise ParameterError(f"batch_size must be an integer >= 1; got {batch_size!r}.")
     if memory_budget is not None and memory_budget < 0:
         raise ParameterError(f"memory_budget must be >= 0 bytes; got {memory_budget}.")
+    if store not in (None, "npy", "zarr"):
+        raise ParameterError(f"store must be None, 'npy' or 'zarr'; got {store!r}.")
+    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1):
+        raise ParameterError(f"chunk_rows must be an integer >= 1; got {chunk_rows!r}.")
+    storage = storage_dtype(dtype)
     n_known = data_length(dataset) if indices is None else len(indices)
     if n_known == 0:
         raise DataError("The dataset is empty: there is nothing to capture. Check the data spec or the subset.")
     track = resolve_progress(progress)
     out_path = Path(out_dir) if out_dir is not None else None  # a staging folder: see _staged_out_dir
-    streams: dict[str, _NpyStream] = {}
-    arrays: dict[str, np.ndarray] = {}
-    chunks: dict[str, list[np.ndarray]] = {}
-    tmp_dir: Path | None = None
     label_chunks: list[np.ndarray] = []
     id_chunks: list[np.ndarray] = []
     pred_chunks: list[np.ndarray] | None = [] if predictions else None
     n_classes = _n_classes(dataset)
     pred_note = "not requested"
     pred_width: int | None = None
-    shapes: dict[str, tuple[int, ...]] = {}
-    row = 0
     static = getattr(model, "layerscope_static_batch", None)
     eff_batch = int(static) if static else int(batch_size)
     n_batches = None if n_known is None else (n_known + eff_batch - 1) // eff_batch
-    tag = f"{os.getpid()}-{os.urandom(4).hex()}"  # unique per process and call
+    sink = _Collector(
+        n_known, storage, memory_budget, store, out_path, eff_batch, chunk_rows,
+        region=_region,
+    )
     success = False
     cap: capture | None = None
     try:
         with model_state_guard(model), torch.no_grad():
             set_eval(model)
             with capture(
-                model, layers, reduce=reduce, layouts=layouts, stop_early=not predictions, eval=False, grad=False
+                model, layers, reduce=reduce, layouts=layouts, stop_early=not predictions, eval=False, grad=False,
+                # a static-batch program runs in padded chunks joined after the pass: copy from there
+                sink=None if static else sink.write,
             ) as cap:
+                sink.layers = list(cap.layers)
                 batches = iter_batches(dataset, batch_size, indices=indices, model=model, adapter=adapter, device=device)
                 for batch in track(batches, total=n_batches, desc=f"capture {', '.join(cap.layers)}"[:60]):
-                    out = cap.run(batch)
                     b = batch.n
-                    if row == 0:
-                        missing = [n for n in cap.layers if n not in cap.activations]
+                    sink.begin(b)
+                    out = cap.run(batch)
+                    if static:
+                        for n in cap.layers:
+                            if n in cap.activations:
+                                sink.write(n, cap.activations[n])
+                        cap.activations.clear()
+                    if sink.first:
+                        missing = [n for n in cap.layers if n not in sink.seen]
                         if missing:
                             raise InputShapeError(
                                 f"Layers {missing} did not run in the forward pass, so they have no "
@@ -848,48 +929,7 @@ def collect_activations(
                             else:
                                 pred_note = "arg-max of the model output"
                                 pred_width = int(logits.shape[1])
-                        per_sample = {
-                            n: int(np.prod(cap.activations[n].shape[1:])) * np.dtype(dtype).itemsize
-                            for n in cap.layers
-                        }
-                        total_bytes = sum(per_sample.values()) * (n_known or 0)
-                        stream = memory_budget is not None and (n_known is None or total_bytes > memory_budget)
-                        if stream:
-                            if out_path is None:
-                                import tempfile
-
-                                tmp_dir = Path(tempfile.mkdtemp(prefix="layerscope-capture-"))
-                            target_dir = out_path or tmp_dir
-                            assert target_dir is not None  # one of the two is set just above
-                            target_dir.mkdir(parents=True, exist_ok=True)
-                            for i, n in enumerate(cap.layers):
-                                shape = (n_known, *cap.activations[n].shape[1:])
-                                path = target_dir / f".partial-{tag}_layer{i:03d}_{_safe(n)}.npy"
-                                streams[n] = _NpyStream(path, shape, dtype)
-                        elif n_known is None:
-                            chunks = {n: [] for n in cap.layers}
-                        else:
-                            for n in cap.layers:
-                                arrays[n] = np.empty((n_known, *cap.activations[n].shape[1:]), dtype=dtype)
-                        shapes = {n: tuple(cap.activations[n].shape[1:]) for n in cap.layers}
-                    for n in cap.layers:
-                        t = cap.activations[n][:b]
-                        if tuple(t.shape[1:]) != shapes[n]:
-                            raise InputShapeError(
-                                f"Layer {n!r} gives per-sample shape {tuple(t.shape[1:])} in this batch but {shapes[n]} in "
-                                f"the first: {'token states of texts padded to each batch' if cap.layouts.get(n) == 'sequence' else 'its outputs'} "
-                                "have no common shape. Reduce them inside the hook (reduce='mean', 'cls', 'first', 'last' "
-                                "or a callable) or give every batch one length (pad to a fixed length)."
-                            )
-                        if t.dtype in (torch.bfloat16, torch.float16):
-                            t = t.float()
-                        a = t.cpu().numpy()
-                        if n in streams:
-                            streams[n].write(a)
-                        elif n in chunks:
-                            chunks[n].append(a.astype(dtype, copy=True))
-                        else:
-                            arrays[n][row : row + b] = a
+                    sink.end({n: cap.layouts.get(n) for n in cap.layers})
                     y = batch.labels
                     label_chunks.append(
                         y[:b].cpu().numpy().astype(np.int64) if y is not None else np.full(b, -1, np.int64)
@@ -900,19 +940,14 @@ def collect_activations(
                         if logits is None:
                             raise InputShapeError(f"The model stopped returning class scores mid-way: {why}.")
                         pred_chunks.append(logits[:b].argmax(dim=1).cpu().numpy())
-                    row += b
-                    cap.activations.clear()
+                    del out
+            if sink.row == 0:
+                raise DataError("The data yielded no samples: there is nothing to capture.")
+            arrays = sink.finish()
         success = True
     finally:
-        for s in streams.values():
-            if success:
-                s.close()
-            else:
-                s.discard()
-        if not success and tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    if row == 0:
-        raise DataError("The data yielded no samples: there is nothing to capture.")
+        if not success:
+            sink.discard()
     assert cap is not None  # set inside the with-block that ran at least one batch
     labels = np.concatenate(label_chunks)
     ids_out = np.concatenate(id_chunks)
@@ -920,12 +955,6 @@ def collect_activations(
     if preds is not None and n_classes is None and pred_width is not None and int(labels.max()) >= pred_width:
         # without named classes, scores are class scores of these labels only if wide enough
         preds, pred_note = None, f"no predictions: the model output has {pred_width} columns but the labels reach {int(labels.max())}"
-    for n, parts in chunks.items():
-        arrays[n] = np.concatenate(parts) if parts else np.empty((0,), dtype=dtype)
-    for i, (n, s) in enumerate(streams.items()):
-        final = s.path.with_name(f"layer{i:03d}_{_safe(n)}.npy")
-        os.replace(s.path, final)
-        arrays[n] = np.load(final, mmap_mode="r")
     extra = {}
     source = dataset.dataset if isinstance(dataset, torch.utils.data.DataLoader) else dataset
     for k, v in (getattr(source, "extra_labels", None) or {}).items():
@@ -936,7 +965,10 @@ def collect_activations(
         "dataset": getattr(source, "name", type(source).__name__),
         "layouts": dict(cap.layouts),
         "predictions": pred_note,
+        "storage": sink.describe(),
     }
+    if storage != np.float32:
+        meta["precision"] = _precision_note(storage)
     if cap.copied:
         meta["copied_in_place"] = sorted(cap.copied)
     reused = {cap.specs[n].module: cap.calls.get(cap.specs[n].module, 0) for n in cap.layers if cap.specs[n].call is not None}
@@ -951,13 +983,324 @@ def collect_activations(
         predictions=preds,
         extra_labels=extra,
         reduce=reduce if isinstance(reduce, (str, type(None))) else "custom",  # type: ignore[arg-type]
-        directory=(out_path or tmp_dir) if streams else None,
+        directory=sink.directory,
         meta=meta,
     )
+    if _region is not None:
+        return acts
     if out_path is not None:
         acts.save(out_path)
         acts.directory = out_path
     return acts
+
+
+#: storage dtypes collect_activations accepts (NumPy names)
+STORAGE_DTYPES = ("float32", "float16", "float64")
+
+
+def storage_dtype(dtype: Any) -> np.dtype[Any]:
+    """The NumPy dtype arrays are stored in: float32 (default), float16 or float64.
+
+    ``bfloat16`` is refused: NumPy has no such dtype, so it could be neither memory-mapped nor
+    read by the analyses; float16 takes the same two bytes with 3 more bits of mantissa (and a
+    smaller range, max 65504: values beyond it become inf, which the analyses refuse).
+    """
+    if isinstance(dtype, torch.dtype):
+        name = str(dtype).replace("torch.", "")
+    elif isinstance(dtype, str):
+        name = dtype
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = str(dtype)
+    if name == "bfloat16":
+        raise ParameterError(
+            "dtype bfloat16 cannot be stored: NumPy has no bfloat16, so the arrays could not be read back; "
+            "use dtype='float16' (same size) or float32."
+        )
+    try:
+        dt = np.dtype(name)
+    except TypeError:
+        raise ParameterError(f"dtype must be one of {', '.join(STORAGE_DTYPES)}; got {dtype!r}.") from None
+    if dt.name not in STORAGE_DTYPES:
+        raise ParameterError(f"dtype must be one of {', '.join(STORAGE_DTYPES)}; got {dt}.")
+    return dt
+
+
+def _precision_note(dt: np.dtype[Any]) -> str:
+    if dt == np.float16:
+        return ("reduced precision: stored as float16 (11 significant bits, relative rounding error <= 2**-11, "
+                "max 65504); statistics computed from these arrays inherit that error")
+    return f"stored as {dt}"
+
+
+class _Collector:
+    """Where each layer's rows go during :func:`collect_activations`.
+
+    The first batch's outputs are copied aside; once every layer has run once, their sizes are
+    known and the destinations are allocated: layers that fit the memory budget (smallest first)
+    get one preallocated array for all rows, the others stream to ``.npy`` files (or every layer
+    goes to a Zarr store with ``store="zarr"``) through a reused staging buffer. From the second
+    batch on, the capture hook writes each output straight into its destination
+    (``dest.copy_(t)``: one copy, converted to the storage dtype on the way), before the model can
+    change it in place.
+    """
+
+    def __init__(
+        self,
+        n: int | None,
+        dtype: np.dtype[Any],
+        budget: int | None,
+        store: str | None,
+        out_path: Path | None,
+        batch: int,
+        chunk_rows: int | None,
+        region: tuple[dict[str, Any], int] | None = None,
+    ) -> None:
+        self.n, self.dtype, self.budget, self.store = n, dtype, budget, store
+        self.out_path, self.batch, self.chunk_rows_given = out_path, batch, chunk_rows
+        self.region = region
+        self.layers: list[str] = []
+        self.row = 0
+        self.b = 0
+        self.first = True
+        self.pending: dict[str, torch.Tensor] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.kind: dict[str, str] = {}
+        self.ram: dict[str, np.ndarray] = {}
+        self.ram_t: dict[str, torch.Tensor] = {}
+        self.parts: dict[str, list[np.ndarray]] = {}
+        self.streams: dict[str, _NpyStream] = {}
+        self.buf: dict[str, np.ndarray] = {}
+        self.buf_t: dict[str, torch.Tensor] = {}
+        self.zarrs: dict[str, Any] = {}
+        self.zpaths: dict[str, Path] = {}
+        self.zstart = region[1] if region is not None else 0
+        self.zoff = 0
+        self.cap_rows = 0
+        self.tmp_dir: Path | None = None
+        self.directory: Path | None = None
+        self.tag = f"{os.getpid()}-{os.urandom(4).hex()}"  # unique per process and call
+        self.layouts: dict[str, str | None] = {}
+        #: layers that produced an output in the first batch
+        self.seen: set[str] = set()
+        #: every layer to RAM (known length, no budget, no store): arrays allocated at their first output
+        self.direct = n is not None and budget is None and store in (None, "npy") and region is None
+
+    # -- per batch ---------------------------------------------------------------------------
+    def begin(self, b: int) -> None:
+        if self.n is not None and self.row + b > self.n:
+            raise DataError(
+                f"The data yielded more than the {self.n} samples it reports (len()); layerscope sizes the arrays "
+                "by it. Fix the dataset's __len__ or pass indices."
+            )
+        self.b = b
+        if self.zarrs and self.zoff + b > self.cap_rows:
+            self._flush()
+            if b > self.cap_rows:
+                self._alloc_buffers(b)
+
+    def write(self, name: str, t: torch.Tensor) -> None:
+        """The sink: copy the real rows of ``t`` to their destination."""
+        t = t[: self.b]
+        if self.first:
+            self.seen.add(name)
+            if not self.direct:  # where it goes is decided once every layer has run: keep a copy till then
+                self.pending[name] = t.detach().to("cpu", copy=True)
+                return
+            # no budget, no store: every layer goes to RAM, so its array is allocated right away
+            self.shapes[name] = tuple(t.shape[1:])
+            self.kind[name] = "ram"
+            self.ram[name] = np.empty((int(self.n or 0), *self.shapes[name]), dtype=self.dtype)
+            self.ram_t[name] = torch.from_numpy(self.ram[name])
+        want = self.shapes[name]
+        if tuple(t.shape[1:]) != want or t.shape[0] != self.b:
+            raise InputShapeError(
+                f"Layer {name!r} gives per-sample shape {tuple(t.shape[1:])} in this batch but {want} in the first: "
+                f"{'token states of texts padded to each batch' if self.layouts.get(name) == 'sequence' else 'its outputs'} "
+                "have no common shape. Reduce them inside the hook (reduce='mean', 'cls', 'first', 'last' "
+                "or a callable) or give every batch one length (pad to a fixed length)."
+            )
+        self._dest(name).copy_(t)
+
+    def _dest(self, name: str) -> torch.Tensor:
+        kind = self.kind[name]
+        if kind == "ram":
+            return self.ram_t[name][self.row : self.row + self.b]
+        if kind == "list":
+            a = np.empty((self.b, *self.shapes[name]), dtype=self.dtype)
+            self.parts[name].append(a)
+            return torch.from_numpy(a)
+        if kind == "npy":
+            return self.buf_t[name][: self.b]
+        return self.buf_t[name][self.zoff : self.zoff + self.b]
+
+    def end(self, layouts: dict[str, str | None]) -> None:
+        self.layouts = layouts
+        if self.first:
+            self._setup()
+            self.first = False
+            for name, t in self.pending.items():
+                self.write(name, t)
+            self.pending = {}
+        for name, s in self.streams.items():
+            s.write(self.buf[name][: self.b])
+        if self.zarrs:
+            self.zoff += self.b
+            if self.zoff >= self.cap_rows:
+                self._flush()
+        self.row += self.b
+
+    # -- allocation ----------------------------------------------------------------------------
+    def _target_dir(self) -> Path:
+        if self.out_path is None and self.tmp_dir is None:
+            import tempfile
+
+            self.tmp_dir = Path(tempfile.mkdtemp(prefix="layerscope-capture-"))
+        d = self.out_path or self.tmp_dir
+        assert d is not None  # one of the two is set just above
+        d.mkdir(parents=True, exist_ok=True)
+        self.directory = d
+        return d
+
+    def _setup(self) -> None:
+        if self.direct:
+            return
+        self.shapes = {n: tuple(self.pending[n].shape[1:]) for n in self.layers}
+        itemsize = self.dtype.itemsize
+        row_bytes = {n: int(np.prod(s, dtype=np.int64)) * itemsize for n, s in self.shapes.items()}
+        if self.region is not None:
+            self.zarrs = dict(self.region[0])
+            self.kind = {n: "zarr" for n in self.layers}
+            for n, z in self.zarrs.items():
+                if tuple(z.shape[1:]) != self.shapes[n] or np.dtype(z.dtype) != self.dtype:
+                    raise DataError(
+                        f"The store for layer {n!r} holds {tuple(z.shape[1:])} {z.dtype} per sample, but this shard "
+                        f"captures {self.shapes[n]} {self.dtype}; every shard must run the same model, layers and reduce."
+                    )
+        elif self.store == "zarr":
+            from .store import create_layer_store
+
+            d = self._target_dir()
+            # one chunk height for every layer (that of the widest), so that every flush and every
+            # shard boundary falls on chunk boundaries of all layers
+            rows = self.chunk_rows_given or min(_chunk_rows(row_bytes[n], self.batch) for n in self.layers)
+            rows = min(rows, self.n) if self.n else rows  # no chunk taller than the data
+            for i, n in enumerate(self.layers):
+                path = d / f".partial-{self.tag}_layer{i:03d}_{_safe(n)}.zarr"
+                self.zpaths[n] = path
+                self.zarrs[n] = create_layer_store(path, (self.n or 0, *self.shapes[n]), self.dtype, rows)
+                self.kind[n] = "zarr"
+        elif self.n is None:
+            for n in self.layers:
+                self.kind[n] = "list" if self.budget is None else "npy"
+        else:
+            left = None if self.budget is None else int(self.budget)
+            for n in sorted(self.layers, key=lambda k: row_bytes[k]):  # smallest first: most layers in RAM
+                need = row_bytes[n] * self.n
+                if left is None or need <= left:
+                    self.kind[n] = "ram"
+                    left = None if left is None else left - need
+                else:
+                    self.kind[n] = "npy" if self.store != "zarr" else "zarr"
+        for i, n in enumerate(self.layers):
+            kind = self.kind[n]
+            if kind == "ram":
+                self.ram[n] = np.empty((int(self.n or 0), *self.shapes[n]), dtype=self.dtype)
+                self.ram_t[n] = torch.from_numpy(self.ram[n])
+            elif kind == "list":
+                self.parts[n] = []
+            elif kind == "npy":
+                path = self._target_dir() / f".partial-{self.tag}_layer{i:03d}_{_safe(n)}.npy"
+                self.streams[n] = _NpyStream(path, (self.n, *self.shapes[n]), self.dtype)
+        if self.zarrs:
+            self._alloc_buffers(max(self.b, min(int(z.chunks[0]) for z in self.zarrs.values())))
+        for n in self.streams:
+            self.buf[n] = np.empty((self.b if self.n is None else max(self.b, self.batch), *self.shapes[n]), dtype=self.dtype)
+            self.buf_t[n] = torch.from_numpy(self.buf[n])
+
+    def _alloc_buffers(self, rows: int) -> None:
+        self.cap_rows = int(rows)
+        for n in self.zarrs:
+            self.buf[n] = np.empty((self.cap_rows, *self.shapes[n]), dtype=self.dtype)
+            self.buf_t[n] = torch.from_numpy(self.buf[n])
+
+    def _flush(self) -> None:
+        if not self.zoff:
+            return
+        end = self.zstart + self.zoff
+        for n, z in self.zarrs.items():
+            if self.n is None and self.region is None:
+                z.resize((end, *self.shapes[n]))
+            z[self.zstart : end] = self.buf[n][: self.zoff]
+        self.zstart, self.zoff = end, 0
+
+    # -- end -----------------------------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        """Flush and close every destination; the arrays by layer (RAM, memory-mapped or lazy)."""
+        self._flush()
+        short = self.n is not None and self.row < self.n
+        if short and (self.streams or self.zarrs):
+            raise DataError(
+                f"The data yielded {self.row} samples but reports {self.n} (len()); the streamed files were sized by "
+                "len(). Fix the dataset's __len__ or pass indices."
+            )
+        for s in self.streams.values():
+            s.close()
+        out: dict[str, Any] = {}
+        for i, n in enumerate(self.layers):
+            kind = self.kind[n]
+            if kind == "ram":
+                out[n] = self.ram[n][: self.row] if short else self.ram[n]  # a short DataLoader: the rows it gave
+            elif kind == "list":
+                out[n] = np.concatenate(self.parts[n]) if self.parts[n] else np.empty((0, *self.shapes[n]), self.dtype)
+            elif kind == "npy":
+                s = self.streams[n]
+                final = s.path.with_name(f"layer{i:03d}_{_safe(n)}.npy")
+                os.replace(s.path, final)
+                out[n] = np.load(final, mmap_mode="r")
+            elif self.region is None:
+                from .store import open_layer_store
+
+                path = self.zpaths[n]
+                final = path.with_name(f"layer{i:03d}_{_safe(n)}.zarr")
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(path, final)
+                out[n] = open_layer_store(final, [self.row, *self.shapes[n]])
+            else:
+                out[n] = self.zarrs[n]
+        if not (self.streams or (self.zarrs and self.region is None)):
+            self.directory = None
+        return out
+
+    def discard(self) -> None:
+        for s in self.streams.values():
+            s.discard()
+        for p in self.zpaths.values():
+            shutil.rmtree(p, ignore_errors=True)
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe: the storage dtype, which layers stayed in RAM and which went to disk, and how."""
+        d: dict[str, Any] = {"dtype": self.dtype.name, "in_memory": [n for n in self.layers if self.kind.get(n) in ("ram", "list")]}
+        streamed = [n for n in self.layers if self.kind.get(n) == "npy"]
+        stored = [n for n in self.layers if self.kind.get(n) == "zarr"]
+        if streamed:
+            d["streamed_npy"] = streamed
+        if stored:
+            d["zarr"] = stored
+        if self.budget is not None:
+            d["memory_budget"] = int(self.budget)
+        return d
+
+
+def _chunk_rows(row_bytes: int, batch: int) -> int:
+    from .store import chunk_rows_for
+
+    return chunk_rows_for(row_bytes, batch)
 
 
 def list_layers(model: nn.Module, sample_input: Any = None, *, adapter: Any = None) -> list[LayerInfo]:

@@ -1,7 +1,8 @@
 """Capture as an analysis: :func:`capture_dataset` runs :func:`layerscope.capture.collect_activations`
 and returns a :class:`CaptureResult`, whose ``save(dir)`` writes the folder of ``layerscope capture``:
 
-* the activations as written by :meth:`layerscope.capture.Activations.save`: one ``.npy`` per layer,
+* the activations as written by :meth:`layerscope.capture.Activations.save`: one ``.npy`` (or, with
+  ``store="zarr"``, one ``.zarr`` store) per layer,
   ``labels.npz`` (labels, sample ids, predictions, extra labels) and ``activations.json``;
 * ``activations.png``: the distribution of each layer's values;
 * ``result.json`` (``analysis = "capture"``), read by ``layerscope report``::
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -84,6 +85,8 @@ class CaptureResult(AnalysisResult):
             "n_layers": len(a.arrays),
             "megabytes": round(sum(int(v.nbytes) for v in a.arrays.values()) / 2**20, 3),
         }
+        if "precision" in a.meta:  # float16 storage: every number computed from these arrays inherits it
+            m["precision"] = f"reduced: {a.meta.get('storage', {}).get('dtype', 'float16')} storage"
         if a.predictions is not None:
             labelled = np.asarray(a.labels) >= 0  # -1: the data has no label for this sample
             if labelled.any():
@@ -195,6 +198,8 @@ def capture_dataset(
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
     progress: ProgressArg = None,
+    store: Literal["npy", "zarr"] | None = None,
+    dtype: Any = "float32",
 ) -> CaptureResult:
     """Capture the activations of ``layers`` over ``dataset`` (what ``layerscope capture`` runs).
 
@@ -235,6 +240,11 @@ def capture_dataset(
     progress : None, bool or tracker
         ``True``: ``tqdm.auto``; or any tqdm-compatible callable (``total=``, ``desc=`` keywords).
         Any tqdm-compatible callable.
+    store : {None, "npy", "zarr"}
+        ``"zarr"``: every layer into a chunked, compressed Zarr store in ``out_dir``, read lazily
+        (see :func:`layerscope.capture.collect_activations`).
+    dtype : {"float32", "float16", "float64"}
+        Storage dtype; float16 is recorded as reduced precision in ``metrics["precision"]``.
 
     Returns
     -------
@@ -259,9 +269,10 @@ def capture_dataset(
             indices = np.arange(min(limit, len(dataset)))
     acts = collect_activations(model, dataset, names, batch_size=batch_size, reduce=reduce, layouts=layouts,
                                indices=indices, predictions=predictions, memory_budget=memory_budget, out_dir=out_dir,
-                               progress=progress)
+                               progress=progress, store=store, dtype=dtype)
     params = {"layers": names, "reduce": _describe_reduce(reduce), "limit": limit, "stratify": stratify,
               "random_state": random_state, "batch_size": batch_size, "memory_budget": memory_budget,
-              "predictions": predictions, "layouts": dict(layouts) if layouts else None}
+              "predictions": predictions, "layouts": dict(layouts) if layouts else None,
+              "store": store, "dtype": acts.meta.get("storage", {}).get("dtype", "float32")}
     return CaptureResult(activations=acts, parameters=params,
                          model=model_info if model_info is not None else model_description(model), data=data_spec)

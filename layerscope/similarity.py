@@ -55,12 +55,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _check_matrix(x: np.ndarray, what: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim == 1:
-        a = a[:, None]
-    elif a.ndim > 2:
-        a = a.reshape(len(a), -1)
+def _check_matrix(x: Any, what: str, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+    from .store import as_matrix
+
+    # a lazy store array (layerscope.store.LazyArray) is read here, only the rows asked for
+    a = as_matrix(x, rows)
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise DataError(f"{what} is empty (shape {a.shape}); expected (n_observations, n_features) with both > 0.")
     a = a.astype(np.float64, copy=False)
@@ -114,6 +113,7 @@ def linear_probe(
     C: float = 1.0,
     max_iter: int = 500,
     layer: str | None = None,
+    rows: Sequence[int] | np.ndarray | None = None,
 ) -> ProbeResult:
     """Train a linear probe (Alain & Bengio 2016) on frozen features and report held-out accuracy.
 
@@ -136,6 +136,10 @@ def linear_probe(
     max_iter : int, default 500
     layer : str, optional
         Recorded in the result.
+    rows : array of int, optional
+        Use only these rows of ``X``, ``y`` and ``groups``. With a lazy store array
+        (:class:`layerscope.store.LazyArray`) only these rows are read from disk, chunk by chunk,
+        so a probe runs on a row subset of a capture larger than memory.
 
     Returns
     -------
@@ -148,7 +152,14 @@ def linear_probe(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    Xa = _check_matrix(X, "X")
+    if rows is not None:
+        rows = np.asarray(rows)
+        n_all = len(X)
+        if len(np.asarray(y)) != n_all:
+            raise DataError(f"expected one label per row of X ({n_all}), got {len(np.asarray(y))} labels.")
+        y = np.asarray(y)[rows]
+        groups = None if groups is None else np.asarray(groups)[rows]
+    Xa = _check_matrix(X, "X", rows)
     ya = np.asarray(y)
     if ya.ndim != 1 or len(ya) != len(Xa):
         raise DataError(f"expected one label per row of X ({len(Xa)}), got labels of shape {ya.shape}.")
@@ -216,7 +227,15 @@ def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
     -----
     Computed in feature space, ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)``, or with
     ``n x n`` Gram matrices when ``n`` is smaller than the feature counts (same value, less work).
+    When ``X`` or ``Y`` is a lazy store array (:class:`layerscope.store.LazyArray`), the feature
+    form is streamed: the sums ``X^T X``, ``Y^T X``, ``Y^T Y`` and the column sums are accumulated
+    chunk by chunk in float64 (shifted by the first chunk's means against cancellation), so only
+    ``p x p + q x q + p x q`` numbers are held, never the ``n`` rows.
     """
+    from .store import LazyArray
+
+    if isinstance(X, LazyArray) or isinstance(Y, LazyArray):
+        return _linear_cka_streamed(X, Y)
     Xa = _check_matrix(X, "X")
     Ya = _check_matrix(Y, "Y")
     if len(Xa) != len(Ya):
@@ -234,6 +253,56 @@ def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
     else:
         num = float(np.linalg.norm(Yc.T @ Xc) ** 2)
         den = float(np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc))
+    if den == 0.0:
+        raise DataError("CKA is undefined: one representation is constant over the observations.")
+    return float(min(max(num / den, 0.0), 1.0))
+
+
+#: streamed CKA refuses feature sums larger than this (bytes of float64 p x p + q x q + p x q)
+STREAMED_CKA_BYTES = 2 << 30
+
+
+def _linear_cka_streamed(X: Any, Y: Any) -> float:
+    """Linear CKA from chunk-by-chunk feature sums (see :func:`linear_cka`)."""
+    from .store import LazyArray
+
+    n = len(X)
+    if len(Y) != n:
+        raise DataError(f"X and Y must describe the same observations: {n} vs {len(Y)} rows.")
+    if n < 2:
+        raise DataError("CKA needs at least 2 observations.")
+    p = int(np.prod(X.shape[1:], dtype=np.int64)) if len(X.shape) > 1 else 1
+    q = int(np.prod(Y.shape[1:], dtype=np.int64)) if len(Y.shape) > 1 else 1
+    need = 8 * (p * p + q * q + p * q)
+    if need > STREAMED_CKA_BYTES:
+        raise ParameterError(
+            f"streamed CKA of {p} x {q} features needs {need / 2**30:.1f} GiB of float64 sums (limit "
+            f"{STREAMED_CKA_BYTES / 2**30:.0f} GiB); reduce the layers spatially (reduce='mean') or use a row subset in memory."
+        )
+    step = X.chunk_rows if isinstance(X, LazyArray) else (Y.chunk_rows if isinstance(Y, LazyArray) else 4096)
+    sxx = np.zeros((p, p))
+    syy = np.zeros((q, q))
+    syx = np.zeros((q, p))
+    sx = np.zeros(p)
+    sy = np.zeros(q)
+    kx = ky = None
+    for a in range(0, n, step):
+        xb = _check_matrix(X[a : a + step], "X")
+        yb = _check_matrix(Y[a : a + step], "Y")
+        if kx is None:  # shift by the first block's means: sums of small numbers, less cancellation
+            kx, ky = xb.mean(axis=0), yb.mean(axis=0)
+        xb = xb - kx
+        yb = yb - ky
+        sxx += xb.T @ xb
+        syy += yb.T @ yb
+        syx += yb.T @ xb
+        sx += xb.sum(axis=0)
+        sy += yb.sum(axis=0)
+    cxx = sxx - np.outer(sx, sx) / n
+    cyy = syy - np.outer(sy, sy) / n
+    cyx = syx - np.outer(sy, sx) / n
+    num = float(np.linalg.norm(cyx) ** 2)
+    den = float(np.linalg.norm(cxx) * np.linalg.norm(cyy))
     if den == 0.0:
         raise DataError("CKA is undefined: one representation is constant over the observations.")
     return float(min(max(num / den, 0.0), 1.0))

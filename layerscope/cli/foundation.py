@@ -70,7 +70,9 @@ def capture(
     stratify: bool = typer.Option(False, help="With --limit: a seeded stratified subset instead of the first N."),
     seed: int = seed_option("Seed for --stratify."),
     batch_size: int = batch_size_option(),
-    memory_budget_mb: Optional[float] = typer.Option(None, help="Stream to disk when the arrays exceed this many MB."),
+    memory_budget_mb: Optional[float] = typer.Option(None, help="Keep in RAM the layers that fit in this many MB; stream the others to disk."),
+    store: Optional[str] = typer.Option(None, help="'zarr': every layer into a chunked, compressed Zarr store (captures larger than memory)."),
+    dtype: str = typer.Option("float32", help="Storage dtype: float32, float16 (half the size, reduced precision) or float64."),
     progress: bool = progress_option(),
 ) -> None:
     """Capture layer activations over a dataset into OUT (arrays, activations.png, result.json)."""
@@ -87,7 +89,8 @@ def capture(
         # arrays are streamed and saved straight into the folder being written (not copied a second time)
         res = capture_dataset(net, ds, parse_list(layers) or [], batch_size=batch_size, reduce=reduce,
                               layouts=parse_layouts(layout), limit=limit, stratify=stratify, random_state=seed,
-                              memory_budget=budget, out_dir=staging, data_spec=data, progress=bar)
+                              memory_budget=budget, out_dir=staging, data_spec=data, progress=bar,
+                              store=store, dtype=dtype)  # type: ignore[arg-type]  # checked by collect_activations
         res.save(staging)
     acc = res.metrics.get("accuracy")
     console.print(f"captured {len(res.activations)} samples x {len(res.activations.arrays)} layers into [bold]{out}[/]"

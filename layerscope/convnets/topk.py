@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence, cast
+from typing import Any, Iterator, Sequence, cast
 
 import numpy as np
 import torch
@@ -209,6 +209,8 @@ def top_activations(
     progress: ProgressArg = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
+    activations: Any = None,
+    sample_ids: Sequence[int] | np.ndarray | None = None,
 ) -> TopK:
     """The ``k`` strongest activations of many units of ``layer`` in one pass (Z&F 2014, Fig. 2).
 
@@ -244,6 +246,14 @@ def top_activations(
     model_info, data_spec
         Stored on the result (default :func:`~layerscope.results.model_description` of ``model``
         and the data set's ``name``).
+    activations
+        ``layer``'s outputs captured before, ``(N, C, *spatial)``: an array, a memory-mapped
+        ``.npy`` or a lazy store array (:class:`layerscope.store.LazyArray`, read one chunk at a
+        time). The running maxima are then updated from these rows instead of running the model
+        (which is still used for patches and projections). ``limit`` keeps the first rows.
+    sample_ids
+        With ``activations``: the dataset row of each of its rows (``Activations.sample_ids``;
+        default ``indices``, or ``0..N-1``).
 
     Returns
     -------
@@ -260,6 +270,13 @@ def top_activations(
             raise ParameterError(f"limit must be >= 1 (samples to search); got {limit}.")
         indices = (np.arange(len(dataset)) if indices is None else np.asarray(indices))[: int(limit)]
     n_total = len(dataset) if indices is None else len(indices)
+    if activations is not None:
+        n_total = len(activations) if limit is None else min(int(limit), len(activations))
+        ids_all = np.asarray(sample_ids if sample_ids is not None else (indices if indices is not None else np.arange(len(activations))))
+        if ids_all.ndim != 1 or len(ids_all) < n_total:
+            raise DataError(
+                f"sample_ids must give the dataset row of each of the {n_total} activation rows; got shape {ids_all.shape}."
+            )
     if n_total == 0:
         raise DataError("The dataset is empty: there are no activations to rank.")
     dev = model_device(model, device)
@@ -274,16 +291,30 @@ def top_activations(
     unit_idx: torch.Tensor | None = None
     spatial: tuple[int, ...] = ()
     n_batches = (n_total + batch_size - 1) // batch_size
-    with model_state_guard(model), torch.no_grad():
-        model.eval()
-        with capture(model, [layer], stop_early=True) as cap:
-            batches = iter_batches(dataset, batch_size, indices=indices, model=model, device=device)
-            for batch in track(progress, batches, n_batches, f"layer {layer}: top-{k}"):
-                ids = batch.ids
-                cap.run(batch)
-                if layer not in cap.activations:
-                    raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer forward() uses.")
-                a = cap.activations.pop(layer)[: batch.n]  # rows past n pad a static batch
+    def captured() -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        with model_state_guard(model), torch.no_grad():
+            model.eval()
+            with capture(model, [layer], stop_early=True) as cap:
+                batches = iter_batches(dataset, batch_size, indices=indices, model=model, device=device)
+                for batch in track(progress, batches, n_batches, f"layer {layer}: top-{k}"):
+                    cap.run(batch)
+                    if layer not in cap.activations:
+                        raise InputShapeError(f"Layer {layer!r} did not run in the forward pass; pick a layer forward() uses.")
+                    yield np.asarray(batch.ids), cap.activations.pop(layer)[: batch.n]  # rows past n pad a static batch
+
+    def stored() -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        from ..store import iter_row_blocks
+
+        blocks = iter_row_blocks(activations, batch_size)
+        n_blk = (n_total + batch_size - 1) // batch_size
+        for start, block in track(progress, blocks, n_blk, f"layer {layer}: top-{k} (stored)"):
+            if start >= n_total:
+                break
+            block = block[: n_total - start]
+            yield ids_all[start : start + len(block)], torch.from_numpy(np.ascontiguousarray(block))
+
+    with torch.no_grad():
+        for ids, a in (stored() if activations is not None else captured()):
                 if a.ndim < 2:
                     raise InputShapeError(f"Layer {layer!r} gives shape {tuple(a.shape)}; expected (N, C, ...).")
                 if unit_idx is None:
@@ -308,7 +339,9 @@ def top_activations(
                 cat_id = torch.cat([best_id, idt])
                 cat_p = torch.cat([best_pos, p])
                 kk = min(k, cat_v.shape[0])
-                top_v, top_i = torch.topk(cat_v, kk, dim=0)
+                # a stable sort, not topk: among equal values the row seen first wins, so the result
+                # does not depend on how the rows are cut into batches (model pass or stored chunks)
+                top_v, top_i = (t[:kk] for t in torch.sort(cat_v, dim=0, descending=True, stable=True))
                 best_v, best_id, best_pos = top_v, cat_id.gather(0, top_i), cat_p.gather(0, top_i)
     assert best_v is not None and best_id is not None and best_pos is not None and unit_idx is not None
     n_u = best_v.shape[1]

@@ -36,12 +36,14 @@ TSNE_TICK = 25
 
 
 def flatten_activations(x: np.ndarray) -> np.ndarray:
-    """``(n, ...)`` activations as an ``(n, d)`` float array (conv maps flattened per observation)."""
-    a = np.asarray(x)
-    if a.ndim == 1:
-        a = a[:, None]
-    elif a.ndim > 2:
-        a = a.reshape(len(a), -1)
+    """``(n, ...)`` activations as an ``(n, d)`` float array (conv maps flattened per observation).
+
+    A lazy store array (:class:`layerscope.store.LazyArray`) is read chunk by chunk into one array;
+    to project a row subset of a capture larger than memory, pass ``layerscope.store.as_matrix(x, rows)``.
+    """
+    from ..store import as_matrix
+
+    a = as_matrix(x)
     if a.dtype.kind != "f":
         a = a.astype(np.float32)
     return a
