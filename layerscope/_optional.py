@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "umap": ("umap-learn", "umap"),
     "ray": ("ray", "ray"),
     "transformers": ("transformers", "text"),
+    "zarr": ("zarr", "store"),
 }
 
 

@@ -59,7 +59,9 @@ def _capture_shard(
     kwargs: dict[str, Any],
 ) -> dict[str, Any]:
     """One Ray task: capture ``rows`` into the stores at ``paths`` from row ``offset`` on."""
-    import zarr
+    from .store import _zarr
+
+    zarr = _zarr()
 
     arrays = {n: zarr.open_array(store=p, mode="r+", zarr_format=3) for n, p in paths.items()}
     acts = collect_activations(model, dataset, layers, indices=rows, _region=(arrays, offset), **kwargs)
@@ -108,10 +110,9 @@ def collect_activations_sharded(
     Activations
         Arrays as :class:`layerscope.store.LazyArray`; ``meta["shards"]`` lists the row ranges.
     """
-    try:
-        import ray
-    except ImportError:  # pragma: no cover - ray is in the test extra
-        raise ParameterError("sharded capture needs Ray: pip install 'layerscope[ray]'.") from None
+    from ._optional import require
+
+    ray = require("ray", "sharded capture")
     from ._io import result_folder
     from .seam import data_length
     from .store import chunk_rows_for, create_layer_store

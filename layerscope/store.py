@@ -41,13 +41,9 @@ CHUNK_BYTES = 8 << 20
 
 
 def _zarr() -> Any:
-    try:
-        import zarr
-    except ImportError:  # pragma: no cover - the extra is installed in tests
-        raise ParameterError(
-            "store='zarr' needs the zarr package; install it with `pip install layerscope[store]` (or pip install zarr)."
-        ) from None
-    return zarr
+    from ._optional import require
+
+    return require("zarr", "the chunked activation store (store='zarr')")
 
 
 def chunk_rows_for(row_bytes: int, multiple: int = 1, target: int = CHUNK_BYTES) -> int:
@@ -62,7 +58,7 @@ def create_layer_store(
 ) -> Any:
     """Create one layer's Zarr v3 array at ``path`` (shape ``(N, ...)``, row chunks, Blosc/LZ4 + shuffle)."""
     zarr = _zarr()
-    from zarr.codecs import BloscCodec
+    BloscCodec = zarr.codecs.BloscCodec
 
     dt = np.dtype(dtype)
     if dt.name not in STORE_DTYPES:

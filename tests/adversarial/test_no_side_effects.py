@@ -358,6 +358,8 @@ def test_the_matrix_covers_every_model_taking_export() -> None:
     # tests/test_text_analyses.py::test_text_analyses_leave_the_model_as_it_was and
     # tests/test_text_actmax.py)
     speech |= {"text_separability", "text_topk", "text_occlusion", "text_maximize"}
+    # tests/test_text_transfer.py checks that the user's model and the global RNG are left as they were
+    speech |= {"text_transfer"}
     # runs the model in Ray workers (on copies); in this process only through collect_activations
     # (in the matrix); checked by tests/test_store.py::test_ray_sharded_capture_equals_single_process
     speech |= {"collect_activations_sharded"}
