@@ -127,7 +127,7 @@ def fsdd_cmd(
     width: int = typer.Option(256, help="Units per hidden layer."),
     seeds: str = typer.Option("0,1", help="Seeds, comma-separated (one run of each initialisation per seed)."),
     pretrain_epochs: int = typer.Option(5, help="CD-1 epochs per RBM."),
-    finetune_epochs: int = typer.Option(5, help="Fine-tuning epochs (SGD, momentum 0.9)."),
+    finetune_epochs: int = typer.Option(5, help="Fine-tuning epochs (Adam, lr 1e-3, for both arms; see compare_pretraining)."),
     frame_step: int = typer.Option(6, help="Train on every N-th frame."),
     n_frames: int = typer.Option(1000, help="Test frames for the per-layer NH and probes."),
     threads: Optional[int] = threads_option(),
