@@ -134,3 +134,16 @@ def test_resume_refuses_another_selection(tmp_path: Path) -> None:
         store.check_matches({"holdout": 0.2})
     with pytest.raises(ParameterError, match="different transfer grid.*holdout"):
         TransferStore.create(tmp_path / "g", GridConfig(arch=ARCH, data="mnist", seeds=(0,), epochs=2, holdout=0.0), 8)
+
+
+def test_cli_resume_refuses_another_holdout_or_patience(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from layerscope.cli import app
+
+    TransferStore.create(tmp_path / "g", GridConfig(arch=ARCH, data="mnist", seeds=(0,), epochs=2, patience=2), 8)
+    for opt, value, stored in (("--holdout", "0.3", "0.1"), ("--patience", "5", "2")):
+        res = CliRunner().invoke(app, ["transfer", "--resume", str(tmp_path / "g"), opt, value, "--no-progress"])
+        assert isinstance(res.exception, ParameterError), res.output
+        assert f"{opt[2:]}: stored {stored}" in str(res.exception)
+    assert not list((tmp_path / "g" / "cells").iterdir())  # nothing was trained
