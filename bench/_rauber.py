@@ -59,7 +59,12 @@ def reproduce(
     ac_full = {str(ep): evaluate(m, te) for ep, m in models.items()}
     study = project_model(models, te, list(layers), n=n_project, method="tsne", random_state=seed, thumbnails=0,
                           data_spec=test_spec)
-    study.save(RESULTS / f"{name}_projection")
+    study.save(work / f"{name}_projection")  # the whole study (points, every figure) stays in the work folder
+    RESULTS.mkdir(exist_ok=True)
+    for fig in ("before_after", "first_last"):  # the two comparisons of the paper's figures
+        src = work / f"{name}_projection" / f"{fig}.png"
+        if src.exists():
+            (RESULTS / f"{name}_{fig}.png").write_bytes(src.read_bytes())
     rows = []
     for r in study.table():
         rows.append({"checkpoint": r["checkpoint"], "layer": r["layer"], "nh": r["nh"], "nh_activation_space": r["nh_original"],

@@ -25,15 +25,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--limit", type=int, default=10000, help="training images (stratified subset of 60,000); 0 = all")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default="rauber_mnist", help="stem of the result files in bench/results")
     ap.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="rauber-mnist-")))
     args = ap.parse_args()
     doc = reproduce(
-        "rauber_mnist", "mlp:width=1000,depth=4,dropout=0.5", "mnist:train", "mnist:test", ["relu1", "relu4"],
+        args.name, "mlp:width=1000,depth=4,dropout=0.5", "mnist:train", "mnist:test", ["relu1", "relu4"],
         epochs=args.epochs, limit=args.limit or None, n_project=2000, seed=args.seed, work=args.work,
         paper={"last hidden layer NH before training": "83.78 %", "after training": "98.36 %", "AC": "99.15 %",
                "training data": "60,000 MNIST images", "projected": "2,000 test observations"},
     )
-    print(Path(__file__).resolve().parent.joinpath("results", "rauber_mnist.md").read_text())
+    print(Path(__file__).resolve().parent.joinpath("results", f"{args.name}.md").read_text())
     assert doc["rows"]
 
 
