@@ -107,11 +107,12 @@ def fmt(c: dict[str, float] | None, scale: float = 100.0) -> str:
 
 
 def markdown(name: str, cfg: GridConfig, summary: dict[str, Any], text: str, seconds: float) -> str:
+    wall = f"{seconds / 60:.1f} min" if np.isfinite(seconds) else "n/a (summarised from stored cells)"
     lines = [f"### {name}: `{cfg.arch}`, split `{cfg.split}`, seeds {list(cfg.seeds)}",
              "",
              f"selection: {cfg.selection}; at most {cfg.epochs} epochs; limit {cfg.limit}, val_limit {cfg.val_limit}; "
              f"mean epochs run per condition: " + ", ".join(f"{c} {v:.1f}" for c, v in sorted(summary["mean_epochs_run"].items())),
-             f"baseA (on A's test data): {fmt(summary['baseA'])}; wall time {seconds / 60:.1f} min; sum of the cells' "
+             f"baseA (on A's test data): {fmt(summary['baseA'])}; wall time {wall}; sum of the cells' "
              f"training times {summary.get('cell_seconds', 0) / 60:.1f} min",
              f"cells finished: {summary.get('cells', '?')} of {summary.get('cells_total', '?')}",
              "",
@@ -123,6 +124,36 @@ def markdown(name: str, cfg: GridConfig, summary: dict[str, Any], text: str, sec
         lines.append(f"| {r['n']} | " + " | ".join(fmt(r[c]) for c in COLUMNS) + f" | {fmt(r['co_adaptation'])} |")
     lines += ["", f"**{text}**", ""]
     return "\n".join(lines)
+
+
+def merge(cfg: GridConfig, folder: Path, sources: list[Path]) -> TransferStore:
+    """Create the grid ``cfg`` in ``folder`` and copy into it the finished cells of ``sources``.
+
+    A source must hold a grid whose settings equal ``cfg`` except ``conditions`` and ``layers``
+    (refused otherwise); only cells of ``cfg``'s plan are copied, bases with their weights.
+    """
+    import shutil
+
+    from layerscope.transfer import plan_cells
+    from layerscope.transfer.grid import count_layers, _load
+
+    n_layers = count_layers(cfg.arch, tuple(_load(cfg.data).input_shape))
+    store = TransferStore.create(folder, cfg, n_layers)
+    wanted = {c.id for c in plan_cells(cfg, n_layers)}
+    free = {"conditions", "layers"}
+    for src in sources:
+        other = TransferStore(src)
+        a, b = other.config.to_dict(), cfg.to_dict()
+        diff = {k for k in a if k not in free and a[k] != b[k]}
+        if diff:
+            raise SystemExit(f"{src} has other training settings ({sorted(diff)}); its cells cannot be merged")
+        for rec in sorted((src / "cells").glob("*.json")):
+            if rec.stem in wanted and not store.cell_path(rec.stem).exists():
+                base = src / "bases" / f"{rec.stem}.safetensors"
+                if base.exists():
+                    shutil.copyfile(base, store.base_path(rec.stem))
+                shutil.copyfile(rec, store.cell_path(rec.stem))
+    return store
 
 
 def main() -> None:
@@ -144,6 +175,10 @@ def main() -> None:
     ap.add_argument("--only", choices=("mnist", "cifar"), default=None)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--report-only", action="store_true", help="summarise the cells finished so far; train nothing")
+    ap.add_argument("--merge-from", type=Path, nargs="*", default=[],
+                    help="work folders of grids with the same training settings (other conditions / n): their finished "
+                         "cells are copied into this grid (a cell's training depends only on the settings, its seed, "
+                         "condition and n), then the grid is summarised; trains nothing")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "layerscope-yosinski-dip")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -170,13 +205,17 @@ def main() -> None:
         t0 = time.time()
         load0 = os.getloadavg()
         folder = args.work / name.split()[0].lower()
-        if args.report_only:
+        if args.merge_from:
+            store = merge(cfg, folder, [d / folder.name for d in args.merge_from])
+            result = build_result(store)
+            t0 = float("nan")  # merged: no wall time of its own
+        elif args.report_only:
             if not (folder / "grid.json").exists():
                 continue
             store = TransferStore(folder)
             cfg = store.config  # the stored grid's settings, whatever the options say
             result = build_result(store)
-            t0 = min((p.stat().st_mtime for p in (folder / "cells").glob("*.json")), default=t0)
+            t0 = float("nan")  # summarised later: no wall time of its own
         else:
             ex = PoolExecutor(workers=args.workers)
             try:
