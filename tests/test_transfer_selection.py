@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from layerscope.exceptions import DataError, ParameterError
 from layerscope.transfer import Cell, CellTask, GridConfig, TransferStore, run_cell
@@ -110,6 +111,19 @@ def test_chosen_epochs_follow_the_held_out_data_never_the_test_data(blobs: dict[
         # early stopping: stopped on the held-out curve, not before
         assert stop_epoch(held, 3) or r["epochs_run"] == 10
         assert not any(stop_epoch(held[:e], 3) for e in range(1, len(held)))
+    # the base keeps the weights of its best held-out epoch, not of its last one: by hand
+    from layerscope.models import build_model
+
+    _tr, ho, va, _split = task_holdout(cfg, 0, "B")
+    assert ho is not None
+    net = build_model("convnet8:width=4,fc_width=16", (1, 8, 8), 2)
+    net.load_state_dict(b["state"])
+    net.eval()
+    best = select_epochs(b["holdout_accuracy"], 1)[0]
+    assert b["weights_epoch"] == best + 1 < b["epochs_run"]  # so the last epoch's weights would differ
+    with torch.no_grad():
+        assert float((net(ho.x).argmax(1) == ho.y).float().mean()) == pytest.approx(b["holdout_accuracy"][best])
+        assert float((net(va.x).argmax(1) == va.y).float().mean()) == pytest.approx(b["val_accuracy"][best])
     # the swapped labels make the test accuracies mirror images (acc' = 1 - acc on B's 2 classes),
     # so the chosen epochs are the worst ones for the swapped test data: the choice ignored it
     assert np.allclose(np.add(a["val_accuracy"], b["val_accuracy"]), 1.0)

@@ -20,7 +20,8 @@ trained on); after every epoch the network is scored on it and on the validation
 the ``k`` epochs with the best *held-out* accuracy are chosen (ties: the earlier epoch), and the
 metric is the mean *test* accuracy at those epochs. With ``patience`` a network stops once its
 held-out accuracy has not improved for ``patience`` epochs (early stopping; bases are trained to
-convergence this way). ``holdout = 0`` keeps the old, optimistic rule (the ``k`` best epochs of the
+convergence this way). A network keeps the weights of its best held-out epoch (not the last
+epoch's), so a base's copied layers are those of its selected epoch. ``holdout = 0`` keeps the old, optimistic rule (the ``k`` best epochs of the
 reported data); grids stored before held-out selection existed load with ``holdout = 0``, so they
 resume with the rule they were computed with. The rule is stated in the result's
 ``parameters["selection"]``.
@@ -216,7 +217,7 @@ class GridConfig:
                     "accuracies (optimistic)")
         stop = f"; early stopping with patience {self.patience}" if self.patience is not None else ""
         return (f"held-out train split (fraction {self.holdout:g}): the {k} epoch(s) with the best held-out accuracy, "
-                f"test accuracy reported there{stop}")
+                f"test accuracy reported there{stop}; a network keeps the weights of its best held-out epoch")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
@@ -411,6 +412,8 @@ class FitLog:
     train_loss: list[float] = field(default_factory=list)
     holdout_accuracy: list[float] = field(default_factory=list)
     stopped_early: bool = False
+    #: 1-based epoch whose weights the network keeps (the best held-out one); None without held-out data
+    best_epoch: int | None = None
     cached: bool = False
     seconds: float = 0.0
 
@@ -484,7 +487,9 @@ def fit_network(
         Seeds the shuffling (and dropout, through the global torch seed).
     holdout_set
         Held-out training samples, scored after every epoch (``holdout_accuracy``); the only data
-        early stopping looks at.
+        early stopping looks at. With it, the network ends with the weights of its best held-out
+        epoch (the first of equal ones; ``best_epoch``), as early stopping restores them, not the
+        weights of the last epoch run.
     patience
         Stop once the held-out accuracy has not improved for ``patience`` epochs
         (:func:`stop_epoch`); needs ``holdout_set``. ``epochs`` is the maximum.
@@ -540,6 +545,7 @@ def fit_network(
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     n = len(xtr)
+    best_state: dict[str, torch.Tensor] | None = None
     for _epoch in range(epochs):
         model.train()
         perm = torch.randperm(n, generator=gen).to(dev)
@@ -557,9 +563,14 @@ def fit_network(
         log_.val_accuracy.append(_accuracy(run_blocks, xva, yva))
         if xho is not None and yho is not None:
             log_.holdout_accuracy.append(_accuracy(run_blocks, xho, yho))
+            if best_state is None or log_.holdout_accuracy[-1] > max(log_.holdout_accuracy[:-1]):
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                log_.best_epoch = len(log_.holdout_accuracy)
             if stop_epoch(log_.holdout_accuracy, patience):
                 log_.stopped_early = len(log_.holdout_accuracy) < epochs
                 break
+    if best_state is not None:
+        model.load_state_dict(best_state)  # early stopping: back to the best held-out epoch
     model.eval()
     log_.seconds = time.perf_counter() - started
     return log_
@@ -696,6 +707,7 @@ def run_cell(task: CellTask) -> dict[str, Any]:
             "selection": config.selection,
             "epochs_run": len(fit.val_accuracy),
             "stopped_early": fit.stopped_early,
+            "weights_epoch": fit.best_epoch if fit.best_epoch is not None else len(fit.val_accuracy),
             "val_accuracy": fit.val_accuracy,
             "holdout_accuracy": fit.holdout_accuracy,
             "train_loss": fit.train_loss,
