@@ -106,10 +106,11 @@ def fmt(c: dict[str, float] | None, scale: float = 100.0) -> str:
     return f"{scale * c['mean']:.2f} [{scale * c['lo']:.2f}, {scale * c['hi']:.2f}]"
 
 
-def markdown(name: str, cfg: GridConfig, summary: dict[str, Any], text: str, seconds: float) -> str:
+def markdown(name: str, cfg: GridConfig, summary: dict[str, Any], text: str, seconds: float, note: str | None = None) -> str:
     wall = f"{seconds / 60:.1f} min" if np.isfinite(seconds) else "n/a (summarised from stored cells)"
     lines = [f"### {name}: `{cfg.arch}`, split `{cfg.split}`, seeds {list(cfg.seeds)}",
              "",
+             *([f"*{note}*", ""] if note else []),
              f"selection: {cfg.selection}; at most {cfg.epochs} epochs; limit {cfg.limit}, val_limit {cfg.val_limit}; "
              f"mean epochs run per condition: " + ", ".join(f"{c} {v:.1f}" for c, v in sorted(summary["mean_epochs_run"].items())),
              f"baseA (on A's test data): {fmt(summary['baseA'])}; wall time {wall}; sum of the cells' "
@@ -175,6 +176,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("mnist", "cifar"), default=None)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--report-only", action="store_true", help="summarise the cells finished so far; train nothing")
+    ap.add_argument("--note", default=None, help="a sentence printed under the grid's heading (e.g. how its cells were computed)")
     ap.add_argument("--merge-from", type=Path, nargs="*", default=[],
                     help="work folders of grids with the same training settings (other conditions / n): their finished "
                          "cells are copied into this grid (a cell's training depends only on the settings, its seed, "
@@ -234,7 +236,7 @@ def main() -> None:
                      "cells": result.cells_done, "cells_total": result.cells_total, "seconds": round(seconds, 1),
                      "load_average_start": [round(v, 2) for v in load0],
                      "load_average_end": [round(v, 2) for v in os.getloadavg()],
-                     "markdown": markdown(name, cfg, summary, text, seconds)}
+                     "markdown": markdown(name, cfg, summary, text, seconds, args.note)}
         print(doc[name]["markdown"], flush=True)
         out_json.write_text(json.dumps(doc, indent=2) + "\n")
     md = ["# Yosinski et al. 2014: the co-adaptation dip, with held-out selection", "",
