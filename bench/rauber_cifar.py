@@ -8,7 +8,7 @@ official train images 0–3,999 and test images 0–999) for ``--epochs`` epochs
 (last conv) and ``relu6`` (last hidden = dense 512). All 1,000 test images are projected (fewer than
 the paper's 2,000 exist), so the AC of the projected subset is the AC of the full test split here.
 
-    LAYERSCOPE_SHARED_DATA=... nice -n 10 python bench/rauber_cifar.py [--epochs 5] [--work DIR]
+    LAYERSCOPE_SHARED_DATA=... nice -n 10 python bench/rauber_cifar.py [--epochs 15] [--work DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from _rauber import reproduce
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path(tempfile.mkdtemp(prefix="rauber-cifar-")))
     args = ap.parse_args()

@@ -8,7 +8,7 @@ on the 60,000 MNIST training images; t-SNE of 2,000 test observations; last hidd
 for a shared 2-core CPU), layers ``relu1`` (first) and ``relu4`` (last); AC on the whole 10,000
 image test split beside the AC of the 2,000 projected ones. See bench/_rauber.py.
 
-    nice -n 10 python bench/rauber_mnist.py [--epochs 5] [--limit 10000] [--work DIR]
+    nice -n 10 python bench/rauber_mnist.py [--epochs 15] [--limit 10000] [--work DIR]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from _rauber import reproduce
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--limit", type=int, default=10000, help="training images (stratified subset of 60,000); 0 = all")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="rauber_mnist", help="stem of the result files in bench/results")
