@@ -24,10 +24,113 @@ from ._progress import ProgressArg, resolve_progress
 from .capture import model_device, model_state_guard
 from .exceptions import DataError, ParameterError
 
-__all__ = ["train", "default_checkpoints", "evaluate", "TrainRun", "list_checkpoints", "save_safetensors", "RUN_FILE"]
+__all__ = [
+    "train", "default_checkpoints", "evaluate", "TrainRun", "list_checkpoints", "save_safetensors", "RUN_FILE",
+    "Recipe", "RECIPES", "dropout_modules",
+]
 
 RUN_FILE = "run.json"
 _SCHEDULE = (0, 1, 2, 5, 10, 20, 30, 40, 50, 64, 80, 100)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of training settings taken from a paper (see :data:`RECIPES`).
+
+    Attributes
+    ----------
+    name
+        The name ``train(..., recipe=name)`` and ``layerscope train --recipe name`` take.
+    optimizer, lr, momentum, weight_decay, batch_size
+        The optimiser settings the recipe fixes.
+    dropout
+        The dropout probability the model's dropout modules must have (None: no requirement).
+        A recipe never adds dropout to a model: :func:`train` refuses a model without it.
+    source
+        Where each value comes from, in words (stored in ``run.json``).
+    """
+
+    name: str
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    dropout: float | None
+    source: str
+
+    def settings(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "lr": self.lr, "momentum": self.momentum,
+                "weight_decay": self.weight_decay, "batch_size": self.batch_size}
+
+
+#: Training recipes by name.
+#:
+#: ``"rauber"`` — Rauber, Fadel, Falcão & Telea, *Visualizing the hidden activity of artificial
+#: neural networks*, IEEE TVCG 23(1), 2017: the MLP (4 hidden ReLU layers of 1,000 units) and the
+#: CNN (2 x conv32, pool, 2 x conv64, pool, dense 4096, dense 512) were trained with stochastic
+#: gradient descent with momentum 0.9 and dropout. From the paper: SGD, momentum 0.9, dropout on
+#: the hidden layers. Ours, where the paper's text as we have it states no value: learning rate
+#: 0.01, mini-batches of 128, dropout probability 0.5 (Srivastava et al. 2014's value for hidden
+#: units), no weight decay, no learning-rate schedule, no data augmentation. The number of epochs
+#: is not part of the recipe. Dropout goes after every hidden layer of
+#: :class:`~layerscope.models.MLP` (``drop1`` .. ``drop4``) and after the two dense hidden layers
+#: of :class:`~layerscope.models.RauberCNN` (``drop1``, ``drop2``; none on the conv layers).
+RECIPES: dict[str, Recipe] = {
+    "rauber": Recipe(
+        name="rauber", optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0, batch_size=128, dropout=0.5,
+        source=(
+            "Rauber et al. 2017 (IEEE TVCG 23(1)): SGD with momentum 0.9 and dropout on the hidden layers; "
+            "learning rate 0.01, batch size 128 and dropout p = 0.5 are layerscope's choices (not stated in the "
+            "paper's text as we have it)"
+        ),
+    ),
+}
+
+_PLAIN = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 128}
+
+
+def dropout_modules(model: nn.Module) -> dict[str, float]:
+    """``{module name: p}`` of every dropout module of ``model`` (``nn.Dropout``, ``Dropout2d``, ...)."""
+    return {name: float(m.p) for name, m in model.named_modules() if isinstance(m, (nn.modules.dropout._DropoutNd, nn.AlphaDropout))}
+
+
+def _resolve_recipe(recipe: str | None, model: nn.Module, given: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The optimiser settings to train with, and the ``run.json`` record of the recipe (None without one).
+
+    ``given`` holds the settings the caller passed (None = not given). With a recipe, a given
+    value that differs from the recipe's is refused; so is a model whose dropout does not match.
+    """
+    if recipe is None:
+        return {k: (_PLAIN[k] if v is None else v) for k, v in given.items()}, None
+    if recipe not in RECIPES:
+        raise ParameterError(f"Unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}.")
+    r = RECIPES[recipe]
+    fixed = r.settings()
+    clash = {k: v for k, v in given.items() if v is not None and v != fixed[k]}
+    if clash:
+        text = ", ".join(f"{k}={v!r} (recipe: {fixed[k]!r})" for k, v in clash.items())
+        raise ParameterError(
+            f"Recipe {recipe!r} fixes these settings, which were given otherwise: {text}; leave them out to use the "
+            "recipe, or train without the recipe."
+        )
+    record: dict[str, Any] = {"name": recipe, **fixed, "source": r.source}
+    if r.dropout is not None:
+        drops = dropout_modules(model)
+        if not drops:
+            raise ParameterError(
+                f"Recipe {recipe!r} trains with dropout p = {r.dropout} on the hidden layers, but the model has no "
+                f"dropout module; build it with dropout (e.g. 'mlp:dropout={r.dropout}', MLP(..., dropout={r.dropout})) "
+                "- the recipe never adds dropout by itself."
+            )
+        off = {name: p for name, p in drops.items() if p != r.dropout}
+        if off:
+            raise ParameterError(
+                f"Recipe {recipe!r} uses dropout p = {r.dropout}; the model's dropout modules {off} have another p. "
+                f"Build the model with dropout={r.dropout}, or train without the recipe."
+            )
+        record["dropout"] = {"p": r.dropout, "modules": sorted(drops)}
+    return fixed, record
 
 
 def default_checkpoints(epochs: int) -> list[int]:
@@ -108,11 +211,12 @@ def train(
     epochs: int,
     val_set: Any | None = None,
     checkpoints: Sequence[int] | None = None,
-    batch_size: int = 128,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    optimizer: str = "sgd",
+    batch_size: int | None = None,
+    lr: float | None = None,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    optimizer: str | None = None,
+    recipe: str | None = None,
     seed: int = 0,
     meta: dict[str, Any] | None = None,
     progress: ProgressArg = None,
@@ -130,8 +234,17 @@ def train(
         Passes over ``train_set``.
     checkpoints
         Epochs after which to save (0 = before training). Default :func:`default_checkpoints`.
-    optimizer
-        ``"sgd"`` (with ``momentum``, as Rauber et al.) or ``"adam"``.
+    batch_size, lr, momentum, weight_decay, optimizer
+        Optimiser settings; when not given: the recipe's, else batch 128, ``"sgd"``, lr 0.01,
+        momentum 0.9, no weight decay. ``optimizer`` is ``"sgd"`` (with ``momentum``) or
+        ``"adam"``.
+    recipe
+        A named recipe of :data:`RECIPES`, e.g. ``"rauber"`` (Rauber et al. 2017: SGD, momentum
+        0.9, lr 0.01, batch 128, dropout p = 0.5 on the hidden layers; see :data:`RECIPES` for
+        which values are the paper's). It fixes the optimiser settings (a different value given
+        with it is refused) and requires the model's dropout (a model without dropout modules, or
+        with another p, is refused: build it with ``dropout=0.5``). Recorded in ``run.json``
+        (``"recipe"``).
     seed
         Seeds the shuffling and dropout; the same seed gives the same weights on CPU.
     meta
@@ -142,6 +255,12 @@ def train(
     """
     from .seam import iter_batches
 
+    opts, recipe_record = _resolve_recipe(
+        recipe, model, {"optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+                        "batch_size": batch_size},
+    )
+    optimizer, lr, momentum = str(opts["optimizer"]), float(opts["lr"]), float(opts["momentum"])
+    weight_decay, batch_size = float(opts["weight_decay"]), opts["batch_size"]
     if epochs < 0:
         raise ParameterError(f"epochs must be >= 0; got {epochs}.")
     if len(train_set) == 0:
@@ -187,6 +306,7 @@ def train(
         "momentum": momentum,
         "weight_decay": weight_decay,
         "optimizer": optimizer,
+        "recipe": recipe_record,
         "n_train": len(train_set),
         "n_val": len(val_set) if val_set is not None else 0,
         "checkpoints": [],

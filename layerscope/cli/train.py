@@ -19,11 +19,14 @@ def train(
     epochs: int = typer.Option(10, help="Training epochs."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
     checkpoints: Optional[str] = typer.Option(None, help="Comma-separated epochs to save (default 0,1,2,5,10,20,... and the last)."),
-    batch_size: int = typer.Option(128, help="Samples per training step (>= 1)."),
+    batch_size: Optional[int] = typer.Option(None, help="Samples per training step (>= 1; default 128)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: 1e-3 for adam, 0.01 for sgd)."),
-    momentum: float = typer.Option(0.9, help="SGD momentum (Rauber et al. used SGD with momentum 0.9)."),
-    optimizer: str = typer.Option("adam", help="adam (default: trains every reference model reliably) or sgd."),
-    weight_decay: float = typer.Option(0.0),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum (default 0.9, as Rauber et al.)."),
+    optimizer: Optional[str] = typer.Option(None, help="adam (default without a recipe: trains every reference model reliably) or sgd."),
+    weight_decay: Optional[float] = typer.Option(None, help="Weight decay (default 0)."),
+    recipe: Optional[str] = typer.Option(
+        None, help="A paper's training recipe: rauber (Rauber et al. 2017: SGD, momentum 0.9, lr 0.01, batch 128, "
+        "dropout 0.5 on the hidden layers; the model is built with dropout=0.5 unless the spec sets dropout)."),
     limit: Optional[int] = typer.Option(None, help="Train on a seeded stratified subset of N samples."),
     val_limit: Optional[int] = typer.Option(None, help="Validate on a seeded stratified subset of N samples of the validation data (default: all)."),
     seed: int = seed_option(),
@@ -34,10 +37,21 @@ def train(
     import torch
 
     from ..data import ArrayDataset, eval_spec_for, load_dataset, stratified_indices, train_spec_for
-    from ..exceptions import DataError
-    from ..models import build_model
+    from ..exceptions import DataError, ParameterError
+    from ..models import build_model, parse_arch_spec
+    from ..training import RECIPES
     from ..training import train as train_fn
 
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ParameterError(f"Unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}.")
+        drop = RECIPES[recipe].dropout
+        if drop is not None and "dropout" not in parse_arch_spec(model)[1]:
+            # stated, not silent: the spec (printed and stored in run.json) names the dropout
+            model = f"{model}{',' if ':' in model else ':'}dropout={drop}"
+            console.print(f"recipe {recipe}: the model is built with dropout={drop} on its hidden layers: {model}")
+    elif optimizer is None:
+        optimizer = "adam"
     set_threads(threads)
     data = train_spec_for(data)  # the kind's training split, stated in layerscope.data.registry
     ds = load_dataset(data)
@@ -57,7 +71,7 @@ def train(
     torch.manual_seed(seed)
     net = build_model(model, ds.input_shape, len(ds.classes))
     cps = [int(c) for c in parse_list(checkpoints) or []] if checkpoints else None
-    if lr is None:
+    if lr is None and recipe is None:
         lr = 1e-3 if optimizer == "adam" else 0.01
     meta = {
         "arch": model,
@@ -72,7 +86,8 @@ def train(
     with progress_bar(progress) as bar:
         run = train_fn(
             net, ds, val_set=val, out_dir=out, epochs=epochs, checkpoints=cps, batch_size=batch_size, lr=lr,
-            momentum=momentum, optimizer=optimizer, weight_decay=weight_decay, seed=seed, meta=meta, progress=bar,
+            momentum=momentum, optimizer=optimizer, weight_decay=weight_decay, recipe=recipe, seed=seed, meta=meta,
+            progress=bar,
         )
     table = Table(title=f"{model} on {data}: run folder {out}")
     for col in ("epoch", "train loss", "train acc", "val acc"):

@@ -21,7 +21,8 @@ def _print_result(result: Any, out: Path) -> None:
         f"Transfer grid {out}: {result.cells_done}/{result.cells_total} cells; accuracy on B in %, mean ± seed std; "
         f"baseA {fmt(summ.get(('baseA', 0)))}, baseB {fmt(summ.get(('baseB', 0)))}"
     )
-    acc = Table(title="accuracy (mean of k best epochs)")
+    console.print(f"selection: {result.parameters.get('selection', 'mean of the k best validation epochs')}")
+    acc = Table(title="accuracy on B's test data at the selected epochs")
     eff = Table(title="effects (paired by seed)")
     for t, cols in ((acc, conds), (eff, [label for _l, _r, label in EFFECTS.values()])):
         t.add_column("n", justify="right")
@@ -42,7 +43,7 @@ _GRID_OPTIONS = {
     "arch": "arch", "data": "data", "val_data": "val_data", "split": "split", "seeds": "seeds", "epochs": "epochs",
     "lr": "lr", "momentum": "momentum", "weight_decay": "weight_decay", "batch_size": "batch_size", "k": "k_best",
     "limit": "limit", "val_limit": "val_limit", "conditions": "conditions", "layers": "layers",
-    "cache": "cache_features", "init": "init",
+    "cache": "cache_features", "init": "init", "holdout": "holdout", "patience": "patience",
 }
 
 
@@ -90,6 +91,8 @@ def transfer(
     conditions: Optional[str] = typer.Option(None, help="Comma-separated subset of BnB,AnB,BnB+,AnB+,random."),
     cache: bool = typer.Option(True, help="Cache frozen layers' outputs (same results, faster)."),
     init: str = typer.Option("kaiming", help="Initialisation: kaiming or default."),
+    holdout: float = typer.Option(0.1, help="Fraction of each task's training samples held out to choose the reported epochs (and to early-stop); 0 = choose on the reported test data (optimistic)."),
+    patience: Optional[int] = typer.Option(None, help="Early stopping: stop a network when its held-out accuracy has not improved for this many epochs (--epochs is then the maximum)."),
     progress: bool = typer.Option(True, help="Show a progress bar over cells."),
 ) -> None:
     """Transferability of layers (Yosinski et al. 2014): baseA/baseB and BnB, AnB, BnB+, AnB+, random per n."""
@@ -127,7 +130,7 @@ def transfer(
                     val_limit=val_limit,
                     conditions=tuple(parse_list(conditions) or ("BnB", "AnB", "BnB+", "AnB+", "random")),
                     layers=tuple(int(v) for v in parse_list(layers)) if layers else None,  # type: ignore[union-attr]
-                    cache_features=cache, init=init,
+                    cache_features=cache, init=init, holdout=holdout, patience=patience,
                 )
                 folder = Path(str(out))
                 result = run_grid(cfg, folder, executor=ex, progress=bar)

@@ -3,9 +3,14 @@
 ``result.json`` of a grid folder (``"analysis": "transfer"``) has the common keys of
 :func:`layerscope.results.write_result` plus:
 
+* ``"parameters"``: the grid settings and ``"selection"``, the rule that chose the reported
+  epochs in words (e.g. ``"held-out train split (fraction 0.1): ..."``; see
+  :mod:`layerscope.transfer.grid`);
 * ``"table"``: one row per finished cell: ``{"cell", "condition", "n", "seed", "metric",
-  "final_accuracy", "cached", "seconds"}`` (``n`` = 0 for baseA / baseB; ``metric`` = mean of the
-  ``k`` best per-epoch validation accuracies);
+  "final_accuracy", "selected_epochs", "epochs_run", "cached", "seconds"}`` (``n`` = 0 for
+  baseA / baseB; ``metric`` = mean test accuracy at the ``k`` epochs with the best held-out
+  accuracy, or with ``holdout = 0`` the mean of the ``k`` best test accuracies;
+  ``selected_epochs`` 1-based; the last two are null for cells stored before they were recorded);
 * ``"summary"``: per (condition, n): ``{"condition", "n", "mean", "std", "min", "max", "seeds"}``
   over seeds (``std`` with ddof=1, 0 for one seed);
 * ``"effects"``: per n: ``{"n", "co_adaptation", "specificity", "fine_tuning_boost"}``, each
@@ -112,7 +117,8 @@ class TransferResult(AnalysisResult):
             "path": "transfer.png",
             "title": "Transferability of layers (Yosinski et al. 2014)",
             "caption": (
-                f"Top-1 validation accuracy on task B (mean of the {k_best} best epochs) of networks whose first n "
+                f"Top-1 test accuracy on task B ({self.parameters.get('selection', f'mean of the {k_best} best epochs')}) "
+                "of networks whose first n "
                 f"layers are copied from baseB (BnB) or baseA (AnB), frozen or fine-tuned (+), or random and frozen; "
                 f"{len(seeds)} seed(s), each a dot, lines = means. Lower panel: co-adaptation (baseB − BnB), "
                 "specificity (BnB − AnB) and fine-tuning boost (AnB+ − baseB), bars = seed min–max."
@@ -198,6 +204,8 @@ def build_result(store: TransferStore) -> TransferResult:
                 "seed": int(r["seed"]),
                 "metric": float(r["metric"]),
                 "final_accuracy": float(r["val_accuracy"][-1]),
+                "selected_epochs": r.get("selected_epochs"),
+                "epochs_run": r.get("epochs_run"),
                 "cached": bool(r.get("cached", False)),
                 "seconds": float(r.get("seconds", 0.0)),
             }
@@ -248,7 +256,7 @@ def build_result(store: TransferStore) -> TransferResult:
         summary=summary,
         effects=effects,
         splits=dict(sorted(splits.items())),
-        parameters=cfg.to_dict(),
+        parameters={**cfg.to_dict(), "selection": cfg.selection},
         n_layers=store.n_layers,
         cells_done=len(table),
         cells_total=len(plan),

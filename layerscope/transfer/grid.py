@@ -12,9 +12,21 @@ from a base:
 ``random``  layers 1..n left at their random initialisation and frozen (random filters)
 ==========  ============================================================================
 
-The metric of a network is the mean of its ``k`` best validation accuracies (the paper: the 10
-best; here one validation pass per epoch, so ``k`` is capped at the number of epochs). The
-effects, computed per n and per seed (paired) and then summarised over seeds:
+Selection (which epochs a network is reported at). The paper's metric is the mean of a network's
+10 best validation accuracies; picking the best epochs on the very data that is reported is
+optimistic. Here (``holdout > 0``, the default) a fraction ``holdout`` of each task's training
+samples is set aside (seeded, stratified, the same for every cell of a seed and task, never
+trained on); after every epoch the network is scored on it and on the validation (test) data,
+the ``k`` epochs with the best *held-out* accuracy are chosen (ties: the earlier epoch), and the
+metric is the mean *test* accuracy at those epochs. With ``patience`` a network stops once its
+held-out accuracy has not improved for ``patience`` epochs (early stopping; bases are trained to
+convergence this way). A network keeps the weights of its best held-out epoch (not the last
+epoch's), so a base's copied layers are those of its selected epoch. ``holdout = 0`` keeps the old, optimistic rule (the ``k`` best epochs of the
+reported data); grids stored before held-out selection existed load with ``holdout = 0``, so they
+resume with the rule they were computed with. The rule is stated in the result's
+``parameters["selection"]``.
+
+The effects, computed per n and per seed (paired) and then summarised over seeds:
 
 * fragile co-adaptation = baseB − BnB,
 * specificity = BnB − AnB,
@@ -65,6 +77,8 @@ __all__ = [
     "prepare_network",
     "fit_network",
     "k_best_mean",
+    "select_epochs",
+    "stop_epoch",
     "run_cell",
     "cell_init_seed",
 ]
@@ -96,7 +110,16 @@ class GridConfig:
     epochs, lr, momentum, weight_decay, batch_size
         SGD training of every network (same for bases and transfer networks).
     k_best
-        Metric = mean of the ``k_best`` best per-epoch validation accuracies (paper: 10).
+        Number of epochs a network is reported at: the ``k_best`` epochs with the best held-out
+        accuracy (``holdout > 0``; metric = mean test accuracy there) or, with ``holdout = 0``,
+        the ``k_best`` best validation accuracies themselves (the paper: 10).
+    holdout
+        Fraction (0 <= f < 1) of each task's training samples held out for selection and early
+        stopping (seeded, stratified per seed; never trained on). 0 = select on the reported data
+        (optimistic; the rule of grids made before this option existed).
+    patience
+        Early stopping: stop a network once its held-out accuracy has not improved for
+        ``patience`` epochs (``epochs`` is then the maximum). None = always train ``epochs``.
     limit, val_limit
         Seeded stratified subsets per task (training / validation samples); None = all.
     conditions
@@ -133,6 +156,8 @@ class GridConfig:
     cache_budget_mb: float = 512.0
     threads: int = 1
     init: str = "kaiming"
+    holdout: float = 0.1
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -170,6 +195,29 @@ class GridConfig:
             raise ParameterError(f"init must be one of {', '.join(INITS)}; got {self.init!r}.")
         if self.layers is not None and any(n < 1 for n in self.layers):
             raise ParameterError(f"layers must be >= 1 (n copied layers); got {list(self.layers)}.")
+        if not (isinstance(self.holdout, (int, float)) and math.isfinite(self.holdout) and 0 <= self.holdout < 1):
+            raise ParameterError(f"holdout must be a fraction in [0, 1) of the training samples; got {self.holdout!r}.")
+        object.__setattr__(self, "holdout", float(self.holdout))
+        if self.patience is not None:
+            if isinstance(self.patience, bool) or int(self.patience) != self.patience or self.patience < 1:
+                raise ParameterError(f"patience must be a whole number of epochs >= 1, or None; got {self.patience!r}.")
+            if self.holdout == 0:
+                raise ParameterError(
+                    "patience (early stopping) needs held-out training data to watch; give holdout > 0 (e.g. 0.1), "
+                    "never stop on the reported test data."
+                )
+            object.__setattr__(self, "patience", int(self.patience))
+
+    @property
+    def selection(self) -> str:
+        """The selection rule in words (stored as ``parameters["selection"]`` of the result)."""
+        k = self.k_best
+        if self.holdout == 0:
+            return (f"validation data (the reported data itself): mean of the {k} best per-epoch validation "
+                    "accuracies (optimistic)")
+        stop = f"; early stopping with patience {self.patience}" if self.patience is not None else ""
+        return (f"held-out train split (fraction {self.holdout:g}): the {k} epoch(s) with the best held-out accuracy, "
+                f"test accuracy reported there{stop}; a network keeps the weights of its best held-out epoch")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
@@ -181,6 +229,9 @@ class GridConfig:
         if unknown:
             raise ParameterError(f"Unknown grid settings {unknown}; known: {sorted(names)}.")
         kw = dict(d)
+        # A grid stored before held-out selection existed chose its epochs on the reported data: it
+        # keeps that rule (holdout = 0) so that its finished cells and the rest agree.
+        kw.setdefault("holdout", 0.0)
         for key in ("seeds", "conditions", "layers"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
@@ -279,6 +330,33 @@ def k_best_mean(accuracies: Sequence[float], k: int) -> float:
     return float(a[: max(1, min(k, len(a)))].mean())
 
 
+def select_epochs(holdout_accuracy: Sequence[float], k: int) -> list[int]:
+    """0-based indices of the ``k`` epochs with the highest held-out accuracy, in epoch order.
+
+    Ties are broken towards the earlier epoch (a stable sort), so a plateau selects its start.
+    Only held-out accuracies enter: the reported (test) accuracies are never looked at here.
+    """
+    a = np.asarray(holdout_accuracy, dtype=np.float64)
+    if len(a) == 0:
+        raise ParameterError("No held-out accuracies to select epochs from.")
+    if k < 1:
+        raise ParameterError(f"k must be >= 1; got {k}.")
+    order = np.argsort(-a, kind="stable")
+    return sorted(int(i) for i in order[: min(k, len(a))])
+
+
+def stop_epoch(holdout_accuracy: Sequence[float], patience: int | None) -> bool:
+    """Whether training stops after the last epoch of ``holdout_accuracy`` (early stopping).
+
+    True when the best held-out accuracy so far (its first occurrence) lies ``patience`` or more
+    epochs back: no improvement for ``patience`` epochs. ``patience=None`` never stops.
+    """
+    if patience is None or not holdout_accuracy:
+        return False
+    best = int(np.argmax(np.asarray(holdout_accuracy, dtype=np.float64)))
+    return len(holdout_accuracy) - 1 - best >= patience
+
+
 def prepare_network(
     arch: str,
     input_shape: Sequence[int],
@@ -328,10 +406,14 @@ def prepare_network(
 
 @dataclass
 class FitLog:
-    """What :func:`fit_network` did: per-epoch validation accuracy and training loss."""
+    """What :func:`fit_network` did: per-epoch validation / held-out accuracy and training loss."""
 
     val_accuracy: list[float] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
+    holdout_accuracy: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+    #: 1-based epoch whose weights the network keeps (the best held-out one); None without held-out data
+    best_epoch: int | None = None
     cached: bool = False
     seconds: float = 0.0
 
@@ -363,6 +445,12 @@ def _cacheable(blocks: Sequence[nn.Module]) -> bool:
     return not any(isinstance(m, _TRAIN_DEPENDENT) for b in blocks for m in b.modules())
 
 
+def _accuracy(blocks: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        correct = sum(int((_chain(blocks, x[s]).argmax(1) == y[s]).sum()) for s in _batch_slices(len(x), 512))
+    return correct / len(x)
+
+
 def fit_network(
     model: nn.Module,
     train_set: Any,
@@ -377,6 +465,8 @@ def fit_network(
     random_state: int = 0,
     cache: bool = True,
     cache_budget_mb: float = 512.0,
+    holdout_set: Any | None = None,
+    patience: int | None = None,
 ) -> FitLog:
     """Train ``model`` (in place) with SGD on ``train_set``; validate after every epoch.
 
@@ -395,11 +485,20 @@ def fit_network(
         hold no dropout / batch norm. Bitwise the same trained network as ``cache=False``.
     random_state
         Seeds the shuffling (and dropout, through the global torch seed).
+    holdout_set
+        Held-out training samples, scored after every epoch (``holdout_accuracy``); the only data
+        early stopping looks at. With it, the network ends with the weights of its best held-out
+        epoch (the first of equal ones; ``best_epoch``), as early stopping restores them, not the
+        weights of the last epoch run.
+    patience
+        Stop once the held-out accuracy has not improved for ``patience`` epochs
+        (:func:`stop_epoch`); needs ``holdout_set``. ``epochs`` is the maximum.
 
     Returns
     -------
     FitLog
-        ``val_accuracy`` (one per epoch), ``train_loss``, whether the cache was used, seconds.
+        ``val_accuracy`` and ``holdout_accuracy`` (one per epoch run), ``train_loss``,
+        ``stopped_early``, whether the cache was used, seconds.
     """
     started = time.perf_counter()
     blocks = numbered_blocks(model)
@@ -415,6 +514,13 @@ def fit_network(
     xva, yva = val_set.x.to(dev), val_set.y.to(dev)
     if len(xtr) == 0 or len(xva) == 0:
         raise DataError(f"Empty {'training' if len(xtr) == 0 else 'validation'} set.")
+    if patience is not None and holdout_set is None:
+        raise ParameterError("patience (early stopping) needs a holdout_set of training samples to watch.")
+    xho = yho = None
+    if holdout_set is not None:
+        xho, yho = holdout_set.x.to(dev), holdout_set.y.to(dev)
+        if len(xho) == 0:
+            raise DataError("Empty held-out set; give a larger holdout fraction or more training samples.")
     use_cache = False
     if cache and n_frozen > 0 and _cacheable(frozen_blocks):
         with torch.no_grad():
@@ -429,6 +535,8 @@ def fit_network(
             b.eval()
         xtr = _forward_frozen(frozen_blocks, xtr, batch_size)
         xva = _forward_frozen(frozen_blocks, xva, batch_size)
+        if xho is not None:
+            xho = _forward_frozen(frozen_blocks, xho, batch_size)
         run_blocks = top
     else:
         run_blocks = blocks
@@ -437,6 +545,7 @@ def fit_network(
     opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     n = len(xtr)
+    best_state: dict[str, torch.Tensor] | None = None
     for _epoch in range(epochs):
         model.train()
         perm = torch.randperm(n, generator=gen).to(dev)
@@ -450,10 +559,18 @@ def fit_network(
                 opt.step()
                 total += float(loss.detach()) * len(idx)
         model.eval()
-        with torch.no_grad():
-            correct = sum(int((_chain(run_blocks, xva[s]).argmax(1) == yva[s]).sum()) for s in _batch_slices(len(xva), 512))
         log_.train_loss.append(total / n)
-        log_.val_accuracy.append(correct / len(xva))
+        log_.val_accuracy.append(_accuracy(run_blocks, xva, yva))
+        if xho is not None and yho is not None:
+            log_.holdout_accuracy.append(_accuracy(run_blocks, xho, yho))
+            if best_state is None or log_.holdout_accuracy[-1] > max(log_.holdout_accuracy[:-1]):
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                log_.best_epoch = len(log_.holdout_accuracy)
+            if stop_epoch(log_.holdout_accuracy, patience):
+                log_.stopped_early = len(log_.holdout_accuracy) < epochs
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)  # early stopping: back to the best held-out epoch
     model.eval()
     log_.seconds = time.perf_counter() - started
     return log_
@@ -473,8 +590,10 @@ def _load(spec: str) -> Any:
 def task_data(config: GridConfig, seed: int, which: str) -> tuple[Any, Any, ClassSplit]:
     """Training and validation data of task ``which`` for ``seed``, and the split.
 
-    Cached per process (a worker reuses them for every cell of the same seed and task); the
-    returned datasets are only read, never changed.
+    The training data is the whole task pool (``limit`` samples of it); with ``holdout > 0`` the
+    networks train on :func:`task_holdout`'s training part only. Cached per process (a worker
+    reuses them for every cell of the same seed and task); the returned datasets are only read,
+    never changed.
     """
     if config.val_data is None:
         raise DataError(f"No validation data for {config.data!r}; give val_data (e.g. the test split).")
@@ -487,6 +606,44 @@ def task_data(config: GridConfig, seed: int, which: str) -> tuple[Any, Any, Clas
     tr = task_subset(train_all, split, which, config.limit, random_state=seed)
     va = task_subset(val_all, split, which, config.val_limit, random_state=seed)
     return tr, va, split
+
+
+#: mixed into the seed of the held-out draw, so it is not the draw of ``limit`` (same seed)
+_HOLDOUT_SALT = 0x486F6C64
+
+
+def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train rows, held-out rows)`` of a task's training pool: a seeded stratified fraction held out.
+
+    ``round(fraction * n)`` rows (at least 1) are held out, class proportions kept
+    (:func:`layerscope.data.stratified_indices`); the two parts are disjoint and cover the pool.
+    """
+    from ..data import stratified_indices
+
+    n = len(labels)
+    n_hold = max(1, int(round(fraction * n)))
+    if n_hold >= n:
+        raise DataError(
+            f"holdout {fraction:g} of {n} training samples leaves none to train on; give more samples (limit) or a smaller holdout."
+        )
+    ss = np.random.SeedSequence([int(seed), _HOLDOUT_SALT])
+    held = stratified_indices(np.asarray(labels), n_hold, int(ss.generate_state(1, dtype=np.uint32)[0] >> 1))
+    keep = np.setdiff1d(np.arange(n), held)
+    return keep, held
+
+
+@functools.lru_cache(maxsize=8)
+def task_holdout(config: GridConfig, seed: int, which: str) -> tuple[Any, Any | None, Any, ClassSplit]:
+    """``(train part, held-out part or None, validation data, split)`` of task ``which`` for ``seed``.
+
+    The held-out part depends only on (task pool, ``holdout``, ``seed``): baseB and every network
+    trained on B of one seed share it, and none of them trains on it.
+    """
+    tr, va, split = task_data(config, seed, which)
+    if config.holdout == 0:
+        return tr, None, va, split
+    keep, held = holdout_split(tr.y.numpy(), config.holdout, seed)
+    return tr.subset(keep), tr.subset(held), va, split
 
 
 @dataclass(frozen=True)
@@ -517,7 +674,7 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     torch.set_num_threads(config.threads)
     try:
         which = "A" if cell.condition == "baseA" else "B"
-        tr, va, split = task_data(config, cell.seed, which)
+        tr, ho, va, split = task_holdout(config, cell.seed, which)
         seed = cell_init_seed(cell)
         base = None
         if cell.source is not None:
@@ -531,20 +688,34 @@ def run_cell(task: CellTask) -> dict[str, Any]:
             model, tr, va, n_frozen=cell.n if cell.frozen else 0, epochs=config.epochs, lr=config.lr,
             momentum=config.momentum, weight_decay=config.weight_decay, batch_size=config.batch_size,
             random_state=seed, cache=config.cache_features, cache_budget_mb=config.cache_budget_mb,
+            holdout_set=ho, patience=config.patience,
         )
+        if ho is None:  # the old rule: the k best epochs of the reported data
+            chosen = [int(i) for i in np.argsort(-np.asarray(fit.val_accuracy), kind="stable")[: config.k_best]]
+            metric = k_best_mean(fit.val_accuracy, config.k_best)
+        else:  # chosen on held-out training data only; the test accuracy there is reported
+            chosen = select_epochs(fit.holdout_accuracy, config.k_best)
+            metric = float(np.mean([fit.val_accuracy[i] for i in chosen]))
         record: dict[str, Any] = {
             "cell": cell.id,
             "condition": cell.condition,
             "n": cell.n,
             "seed": cell.seed,
-            "metric": k_best_mean(fit.val_accuracy, config.k_best),
-            "k": min(config.k_best, len(fit.val_accuracy)),
+            "metric": metric,
+            "k": len(chosen),
+            "selected_epochs": sorted(i + 1 for i in chosen),
+            "selection": config.selection,
+            "epochs_run": len(fit.val_accuracy),
+            "stopped_early": fit.stopped_early,
+            "weights_epoch": fit.best_epoch if fit.best_epoch is not None else len(fit.val_accuracy),
             "val_accuracy": fit.val_accuracy,
+            "holdout_accuracy": fit.holdout_accuracy,
             "train_loss": fit.train_loss,
             "cached": fit.cached,
             "seconds": round(fit.seconds, 3),
             "init_seed": seed,
             "n_train": len(tr),
+            "n_holdout": len(ho) if ho is not None else 0,
             "n_val": len(va),
             "split": split.to_dict(),
         }
