@@ -205,6 +205,17 @@ def load_data_cli(spec: str | None, model: Any = None) -> Any:
     return load_dataset(spec)
 
 
+def load_recordings(data: str, purpose: str = "use fsdd or fsdd:PATH") -> Any:
+    """``load_dataset(data)``, refused in one line unless it is a set of recordings (an AudioDataset)."""
+    from ..data import AudioDataset, load_dataset
+    from ..exceptions import DataError
+
+    audio = load_dataset(data)
+    if not isinstance(audio, AudioDataset):
+        raise DataError(f"{data} is not a set of recordings; {purpose}.")
+    return audio
+
+
 def parse_list(value: str | None) -> list[str] | None:
     if value is None:
         return None

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from ._app import (DATA_HELP, app, batch_size_option, console, load_data_cli, out_option, parse_list, progress_bar,
+from ._app import (DATA_HELP, app, batch_size_option, console, load_data_cli, load_recordings, out_option, parse_list, progress_bar,
                    progress_option, seed_option, set_threads, threads_option)
 
 dbn = typer.Typer(no_args_is_help=True, help="Deep belief networks: CD pre-training, unit views, FSDD comparison.")
@@ -134,14 +134,10 @@ def fsdd_cmd(
     progress: bool = progress_option(),
 ) -> None:
     """Pre-trained (DBN) vs randomly initialised DNNs on FSDD frames: accuracy, per-layer digit / speaker NH."""
-    from ..data import AudioDataset, load_dataset
     from ..dbn.speech import compare_pretraining
-    from ..exceptions import DataError
 
     set_threads(threads)
-    audio = load_dataset(data)
-    if not isinstance(audio, AudioDataset):
-        raise DataError(f"{data} is not a set of recordings; use fsdd or fsdd:PATH.")
+    audio = load_recordings(data)
     with progress_bar(progress) as bar:
         res = compare_pretraining(audio, features=parse_list(features) or ["fbank"], depths=_ints(depths, "--depths") or [4],
                                   width=width, seeds=_ints(seeds, "--seeds") or [0], pretrain_epochs=pretrain_epochs,

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from ._app import (app, batch_size_option, console, parse_list, progress_bar, progress_option, seed_option, set_threads,
+from ._app import (app, batch_size_option, console, load_recordings, parse_list, progress_bar, progress_option, seed_option, set_threads,
                    threads_option)
 
 speech = typer.Typer(no_args_is_help=True, help="Acoustic models on speech frames: train, analyze layers, speaker embeddings.")
@@ -47,15 +47,11 @@ def train_cmd(
     progress: bool = progress_option(),
 ) -> None:
     """Train a frame-level DNN acoustic model on FSDD frames, saving checkpoints like `layerscope train`."""
-    from ..data import AudioDataset, load_dataset
-    from ..exceptions import DataError
     from ..speech.features import FeatureConfig
     from ..speech.recipe import train_acoustic_model
 
     set_threads(threads)
-    audio = load_dataset(data)
-    if not isinstance(audio, AudioDataset):
-        raise DataError(f"{data} is not a set of recordings; speech models train on fsdd or fsdd:PATH.")
+    audio = load_recordings(data, "speech models train on fsdd or fsdd:PATH")
     cfg = FeatureConfig(kind=features, n_mels=n_mels, n_mfcc=n_mfcc, deltas=deltas, context=context,  # type: ignore[arg-type]
                         normalize=normalize)  # type: ignore[arg-type]
     cps = [int(c) for c in parse_list(checkpoints) or []] or None

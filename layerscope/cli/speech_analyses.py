@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from ._app import console, out_option, parse_list, progress_bar, progress_option, seed_option, set_threads, threads_option
+from ._app import console, load_recordings, out_option, parse_list, progress_bar, progress_option, seed_option, set_threads, threads_option
 from .speech import _pct, speech
 
 @speech.command("analyze")
@@ -101,15 +101,11 @@ def xvector_cmd(
     """x-vectors vs frame-DNN means on unseen speakers: ARI / purity of clustering and EER, per fold."""
     from rich.table import Table
 
-    from ..data import AudioDataset, load_dataset
-    from ..exceptions import DataError
     from ..speech.features import FeatureConfig
     from ..speech.xvector_study import speaker_embedding_study
 
     set_threads(threads)
-    audio = load_dataset(data)
-    if not isinstance(audio, AudioDataset):
-        raise DataError(f"{data} is not a set of recordings; use fsdd or fsdd:PATH.")
+    audio = load_recordings(data)
     fold_list = [parse_list(f) or [] for f in folds.split(";")] if folds else None
     with progress_bar(progress) as bar:
         result = speaker_embedding_study(
