@@ -136,10 +136,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# t-SNE: layerscope vs openTSNE defaults vs scikit-learn ({doc['data']}, 1 thread each)", "",
-             f"Interleaved, medians over {doc['repeats']} repeats (seed = repeat). Ratios = contender time / "
+             f"Interleaved, medians over the runs of each row (seed = repeat; fewest runs of a size: {doc['repeats']}). Ratios = contender time / "
              "layerscope time. Target: >= 2x openTSNE and >= 3x scikit-learn, NH within 0.005 of scikit-learn's.", "",
-             "| n | contender | CPU s | wall s | NH (k=6) | KL | load | CPU ratio | wall ratio |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| n | contender | runs | CPU s | wall s | NH (k=6) | KL | load | CPU ratio | wall ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for n, s in doc["summary"].items():
         for c in CONTENDERS:
             if c not in s:
@@ -148,11 +148,26 @@ def markdown(doc: dict[str, Any]) -> str:
             rat = s.get("ratios", {})
             cr = "" if c == "layerscope" else f"{rat.get(c + '_cpu', float('nan')):.2f}x"
             wr = "" if c == "layerscope" else f"{rat.get(c + '_wall', float('nan')):.2f}x"
-            lines.append(f"| {int(n):,} | {c} | {v['cpu_s']:.2f} | {v['wall_s']:.2f} | {v['nh']:.4f} | {v['kl']:.3f} | "
+            lines.append(f"| {int(n):,} | {c} | {v['runs']} | {v['cpu_s']:.2f} | {v['wall_s']:.2f} | {v['nh']:.4f} | {v['kl']:.3f} | "
                          f"{v['load']:.1f} | {cr} | {wr} |")
         if "nh_minus_sklearn" in s:
-            lines.append(f"| {int(n):,} | NH layerscope - sklearn | | | {s['nh_minus_sklearn']:+.4f} | | | | |")
+            lines.append(f"| {int(n):,} | NH layerscope - sklearn | | | | {s['nh_minus_sklearn']:+.4f} | | | | |")
     return "\n".join(lines) + "\n"
+
+
+def _read_part(path: Path) -> dict[str, Any]:
+    """A part written with --out, or the JSON lines a run printed (an interrupted run's log)."""
+    text = path.read_text()
+    try:
+        doc = json.loads(text)
+        if isinstance(doc, dict) and "rows" in doc:
+            return doc
+    except json.JSONDecodeError:
+        pass
+    if True:
+        rows = [json.loads(line) for line in text.splitlines() if line.startswith('{"n"')]
+        return {"data": "mnist-cnn relu3 (256 units) on a stratified subset of MNIST train (seed 0)", "threads": 1,
+                "rows": rows, "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
 
 
 def main() -> None:
@@ -164,11 +179,16 @@ def main() -> None:
     ap.add_argument("--merge", nargs="+", default=None, help="merge part files into results/tsne.json + .md")
     a = ap.parse_args()
     if a.merge:
-        parts = [json.loads(Path(p).read_text()) for p in a.merge]
-        doc = {**parts[0], "sizes": sorted({n for p in parts for n in p["sizes"]}),
-               "rows": [r for p in parts for r in p["rows"]],
-               "repeats": min(len({r["repeat"] for p in parts for r in p["rows"] if r["n"] == n})
-                              for n in {r["n"] for p in parts for r in p["rows"]}),
+        parts = [_read_part(Path(p)) for p in a.merge]
+        seen: set[tuple[int, int, str]] = set()
+        rows = []
+        for p in parts:
+            for r in p["rows"]:
+                if (r["n"], r["repeat"], r["contender"]) not in seen:
+                    seen.add((r["n"], r["repeat"], r["contender"]))
+                    rows.append(r)
+        doc = {**parts[0], "sizes": sorted({r["n"] for r in rows}), "rows": rows,
+               "repeats": min(len({r["repeat"] for r in rows if r["n"] == n}) for n in {r["n"] for r in rows}),
                "parts": len(parts)}
     else:
         doc = run([int(s) for s in a.sizes.split(",")], a.repeats, a.first_repeat)
