@@ -10,7 +10,7 @@ import pytest
 from layerscope.exceptions import ParameterError
 from layerscope.projection import project
 from layerscope.projection import sequence as seq_mod
-from layerscope.projection.projectors import knn_graph
+from layerscope.projection.projectors import knn_graph, tsne_grid
 from layerscope.projection.sequence import project_sequence
 
 FAST = {"perplexity": 10.0, "n_iter": 120, "early_exaggeration_iter": 80}
@@ -61,14 +61,17 @@ def test_chosen_grid_is_a_plain_seeded_opentsne_run(mnist) -> None:
 
     x, y = mnist
     p = project(x, y, "tsne", 5, **FAST)
-    assert p.parameters["negative_gradient_method"] == "fft"
-    assert (p.parameters["min_num_intervals"], p.parameters["ints_in_interval"]) == (10, 2.0)
+    grid = tsne_grid(len(x))
+    assert grid == {"negative_gradient_method": "fft", "min_num_intervals": 10, "ints_in_interval": 1.5,
+                    "n_interpolation_points": 2}
+    assert tsne_grid(5000)["ints_in_interval"] == 2.0 and tsne_grid(5000)["n_interpolation_points"] == 3
+    assert all(p.parameters[k] == v for k, v in grid.items())
     again = project(x, y, "tsne", 5, **FAST)
     assert np.array_equal(p.embedding, again.embedding)  # seeded, deterministic
     assert not np.allclose(p.embedding, project(x, y, "tsne", 6, **FAST).embedding)
     # the same run written out with openTSNE by hand: exact neighbours, FFT, the same grid
     t = TSNE(perplexity=10.0, n_jobs=1, random_state=5, negative_gradient_method="fft",
-             min_num_intervals=10, ints_in_interval=2.0)
+             min_num_intervals=10, ints_in_interval=1.5, n_interpolation_points=2)
     aff = PerplexityBasedNN(x, perplexity=10.0, method="exact", n_jobs=1, random_state=5)
     e = t.prepare_initial(x, affinities=aff, initialization="pca")
     e = e.optimize(80, exaggeration=12, momentum=0.8, inplace=True).optimize(120, momentum=0.8, inplace=True)

@@ -205,19 +205,31 @@ def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
 # gradient iterations and, before them, the k nearest neighbours (k = 3 x perplexity) of the
 # affinities. Two choices make layerscope's path faster than openTSNE's defaults at every n:
 #
-# * FFT-interpolated gradients at every n with a grid chosen by the embedding's size: boxes of at
-#   most ``ints_in_interval`` = 2 units and at least ``min_num_intervals`` = 10 boxes per side
-#   (openTSNE rounds up to its smallest FFT-friendly size, 25). openTSNE's defaults switch to
-#   Barnes-Hut below 10,000 points and use a floor of 50 boxes of 1 unit above; both cost 2-4x more
-#   per iteration at the same NH (the KL divergence ends a few percent higher, see the bench).
+# * FFT-interpolated gradients at every n with a grid chosen by n (:func:`tsne_grid`): boxes of at
+#   most ``ints_in_interval`` units and at least ``min_num_intervals`` = 10 boxes per side (openTSNE
+#   rounds up to its smallest FFT-friendly size, 25). From 5,000 points: boxes of 2 units with 3
+#   interpolation points each; below, where the embedding is small and the per-point interpolation
+#   dominates, boxes of 1.5 units with 2 points (at 2,000 points: 20 % less CPU, the same NH and
+#   KL as 2 units x 3 points). openTSNE's defaults switch to Barnes-Hut below 10,000 points and use
+#   a floor of 50 boxes of 1 unit above; both cost 2-4x more per iteration at the same NH (the KL
+#   divergence ends a few percent higher, see bench/results/tsne.md).
 # * Exact neighbours (scikit-learn, brute force on BLAS) while n^2 * d is small (up to about 20,000
 #   x 256): faster than openTSNE's Annoy index there, and exact, so the same graph gives the
 #   neighborhood hit in activation space for free. Beyond that, Annoy (approximate, seeded).
 
-#: openTSNE's FFT grid: at most this many embedding units per box ...
-TSNE_INTS_IN_INTERVAL = 2.0
-#: ... and at least this many boxes per side (openTSNE rounds it up to 25).
+#: openTSNE's FFT grid: at least this many boxes per side (openTSNE rounds it up to 25).
 TSNE_MIN_NUM_INTERVALS = 10
+#: Below this many points, the small-embedding grid (1.5-unit boxes, 2 interpolation points).
+TSNE_SMALL_N = 5000
+
+
+def tsne_grid(n: int) -> dict[str, Any]:
+    """openTSNE's FFT-gradient settings layerscope uses for ``n`` points (see the comment above)."""
+    if n < TSNE_SMALL_N:
+        return {"negative_gradient_method": "fft", "min_num_intervals": TSNE_MIN_NUM_INTERVALS,
+                "ints_in_interval": 1.5, "n_interpolation_points": 2}
+    return {"negative_gradient_method": "fft", "min_num_intervals": TSNE_MIN_NUM_INTERVALS,
+            "ints_in_interval": 2.0, "n_interpolation_points": 3}
 #: Exact neighbours while n * n * d stays below this (about 20,000 points x 256 dimensions).
 EXACT_KNN_MAX_WORK = 1.1e11
 
@@ -355,9 +367,7 @@ def _tsne(
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
     n = len(X)
-    kw.setdefault("negative_gradient_method", "fft")
-    kw.setdefault("ints_in_interval", TSNE_INTS_IN_INTERVAL)
-    kw.setdefault("min_num_intervals", TSNE_MIN_NUM_INTERVALS)
+    kw = {**tsne_grid(n), **kw}
     init: Any = "pca" if initialization is None else initialization
     if isinstance(init, np.ndarray):
         if init.shape != (n, 2):
@@ -513,9 +523,7 @@ def project(
                     **method_kwargs)
         params: dict[str, Any] = {"perplexity": perplexity, "n_iter": n_iter,
                                   "early_exaggeration_iter": early_exaggeration_iter,
-                                  "negative_gradient_method": method_kwargs.get("negative_gradient_method", "fft"),
-                                  "ints_in_interval": method_kwargs.get("ints_in_interval", TSNE_INTS_IN_INTERVAL),
-                                  "min_num_intervals": method_kwargs.get("min_num_intervals", TSNE_MIN_NUM_INTERVALS),
+                                  **tsne_grid(n),
                                   "knn": graph.method, "knn_neighbors": n_aff, "knn_shared": knn is not None}
     elif method == "umap":
         emb = _umap(Xa, random_state=random_state, n_neighbors=n_neighbors, min_dist=min_dist,
