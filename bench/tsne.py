@@ -18,9 +18,9 @@ exact-kNN affinities (openTSNE's FFT estimate on a fine grid) for all three. Loa
     nice -n 10 python bench/tsne.py [--sizes 2000,5000,10000,20000] [--repeats 3] [--out PART.json]
     python bench/tsne.py --merge PART1.json PART2.json   # -> bench/results/tsne.json + tsne.md
 
-The committed results were run as four such processes side by side on a shared 2-core machine
-(2k/5k/10k with 3 repeats; 20k one repeat each with --first-repeat 0/1/2), then merged; every
-process is single-threaded, and CPU time does not depend on how many run side by side.
+A part's data are the first n rows of a stratified subset of max(sizes) images, so rows of one size
+always come from one part (merging keeps the first part's rows of a size/repeat/contender); the
+``part`` field of each row says which. How the committed results were run: see bench/results/tsne.md.
 """
 
 from __future__ import annotations
@@ -182,8 +182,9 @@ def main() -> None:
         parts = [_read_part(Path(p)) for p in a.merge]
         seen: set[tuple[int, int, str]] = set()
         rows = []
-        for p in parts:
+        for i, p in enumerate(parts):
             for r in p["rows"]:
+                r = {**r, "part": i}
                 if (r["n"], r["repeat"], r["contender"]) not in seen:
                     seen.add((r["n"], r["repeat"], r["contender"]))
                     rows.append(r)
