@@ -240,7 +240,7 @@ def _fingerprint(X: np.ndarray) -> str:
     a = np.ascontiguousarray(X)
     h = hashlib.blake2b(digest_size=16)
     h.update(str((a.shape, a.dtype.str)).encode())
-    h.update(memoryview(a).cast("B"))
+    h.update(a.tobytes())
     return h.hexdigest()
 
 
