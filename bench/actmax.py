@@ -3,7 +3,10 @@
 * **ours** — ``layerscope.featurevis.maximize(method="lucid")``: the 64 channels are optimised
   together as one batch of 64 images, and the forward pass stops after the layer (nothing above
   it is computed).
-* **baseline (lucent's way)** — what torch-lucent's ``render_vis`` does: one optimisation per
+* **baseline** — the real per-unit call: ``maximize`` once per channel (batch of 1), as a user
+  without batching would write it. Interleaved with the other variants (order rotated each repeat);
+  wall and CPU time and the load average are printed.
+* **lucent's way (hand loop)** — what torch-lucent's ``render_vis`` does: one optimisation per
   channel (batch of 1) through the full model, the layer's output read by a forward hook.
   Implemented here with the same parameterisation (FFT, 1/f scaling), the same transforms and
   the same optimiser (Adam, lr 0.05), so the ratio measures only batching and the early stop.
@@ -25,6 +28,7 @@ over the MNIST test set) on the bundled models or on run folders from ``layersco
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -82,10 +86,17 @@ def hand_loop(model: nn.Module, layer: str, channels: list[int], steps: int, *, 
     return time.perf_counter() - t0
 
 
-def ours(model: nn.Module, layer: str, channels: list[int], steps: int, seed: int = 0) -> float:
+def ours(model: nn.Module, layer: str, channels: list[int], steps: int, seed: int = 0, *, per_unit: bool = False) -> float:
+    """``maximize`` on all channels in one batched call, or (``per_unit``) the real per-unit
+    baseline: one ``maximize`` call per channel, as a user without batching would write it."""
     dev = next(model.parameters()).device
     t0 = time.perf_counter()
-    maximize(model, layer, channels, kind="channel", method="lucid", steps=steps, random_state=seed, batch_size=len(channels))
+    if per_unit:
+        for c in channels:
+            maximize(model, layer, [c], kind="channel", method="lucid", steps=steps, random_state=seed, batch_size=1)
+    else:
+        maximize(model, layer, channels, kind="channel", method="lucid", steps=steps, random_state=seed,
+                 batch_size=len(channels))
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -141,6 +152,7 @@ def main() -> None:
                     help="Instead of timing, run the real check on these models (default: the bundled ones).")
     ap.add_argument("--cifar", default=None, help="CIFAR-10 subset .npz, for the resnet20-cifar10 check.")
     ap.add_argument("--check-steps", default="300,512", help="erhan,lucid steps for --check.")
+    ap.add_argument("--json", default=None, help="also write the last layer's medians as JSON here (for run_all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.check is not None:
@@ -157,23 +169,39 @@ def main() -> None:
           f"threads {args.threads}, median of {args.repeats} repeats")
     for layer in args.layers.split(","):
         variants = {
-            "baseline: per channel, full model (lucent's way)": lambda: hand_loop(model, layer, channels, args.steps, batched=False, stop=False),
+            "baseline: maximize called per channel": lambda: ours(model, layer, channels, args.steps, per_unit=True),
+            "per channel, full model (lucent's way, hand loop)": lambda: hand_loop(model, layer, channels, args.steps, batched=False, stop=False),
             "per channel, early stop": lambda: hand_loop(model, layer, channels, args.steps, batched=False, stop=True),
             "batched, full model": lambda: hand_loop(model, layer, channels, args.steps, batched=True, stop=False),
             "ours: layerscope maximize (batched + early stop)": lambda: ours(model, layer, channels, args.steps),
         }
         for fn in variants.values():  # warm-up
             fn()
-        times = {k: [] for k in variants}
-        for _ in range(args.repeats):
-            for k, fn in variants.items():  # interleaved, so load changes hit every variant alike
-                times[k].append(fn())
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        cpus: dict[str, list[float]] = {k: [] for k in variants}
+        loads = []
+        for r in range(args.repeats):
+            names = list(variants)
+            names = names[r % len(names):] + names[: r % len(names)]  # interleaved, order rotated
+            for k in names:
+                loads.append(os.getloadavg()[0])
+                c0 = time.process_time()
+                times[k].append(variants[k]())
+                cpus[k].append(time.process_time() - c0)
         med = {k: statistics.median(v) for k, v in times.items()}
-        base = med["baseline: per channel, full model (lucent's way)"]
-        print(f"\nlayer {layer}")
+        cmed = {k: statistics.median(v) for k, v in cpus.items()}
+        base = med["baseline: maximize called per channel"]
+        cbase = cmed["baseline: maximize called per channel"]
+        print(f"\nlayer {layer} (load average before runs: median {statistics.median(loads):.1f})")
         for k, v in med.items():
-            print(f"  {k:52s} {v:8.3f} s   speed-up x{base / v:5.2f}")
+            print(f"  {k:52s} wall {v:8.3f} s  CPU {cmed[k]:8.3f} s   speed-up wall x{base / v:5.2f}  CPU x{cbase / cmed[k]:5.2f}")
         print(f"  RATIO ours vs baseline ({layer}): {base / med['ours: layerscope maximize (batched + early stop)']:.2f}x")
+        if args.json:
+            import json
+            from pathlib import Path
+
+            Path(args.json).write_text(json.dumps({"layer": layer, "steps": args.steps, "repeats": args.repeats,
+                                                   "wall_s": med, "cpu_s": cmed, "load": statistics.median(loads)}))
 
 
 if __name__ == "__main__":

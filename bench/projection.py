@@ -9,7 +9,8 @@
    (Barnes-Hut, its defaults; OpenMP limited to 1 thread by OMP_NUM_THREADS=1), with the NH of
    every embedding.
 3. An aligned sequence of 5 layer projections (mnist-cnn: relu1, relu2, fc1, relu3, fc2; 2,000
-   test observations) vs 5 independent projections: time and NH per frame.
+   test observations) vs 5 independent projections, interleaved: wall and CPU time, NH per frame
+   (``--out`` writes JSON; bench/results/aligned.json).
 
 Run:  OMP_NUM_THREADS=1 python bench/projection.py [--repeats 3] [--quick]
 Targets (issue 5): NH on 100k <= 0.3 s; t-SNE >= 2.5x faster than scikit-learn; aligned
@@ -133,26 +134,55 @@ def bench_tsne(repeats: int, quick: bool) -> None:
           f"{med['sklearn'][0] / med['ours_fine'][0]:.2f}x, CPU {med['sklearn'][1] / med['ours_fine'][1]:.2f}x")
 
 
-def bench_aligned(repeats: int, quick: bool) -> None:
+def bench_aligned(repeats: int, quick: bool, out: str | None = None) -> dict[str, Any]:
+    """Aligned vs independent sequences, interleaved (the order alternates every repeat); wall and
+    CPU time (``time.process_time``) per run, load average before each run; medians."""
+    import json
+    import os
+    from pathlib import Path
+
     from layerscope.projection.sequence import project_sequence
 
     layers = ["relu1", "relu2", "fc1", "relu3", "fc2"]
     n = 1_000 if quick else 2_000
     acts, y, pred = _mnist_cnn_activations(layers, n)
     frames = [acts[k] for k in layers]
-    t_ind, ind = _median_time(lambda: project_sequence(frames, y, "tsne", 0, aligned=False, layers=layers,
-                                                       predictions=pred, nh_original=False), repeats)
-    t_ali, ali = _median_time(lambda: project_sequence(frames, y, "tsne", 0, aligned=True, layers=layers,
-                                                       predictions=pred, nh_original=False), repeats)
-    print(f"\n## 3. Sequence of {len(layers)} layer projections (mnist-cnn, {n:,} MNIST test observations)")
+    project_sequence([f[:300] for f in frames[-2:]], y[:300], "tsne", 0, perplexity=10, n_iter=5,
+                     early_exaggeration_iter=5)  # imports, warm-up
+    runs: dict[str, list[tuple[float, float, float]]] = {"independent": [], "aligned": []}
+    seqs: dict[str, Any] = {}
+    for r in range(repeats):
+        for name in (("independent", "aligned") if r % 2 == 0 else ("aligned", "independent")):
+            load = os.getloadavg()[0]
+            w0, c0 = time.perf_counter(), time.process_time()
+            seqs[name] = project_sequence(frames, y, "tsne", 0, aligned=name == "aligned", layers=layers,
+                                          predictions=pred, nh_original=False)
+            runs[name].append((time.perf_counter() - w0, time.process_time() - c0, load))
+    ind, ali = seqs["independent"], seqs["aligned"]
+    med = {k: (statistics.median(w for w, _, _ in v), statistics.median(c for _, c, _ in v)) for k, v in runs.items()}
+    print(f"\n## 3. Sequence of {len(layers)} layer projections (mnist-cnn, {n:,} MNIST test observations), interleaved")
     print("layer     | NH independent | NH aligned")
-    for lay, a, b in zip(layers, ind.nh(), ali.nh()):
-        print(f"{lay:<9} | {a:.4f}         | {b:.4f}")
+    for lay, a_, b_ in zip(layers, ind.nh(), ali.nh()):
+        print(f"{lay:<9} | {a_:.4f}         | {b_:.4f}")
     print(f"mean NH: independent {np.mean(ind.nh()):.4f}, aligned {np.mean(ali.nh()):.4f}")
     print(f"mean displacement between frames (in units of frame spread): independent "
           f"{np.mean(ind.displacement()):.3f}, aligned {np.mean(ali.displacement()):.3f}")
-    print(f"time: independent median {t_ind:.1f} s, aligned median {t_ali:.1f} s over {repeats} runs "
-          f"-> speed-up {t_ind / t_ali:.2f}x (target >= 1.5x at equal or better NH)")
+    print(f"time over {repeats} runs each: independent median wall {med['independent'][0]:.1f} s / CPU "
+          f"{med['independent'][1]:.1f} s, aligned wall {med['aligned'][0]:.1f} s / CPU {med['aligned'][1]:.1f} s "
+          f"-> speed-up wall {med['independent'][0] / med['aligned'][0]:.2f}x, CPU "
+          f"{med['independent'][1] / med['aligned'][1]:.2f}x (target >= 1.5x at equal or better NH); load "
+          f"{statistics.median(x for v in runs.values() for _, _, x in v):.1f}")
+    doc = {"n": n, "layers": layers, "repeats": repeats,
+           "runs": {k: [{"wall_s": round(w, 3), "cpu_s": round(c, 3), "load_before": round(ld, 2)} for w, c, ld in v]
+                    for k, v in runs.items()},
+           "nh": {"independent": ind.nh(), "aligned": ali.nh()},
+           "mean_nh": {"independent": float(np.mean(ind.nh())), "aligned": float(np.mean(ali.nh()))},
+           "speedup_wall": round(med["independent"][0] / med["aligned"][0], 2),
+           "speedup_cpu": round(med["independent"][1] / med["aligned"][1], 2),
+           "aligned_schedule": ali.parameters}
+    if out:
+        Path(out).write_text(json.dumps(doc, indent=1))
+    return doc
 
 
 def main() -> None:
@@ -160,6 +190,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     ap.add_argument("--only", choices=["nh", "tsne", "aligned"], default=None)
+    ap.add_argument("--out", default=None, help="aligned: write the measurements as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(1)
     import os
@@ -170,7 +201,7 @@ def main() -> None:
     if args.only in (None, "tsne"):
         bench_tsne(args.repeats, args.quick)
     if args.only in (None, "aligned"):
-        bench_aligned(args.repeats, args.quick)
+        bench_aligned(args.repeats, args.quick, args.out)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from .._progress import ProgressArg, resolve_progress, ticks
 from ..exceptions import DataError, ParameterError
 from .metrics import accuracy, check_finite, neighborhood_hit
 
-__all__ = ["Projection", "project", "METHODS", "flatten_activations"]
+__all__ = ["Projection", "project", "METHODS", "flatten_activations", "KnnGraph", "knn_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,156 @@ def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return a @ R + ref.mean(axis=0)
 
 
+# -- t-SNE ------------------------------------------------------------------------------------------
+#
+# Speed, measured (bench/tsne.py, MNIST activations, one thread): the cost of openTSNE is the 750
+# gradient iterations and, before them, the k nearest neighbours (k = 3 x perplexity) of the
+# affinities. Two choices make layerscope's path faster than openTSNE's defaults at every n:
+#
+# * FFT-interpolated gradients at every n with a grid chosen by n (:func:`tsne_grid`): boxes of at
+#   most ``ints_in_interval`` units and at least ``min_num_intervals`` = 10 boxes per side (openTSNE
+#   rounds up to its smallest FFT-friendly size, 25). From 5,000 points: boxes of 2 units with 3
+#   interpolation points each; below, where the embedding is small and the per-point interpolation
+#   dominates, boxes of 1.5 units with 2 points (at 2,000 points: 20 % less CPU, the same NH and
+#   KL as 2 units x 3 points). openTSNE's defaults switch to Barnes-Hut below 10,000 points and use
+#   a floor of 50 boxes of 1 unit above; both cost 2-4x more per iteration at the same NH (the KL
+#   divergence ends a few percent higher, see bench/results/tsne.md).
+# * Exact neighbours (scikit-learn, brute force on BLAS) while n^2 * d is small (up to about 20,000
+#   x 256): faster than openTSNE's Annoy index there, and exact, so the same graph gives the
+#   neighborhood hit in activation space for free. Beyond that, Annoy (approximate, seeded).
+
+#: openTSNE's FFT grid: at least this many boxes per side (openTSNE rounds it up to 25).
+TSNE_MIN_NUM_INTERVALS = 10
+#: Below this many points, the small-embedding grid (1.5-unit boxes, 2 interpolation points).
+TSNE_SMALL_N = 5000
+
+
+def tsne_grid(n: int) -> dict[str, Any]:
+    """openTSNE's FFT-gradient settings layerscope uses for ``n`` points (see the comment above)."""
+    if n < TSNE_SMALL_N:
+        return {"negative_gradient_method": "fft", "min_num_intervals": TSNE_MIN_NUM_INTERVALS,
+                "ints_in_interval": 1.5, "n_interpolation_points": 2}
+    return {"negative_gradient_method": "fft", "min_num_intervals": TSNE_MIN_NUM_INTERVALS,
+            "ints_in_interval": 2.0, "n_interpolation_points": 3}
+#: Exact neighbours while n * n * d stays below this (about 20,000 points x 256 dimensions).
+EXACT_KNN_MAX_WORK = 1.1e11
+
+
+def _fingerprint(X: np.ndarray) -> str:
+    import hashlib
+
+    a = np.ascontiguousarray(X)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str((a.shape, a.dtype.str)).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class KnnGraph:
+    """The ``k`` nearest neighbours of every observation in one activation space.
+
+    Computed once by :func:`knn_graph` and used both for the t-SNE affinities (perplexity-based,
+    ``k = 3 x perplexity``) and, when exact, for the neighborhood hit in activation space (its first
+    ``k`` columns). Valid only for the very activations it was computed on (same points, same
+    layer, same checkpoint): :func:`project` checks ``fingerprint`` and refuses another array.
+
+    Attributes
+    ----------
+    indices : ndarray of shape (n, k), int64
+        Neighbours of each row, nearest first, the row itself excluded.
+    distances : ndarray of shape (n, k), float64
+        Their Euclidean distances.
+    exact : bool
+        Whether the search was exact (scikit-learn) or approximate (Annoy).
+    method : {"exact", "annoy"}
+    fingerprint : str
+        Hash of the activations' bytes, shape and dtype.
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+    exact: bool
+    method: str
+    fingerprint: str
+
+    @property
+    def n(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.indices.shape[1])
+
+
+def knn_graph(
+    X: np.ndarray,
+    n_neighbors: int,
+    *,
+    method: Literal["auto", "exact", "annoy"] = "auto",
+    random_state: int | None = 0,
+    n_jobs: int = 1,
+) -> KnnGraph:
+    """The ``n_neighbors`` nearest neighbours (Euclidean) of every row of ``X``, itself excluded.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, ...)
+        Activations (flattened per observation).
+    n_neighbors : int
+        Neighbours per row, ``1 <= n_neighbors < n``.
+    method : {"auto", "exact", "annoy"}, default "auto"
+        ``"exact"``: scikit-learn's ``NearestNeighbors`` (brute force), the same search as
+        :func:`~layerscope.projection.neighborhood_hit`; ``"annoy"``: openTSNE's Annoy index
+        (approximate, seeded by ``random_state``); ``"auto"``: exact while ``n * n * d`` is at most
+        ``EXACT_KNN_MAX_WORK`` (where it is also the faster one), Annoy above.
+    random_state : int or None, default 0
+    n_jobs : int, default 1
+
+    Returns
+    -------
+    KnnGraph
+    """
+    Xa = flatten_activations(X)
+    check_finite(Xa, "activations")
+    n, d = Xa.shape
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or not 1 <= n_neighbors < n:
+        raise ParameterError(f"n_neighbors must be an integer in [1, {n - 1}] for {n} observations, got {n_neighbors!r}.")
+    if method not in ("auto", "exact", "annoy"):
+        raise ParameterError(f"unknown neighbour search {method!r}; expected 'auto', 'exact' or 'annoy'.")
+    if method == "auto":
+        method = "exact" if float(n) * n * d <= EXACT_KNN_MAX_WORK else "annoy"
+    if method == "exact":
+        from sklearn.neighbors import NearestNeighbors
+
+        # ``kneighbors()`` without X queries the fitted points and leaves each point itself out
+        # (if it has more exact duplicates than neighbours, the farthest one is dropped instead).
+        dist, idx = NearestNeighbors(n_neighbors=int(n_neighbors), algorithm="brute", n_jobs=n_jobs).fit(Xa).kneighbors()
+    else:
+        from openTSNE.nearest_neighbors import Annoy
+
+        idx, dist = Annoy(np.asarray(Xa, dtype=np.float64), int(n_neighbors), n_jobs=n_jobs,
+                          random_state=random_state).build()
+    return KnnGraph(indices=np.ascontiguousarray(idx, dtype=np.int64),
+                    distances=np.ascontiguousarray(dist, dtype=np.float64),
+                    exact=method == "exact", method=method, fingerprint=_fingerprint(Xa))
+
+
+def _check_graph(graph: KnnGraph, Xa: np.ndarray, need: int) -> None:
+    if graph.n != len(Xa) or graph.fingerprint != _fingerprint(Xa):
+        raise ParameterError(
+            "the kNN graph passed as knn= was computed on other activations (another layer, checkpoint or "
+            "set of observations); a graph is valid only for the array it was computed on. Pass knn=None."
+        )
+    if graph.k < need:
+        raise ParameterError(f"the kNN graph holds {graph.k} neighbours per point but {need} are needed; "
+                             f"compute it with knn_graph(X, {need}) or pass knn=None.")
+
+
+def _tsne_neighbours(perplexity: float, n: int) -> int:
+    return min(n - 1, int(3 * perplexity))
+
+
 def _tsne(
     X: np.ndarray,
     *,
@@ -213,25 +363,17 @@ def _tsne(
     n_iter: int,
     early_exaggeration_iter: int,
     n_jobs: int,
+    graph: KnnGraph,
     tick: Callable[[], None] | None = None,
     **kw: Any,
 ) -> np.ndarray:
     from openTSNE import TSNE
     from openTSNE.affinity import PerplexityBasedNN
     from openTSNE.initialization import rescale
+    from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
     n = len(X)
-    if n - 1 < 3 * perplexity:
-        raise ParameterError(
-            f"t-SNE with perplexity {perplexity:g} needs more than {int(3 * perplexity)} observations "
-            f"(3 x perplexity neighbours each), got {n}. Use more observations or a smaller perplexity "
-            f"(at most {max((n - 1) / 3, 1):.1f})."
-        )
-    # openTSNE's FFT gradients (used from 10,000 points) interpolate on a grid whose size grows
-    # with the embedding's span; two units per interval instead of one makes the late iterations
-    # about 4x cheaper at the same NH (KL divergence a few percent higher). ``ints_in_interval=1``
-    # restores openTSNE's default.
-    kw.setdefault("ints_in_interval", 2)
+    kw = {**tsne_grid(n), **kw}
     init: Any = "pca" if initialization is None else initialization
     if isinstance(init, np.ndarray):
         if init.shape != (n, 2):
@@ -240,7 +382,9 @@ def _tsne(
         init = rescale(np.asarray(init, dtype=np.float64), target_std=1e-4)
     tsne = TSNE(n_components=2, perplexity=perplexity, n_jobs=n_jobs, random_state=random_state,
                 n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, **kw)
-    aff = PerplexityBasedNN(X, perplexity=perplexity, method="auto", n_jobs=n_jobs, random_state=random_state)
+    k = _tsne_neighbours(perplexity, n)
+    aff = PerplexityBasedNN(perplexity=perplexity, n_jobs=n_jobs,
+                            knn_index=PrecomputedNeighbors(graph.indices[:, :k], graph.distances[:, :k]))
     emb = tsne.prepare_initial(X, affinities=aff, initialization=init)
     # progress: openTSNE calls back every TSNE_TICK iterations (it then also computes the KL
     # divergence; the embedding is the same with or without the callback)
@@ -300,6 +444,8 @@ def project(
     align_to: np.ndarray | None = None,
     n_jobs: int = 1,
     progress: ProgressArg = None,
+    knn: KnnGraph | None = None,
+    knn_method: Literal["auto", "exact", "annoy"] = "auto",
     **method_kwargs: Any,
 ) -> Projection:
     """Project a layer's activations to 2-D and measure how well the classes separate.
@@ -339,8 +485,18 @@ def project(
     progress : None, bool or tracker
         t-SNE only: a bar ``tsne <layer>`` ticking every :data:`TSNE_TICK` iterations
         (``True``: ``tqdm.auto``; or any tqdm-compatible callable).
+    knn : KnnGraph, optional
+        t-SNE only: the neighbours of these very activations, from :func:`knn_graph` (at least
+        ``3 x perplexity`` per point), e.g. computed once and shared by several projections of the
+        same layer. Refused (``ParameterError``) if it was computed on another array.
+    knn_method : {"auto", "exact", "annoy"}, default "auto"
+        t-SNE only, without ``knn``: how the neighbours of the affinities are found (see
+        :func:`knn_graph`). With an exact graph, ``nh_original`` is read from its first ``k``
+        columns (the same neighbours scikit-learn's ``NearestNeighbors`` finds, up to ties among
+        equidistant points); with an approximate one it is computed by an exact search.
     **method_kwargs
-        Passed to ``openTSNE.TSNE`` or ``umap.UMAP``.
+        Passed to ``openTSNE.TSNE`` (e.g. ``negative_gradient_method``, ``ints_in_interval``,
+        ``min_num_intervals`` to override the grid) or ``umap.UMAP``.
 
     Returns
     -------
@@ -356,19 +512,36 @@ def project(
     import time
 
     Xa, y = _check_inputs(X, labels, method, k)
+    if knn is not None and method != "tsne":
+        raise ParameterError(f"knn= is used only by method='tsne', not {method!r}; drop it.")
     if initialization is not None and method == "pca":
         log.info("PCA ignores the initialization")
     t0 = time.perf_counter()
+    graph: KnnGraph | None = None
     if method == "tsne":
+        n = len(Xa)
+        if n - 1 < 3 * perplexity:
+            raise ParameterError(
+                f"t-SNE with perplexity {perplexity:g} needs more than {int(3 * perplexity)} observations "
+                f"(3 x perplexity neighbours each), got {n}. Use more observations or a smaller perplexity "
+                f"(at most {max((n - 1) / 3, 1):.1f})."
+            )
+        n_aff = _tsne_neighbours(perplexity, n)
+        if knn is not None:
+            _check_graph(knn, Xa, n_aff)
+            graph = knn
+        else:
+            graph = knn_graph(Xa, n_aff, method=knn_method, random_state=random_state, n_jobs=n_jobs)
         name = "tsne" + ("" if layer is None else f" {layer}") + ("" if checkpoint is None else f" @ epoch {checkpoint}")
         total = -(-max(early_exaggeration_iter, 0) // TSNE_TICK) + -(-max(n_iter, 0) // TSNE_TICK)
         with ticks(resolve_progress(progress), total=total, desc=name) as tick:
             emb = _tsne(Xa, random_state=random_state, perplexity=perplexity, initialization=initialization,
-                        n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, n_jobs=n_jobs,
+                        n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, n_jobs=n_jobs, graph=graph,
                         tick=None if progress is None or progress is False else tick, **method_kwargs)
         params: dict[str, Any] = {"perplexity": perplexity, "n_iter": n_iter,
                                   "early_exaggeration_iter": early_exaggeration_iter,
-                                  "ints_in_interval": method_kwargs.get("ints_in_interval", 2)}
+                                  **tsne_grid(n),
+                                  "knn": graph.method, "knn_neighbors": n_aff, "knn_shared": knn is not None}
     elif method == "umap":
         emb = _umap(Xa, random_state=random_state, n_neighbors=n_neighbors, min_dist=min_dist,
                     initialization=initialization, n_jobs=n_jobs, **method_kwargs)
@@ -387,7 +560,11 @@ def project(
     if y is not None:
         metrics["nh"] = neighborhood_hit(emb, y, k)
         if nh_original:
-            metrics["nh_original"] = neighborhood_hit(Xa, y, k)
+            if graph is not None and graph.exact and graph.k >= k:
+                # the exact neighbours of the affinities, nearest first: their first k are NH's
+                metrics["nh_original"] = float((y[graph.indices[:, :k]] == y[:, None]).mean())
+            else:
+                metrics["nh_original"] = neighborhood_hit(Xa, y, k)
         if predictions is not None:
             metrics["ac"] = accuracy(y, np.asarray(predictions))
     return Projection(

@@ -10,6 +10,15 @@ array) and, because it starts near a good layout, runs a shorter schedule
 (``aligned_early_exaggeration_iter``, ``aligned_n_iter``). Every frame is then rotated/reflected
 onto the previous one (orthogonal Procrustes; distances, hence NH, unchanged). For UMAP the
 previous layout is the ``init``; PCA frames are only Procrustes-aligned.
+
+The first frame of an aligned sequence is exactly the independent projection with the same seed.
+Measured (bench/projection.py, 5 layers of mnist-cnn, 2,000 MNIST test images): the aligned
+sequence costs about half the independent projections at the same mean NH.
+
+kNN graphs: each frame's t-SNE affinities need the neighbours of that frame's activations. A graph
+is reused only by frames whose activations are bitwise the same array (e.g. a frozen layer at
+several checkpoints); the frames of different layers, or of one layer at checkpoints where it
+changed, live in different spaces and each get their own graph.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import numpy as np
 
 from .._progress import ProgressArg, resolve_progress
 from ..exceptions import DataError
-from .projectors import Method, Projection, project
+from .projectors import KnnGraph, Method, Projection, _fingerprint, flatten_activations, knn_graph, project
 
 __all__ = ["ProjectionSequence", "project_sequence"]
 
@@ -134,6 +143,8 @@ def project_sequence(
         preds = list(predictions)
     frames: list[Projection] = []
     prev: np.ndarray | None = None
+    graphs: dict[str, KnnGraph] = {}
+    n_aff = min(n - 1, int(3 * float(kwargs.get("perplexity", 30.0))))
     for i in resolve_progress(progress)(range(n_frames), total=n_frames, desc=f"{method} of {n_frames} {axis}"):
         kw = dict(kwargs)
         init = None
@@ -143,6 +154,13 @@ def project_sequence(
             if method == "tsne":
                 kw["n_iter"] = aligned_n_iter
                 kw["early_exaggeration_iter"] = aligned_early_exaggeration_iter
+        if method == "tsne" and "knn" not in kwargs and 3 <= n_aff < n:
+            xa = flatten_activations(arrays[i])
+            key = _fingerprint(xa)
+            if key not in graphs:
+                graphs[key] = knn_graph(xa, n_aff, method=kwargs.get("knn_method", "auto"),
+                                        random_state=random_state, n_jobs=int(kwargs.get("n_jobs", 1)))
+            kw["knn"] = graphs[key]
         p = project(
             arrays[i], labels, method, random_state, predictions=preds[i], sample_ids=sample_ids,
             layer=lays[i], checkpoint=cps[i], initialization=init,

@@ -1,0 +1,112 @@
+"""The t-SNE path of ``project``: one kNN graph shared by the affinities and NH in activation
+space (checked against scikit-learn's NearestNeighbors on real MNIST), the FFT grid chosen by
+layerscope reproduced by a plain openTSNE call, seeds, graph reuse in sequences, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from layerscope.exceptions import ParameterError
+from layerscope.projection import project
+from layerscope.projection import sequence as seq_mod
+from layerscope.projection.projectors import knn_graph, tsne_grid
+from layerscope.projection.sequence import project_sequence
+
+FAST = {"perplexity": 10.0, "n_iter": 120, "early_exaggeration_iter": 80}
+
+
+@pytest.fixture(scope="module")
+def mnist() -> tuple[np.ndarray, np.ndarray]:
+    from layerscope.data import load_dataset
+
+    ds = load_dataset("mnist:test")  # the bundled copy
+    x = ds.x[:500].reshape(500, -1).numpy().astype(np.float32)
+    return x, ds.y[:500].numpy()
+
+
+def _plain_nh(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    from sklearn.neighbors import NearestNeighbors
+
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x, return_distance=False)
+    hits = [np.mean(y[[j for j in row if j != i][:k]] == y[i]) for i, row in enumerate(idx)]
+    return float(np.mean(hits))
+
+
+@pytest.mark.parametrize("k", [1, 6, 15])
+def test_nh_original_from_the_shared_graph_equals_plain_sklearn(mnist, k: int) -> None:
+    x, y = mnist
+    p = project(x, y, "tsne", 0, k=k, knn_method="exact", **FAST)
+    assert p.parameters["knn"] == "exact" and p.parameters["knn_neighbors"] == 30
+    assert p.metrics["nh_original"] == pytest.approx(_plain_nh(x, y, k), abs=1e-12)
+    # the graph's first k neighbours are scikit-learn's k nearest (as sets)
+    g = knn_graph(x, 30, method="exact")
+    from sklearn.neighbors import NearestNeighbors
+
+    ref = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(return_distance=False)
+    assert all(set(a) == set(b) for a, b in zip(g.indices[:, :k], ref))
+    assert np.all(np.diff(g.distances, axis=1) >= 0)
+
+
+def test_approximate_graph_still_gives_exact_nh_original(mnist) -> None:
+    x, y = mnist
+    p = project(x, y, "tsne", 0, knn_method="annoy", **FAST)
+    assert p.parameters["knn"] == "annoy"
+    assert p.metrics["nh_original"] == pytest.approx(_plain_nh(x, y, 6), abs=1e-12)
+
+
+def test_chosen_grid_is_a_plain_seeded_opentsne_run(mnist) -> None:
+    from openTSNE import TSNE
+    from openTSNE.affinity import PerplexityBasedNN
+
+    x, y = mnist
+    p = project(x, y, "tsne", 5, **FAST)
+    grid = tsne_grid(len(x))
+    assert grid == {"negative_gradient_method": "fft", "min_num_intervals": 10, "ints_in_interval": 1.5,
+                    "n_interpolation_points": 2}
+    assert tsne_grid(5000)["ints_in_interval"] == 2.0 and tsne_grid(5000)["n_interpolation_points"] == 3
+    assert all(p.parameters[k] == v for k, v in grid.items())
+    again = project(x, y, "tsne", 5, **FAST)
+    assert np.array_equal(p.embedding, again.embedding)  # seeded, deterministic
+    assert not np.allclose(p.embedding, project(x, y, "tsne", 6, **FAST).embedding)
+    # the same run written out with openTSNE by hand: exact neighbours, FFT, the same grid
+    t = TSNE(perplexity=10.0, n_jobs=1, random_state=5, negative_gradient_method="fft",
+             min_num_intervals=10, ints_in_interval=1.5, n_interpolation_points=2)
+    aff = PerplexityBasedNN(x, perplexity=10.0, method="exact", n_jobs=1, random_state=5)
+    e = t.prepare_initial(x, affinities=aff, initialization="pca")
+    e = e.optimize(80, exaggeration=12, momentum=0.8, inplace=True).optimize(120, momentum=0.8, inplace=True)
+    np.testing.assert_allclose(p.embedding, np.asarray(e), rtol=0, atol=1e-6)
+
+
+def test_aligned_first_frame_is_the_independent_projection_and_graphs_are_reused(mnist, monkeypatch) -> None:
+    x, y = mnist
+    rng = np.random.default_rng(0)
+    other = x @ rng.normal(size=(x.shape[1], 32)).astype(np.float32)
+    calls: list[int] = []
+    real = seq_mod.knn_graph
+
+    def counting(*a, **kw):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(seq_mod, "knn_graph", counting)
+    s = project_sequence([x, other, x.copy()], y, "tsne", 2, aligned=True, aligned_n_iter=60, **FAST)
+    assert len(calls) == 2  # frames 0 and 2 hold the same activations: one graph for both
+    assert np.array_equal(s.frames[0].embedding, project(x, y, "tsne", 2, **FAST).embedding)
+    assert s.frames[0].metrics["nh_original"] == s.frames[2].metrics["nh_original"]
+    assert s.frames[1].parameters["initialized"] and s.frames[1].parameters["knn_shared"]
+
+
+def test_graph_of_other_activations_is_refused(mnist) -> None:
+    x, y = mnist
+    g = knn_graph(x, 30)
+    with pytest.raises(ParameterError, match="computed on other activations"):
+        project(x[:, ::-1].copy(), y, "tsne", 0, knn=g, **FAST)
+    with pytest.raises(ParameterError, match="holds 30 neighbours per point but 60"):
+        project(x, y, "tsne", 0, knn=g, perplexity=20.0, n_iter=10, early_exaggeration_iter=0)
+    with pytest.raises(ParameterError, match="only by method='tsne'"):
+        project(x, y, "pca", 0, knn=g)
+    with pytest.raises(ParameterError, match="n_neighbors must be"):
+        knn_graph(x, 500)
+    p = project(x, y, "tsne", 0, knn=g, **FAST)
+    assert p.parameters["knn_shared"] and np.array_equal(p.embedding, project(x, y, "tsne", 0, **FAST).embedding)
