@@ -125,6 +125,12 @@ def _numbers(rows: list[list[str]]) -> list[str]:
 def test_every_metric_label_shown_is_defined_where_it_is_shown(demo_report):
     _, w = demo_report
     assert len(w.labelled) > 60
+    check_labels_defined(w)
+
+
+def check_labels_defined(w: Walk) -> None:
+    """Every metric label shown is the glossary's, defined in its section; every table header is a
+    defined metric, a structural word or a name; no raw analysis key is shown as a label."""
     for el in w.labelled:
         key = el["attrs"]["data-key"]
         term = lookup(key)

@@ -59,7 +59,7 @@ def test_text_sections_show_tokens_as_spans_with_their_values(text_results: Path
     a, b = t["spans"][0]
     assert html.escape(f"{t['tokens'][a]}: {t['changes'][0]:.4g}", quote=True) in page
     assert "Test accuracy on task B vs n frozen layers" in page and "A-finetuned bases" in page
-    assert "real tokens activation" in page and "Separability per layer, mean pooling" in page
+    assert "activation, nearest real tokens" in page and "Separability per layer, mean pooling" in page
 
 
 def test_hostile_text_is_escaped() -> None:
@@ -93,3 +93,17 @@ def test_text_report_in_chromium(browser, text_results: Path) -> None:  # noqa: 
     assert page.evaluate("Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).length") == 0
     assert page.locator("svg").count() >= 3  # separability (2 poolings) and transfer charts
     assert problems == []
+
+
+def test_text_sections_define_every_label_and_repeat_no_table(text_results: Path, tmp_path: Path) -> None:
+    """The glossary walk of the report tests, on a report of the five text results: every metric label
+    shown is defined in its section, every table header is a defined metric, and no table repeats another."""
+    from test_report_glossary import check_labels_defined, walk
+
+    path = build_report(text_results, tmp_path / "report.html")
+    w = walk(path)
+    keys = {el["attrs"]["data-key"] for el in w.labelled}
+    assert {"probe_accuracy", "nh_2d", "embedding_activation", "token_activation", "anb_test", "pnb_test"} <= keys
+    check_labels_defined(w)
+    sigs = [tuple(map(tuple, t["rows"])) for t in w.tables]
+    assert len(w.tables) >= 4 and len(set(sigs)) == len(sigs)

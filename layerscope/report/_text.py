@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from ._html import esc, fmt, is_number, is_records, join, line_chart, table
+from ._html import esc, fmt, is_number, is_records, join, line_chart, metric_table
 
 __all__ = ["TEXT_SECTIONS", "section_text_separability", "section_text_topk", "section_text_occlusion",
            "section_text_maximize", "section_text_transfer"]
@@ -94,7 +94,7 @@ def section_text_separability(r: _Result) -> str:
         parts.append(line_chart(series, title=f"Separability per layer, {pooling} pooling", xlabel="layer",
                                 xticks=[(float(i), _short(x)) for i, x in enumerate(layers)], ylim=(0.0, 1.0)))
     cols = ["variant", "pooling", "layer", "probe_accuracy", "probe_chance", "nh_2d", "nh_activation"]
-    parts.append(table(rows, cols, caption="probe accuracy (held out) and neighborhood hit per layer"))
+    parts.append(metric_table(rows, cols, caption="probe accuracy (held out) and neighborhood hit per layer"))
     return join(parts)
 
 
@@ -172,13 +172,14 @@ def section_text_maximize(r: _Result) -> str:
             continue
         emb, tok = _num(u.get("embedding_activation")), _num(u.get("token_activation"))
         rows.append({
-            "unit": u.get("unit"), "embedding activation": emb, "real tokens activation": tok,
-            "gap (embedding − tokens)": None if emb is None or tok is None else emb - tok,
-            "data top-1 activation": u.get("data_top1"),
-            "nearest tokens": " ".join(str(x) for x in u.get("tokens") or []),
-            "data top-1 text": u.get("data_top1_text"),
+            "unit": u.get("unit"), "embedding_activation": emb, "token_activation": tok,
+            "activation_gap": None if emb is None or tok is None else emb - tok,
+            "data_top1": u.get("data_top1"),
+            "tokens": " ".join(str(x) for x in u.get("tokens") or []),
+            "data_top1_text": u.get("data_top1_text"),
         })
-    return table(rows, caption=f"layer {r.doc.get('layer')}: what the optimised embeddings reach, what the real "
+    cols = ["unit", "embedding_activation", "token_activation", "activation_gap", "data_top1", "tokens", "data_top1_text"]
+    return metric_table(rows, cols, caption=f"layer {r.doc.get('layer')}: what the optimised embeddings reach, what the real "
                                "tokens nearest to them reach, and the best text of the data")
 
 
@@ -211,21 +212,26 @@ def section_text_transfer(r: _Result) -> str:
     ns = sorted({int(s["n"]) for s in summary if is_number(s.get("n"))})
     rows = []
     for n in ns:
-        row: dict[str, Any] = {"n frozen": n}
+        row: dict[str, Any] = {"n": n}
         for cond in ("PnB", "AnB"):
             s = next((x for x in summary if x.get("condition") == cond and x.get("n") == n), None)
-            row[f"{cond} test (mean)"] = s.get("mean") if s else None
-            row[f"{cond} min–max"] = f"{fmt(s.get('min'))}–{fmt(s.get('max'))}" if s else None
-            row[f"{cond} val (mean)"] = s.get("val_mean") if s else None
+            c = cond.lower()
+            row[f"{c}_test"] = s.get("mean") if s else None
+            row[f"{c}_range"] = f"{fmt(s.get('min'))}–{fmt(s.get('max'))}" if s else None
+            row[f"{c}_val"] = s.get("val_mean") if s else None
         e = effects.get(n)
-        row["AnB − PnB"] = e.get("mean") if isinstance(e, dict) else None
+        row["anb_minus_pnb"] = e.get("mean") if isinstance(e, dict) else None
         row["seeds"] = next((x.get("seeds") for x in summary if x.get("n") == n), None)
         rows.append(row)
-    parts.append(table(rows, caption="test accuracy on task B per n (mean and seed min–max), validation mean, A-finetuning effect"))
+    cols = ["n", "pnb_test", "pnb_range", "pnb_val", "anb_test", "anb_range", "anb_val", "anb_minus_pnb", "seeds"]
+    parts.append(metric_table(rows, cols, caption="test accuracy on task B per n frozen layers (mean and seed range), "
+                                                  "held-out accuracy, A-finetuning effect"))
     bases = doc.get("base_a")
     if is_records(bases):
-        parts.append(table([{k: b.get(k) for k in ("seed", "val_accuracy", "best_epoch", "test_accuracy", "seconds")}
-                            for b in bases], caption="A-finetuned bases: accuracy on task A"))
+        rows_a = [{"seed": b.get("seed"), "task_a_val_accuracy": b.get("val_accuracy"), "best_epoch": b.get("best_epoch"),
+                   "task_a_test_accuracy": b.get("test_accuracy"), "seconds": b.get("seconds")} for b in bases]
+        parts.append(metric_table(rows_a, ["seed", "task_a_val_accuracy", "best_epoch", "task_a_test_accuracy", "seconds"],
+                                  caption="A-finetuned bases: accuracy on task A"))
     return join(parts)
 
 
