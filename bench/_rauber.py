@@ -80,7 +80,7 @@ def reproduce(
         "n_projected": int(study.parameters["n"]),
         "epochs": epochs,
         "seed": seed,
-        "recipe": run.meta["recipe"],
+        "recipe": run.meta["training_recipe"],
         "train_curve": [{k: c[k] for k in ("epoch", "train_loss", "train_accuracy", "val_accuracy")} for c in run.checkpoints],
         "rows": rows,
         "paper": paper,

@@ -244,7 +244,7 @@ def train(
         which values are the paper's). It fixes the optimiser settings (a different value given
         with it is refused) and requires the model's dropout (a model without dropout modules, or
         with another p, is refused: build it with ``dropout=0.5``). Recorded in ``run.json``
-        (``"recipe"``).
+        (``"training_recipe"``; the key ``"recipe"`` names the kind of run, e.g. ``"speech"``).
     seed
         Seeds the shuffling and dropout; the same seed gives the same weights on CPU.
     meta
@@ -306,7 +306,7 @@ def train(
         "momentum": momentum,
         "weight_decay": weight_decay,
         "optimizer": optimizer,
-        "recipe": recipe_record,
+        "training_recipe": recipe_record,  # "recipe" is the kind of run (e.g. "speech") given in meta
         "n_train": len(train_set),
         "n_val": len(val_set) if val_set is not None else 0,
         "checkpoints": [],

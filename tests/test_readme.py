@@ -65,7 +65,7 @@ def test_the_readme_blocks_parse_and_the_skipped_ones_say_why() -> None:
     found = blocks()
     shells = [b for kind, b in found if kind == "bash"]
     skipped = [b for b in shells if b.lstrip().startswith("# skip-test")]
-    assert len(shells) >= 4 and len(skipped) <= 3
+    assert len(shells) >= 4 and len(skipped) <= 5  # installs, the two commands, and the long trainings: speech+transfer+DBN, text, a 60k capture
     assert all(re.match(r"# skip-test: \w+", b.lstrip()) for b in skipped)
     run = [b for b in shells if b not in skipped]
     assert sum(len(commands(b)) for b in run) >= 20
@@ -78,7 +78,7 @@ def test_the_readme_blocks_parse_and_the_skipped_ones_say_why() -> None:
     names |= {g.name for g in app.registered_groups if g.name}
     for b in shells:
         for line in b.splitlines():
-            m = re.match(r"\$L (\w+)", line.strip())
+            m = re.match(r"\$L ([\w-]+)", line.strip())
             if m:
                 assert m.group(1) in names, f"README shows an unknown command: {line}"
 

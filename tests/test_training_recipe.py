@@ -49,9 +49,9 @@ def test_rauber_recipe_is_sgd_momentum_with_dropout_like_a_hand_loop(tmp_path: P
     ref = mlp(0.5)
     run = train(net, data, out_dir=tmp_path / "r", epochs=2, recipe="rauber", lr=0.01, seed=5)  # equal value: accepted
     info = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert info["recipe"]["name"] == "rauber" and info["recipe"]["dropout"] == {"p": 0.5, "modules": ["drop1", "drop2"]}
+    assert info["training_recipe"]["name"] == "rauber" and info["training_recipe"]["dropout"] == {"p": 0.5, "modules": ["drop1", "drop2"]}
     assert (info["optimizer"], info["lr"], info["momentum"], info["batch_size"], info["weight_decay"]) == ("sgd", 0.01, 0.9, 128, 0.0)
-    assert "Rauber et al. 2017" in info["recipe"]["source"] and run.meta["recipe"]["name"] == "rauber"
+    assert "Rauber et al. 2017" in info["training_recipe"]["source"] and run.meta["training_recipe"]["name"] == "rauber"
     # the same two epochs by hand: torch SGD(lr 0.01, momentum 0.9), batches of 128 in the seeded order, dropout on
     torch.manual_seed(5)
     gen = torch.Generator().manual_seed(5)
@@ -89,7 +89,7 @@ def _hand_without_dropout(data: ArrayDataset, epochs: int, seed: int) -> MLP:
 def test_plain_training_keeps_its_defaults(tmp_path: Path) -> None:
     train(mlp(0.0), blobs(), out_dir=tmp_path / "p", epochs=1)
     info = json.loads((tmp_path / "p" / "run.json").read_text())
-    assert info["recipe"] is None and (info["optimizer"], info["lr"], info["momentum"], info["batch_size"]) == ("sgd", 0.01, 0.9, 128)
+    assert info["training_recipe"] is None and (info["optimizer"], info["lr"], info["momentum"], info["batch_size"]) == ("sgd", 0.01, 0.9, 128)
     assert RECIPES["rauber"].settings()["momentum"] == 0.9
 
 
@@ -101,7 +101,7 @@ def test_cli_recipe_builds_the_dropout_it_states(tmp_path: Path, shared_data: Pa
     assert res.exit_code == 0, res.output
     assert "dropout=0.5" in res.output
     info = json.loads((run / "run.json").read_text())
-    assert info["arch"] == "mlp:width=16,depth=2,dropout=0.5" and info["recipe"]["name"] == "rauber"
+    assert info["arch"] == "mlp:width=16,depth=2,dropout=0.5" and info["training_recipe"]["name"] == "rauber"
     assert info["optimizer"] == "sgd" and info["lr"] == 0.01
     res = runner.invoke(app, ["train", "--model", "mlp:width=16", "--recipe", "rauber", "--optimizer", "adam", "--epochs", "1",
                               "--limit", "100", "--out", str(tmp_path / "bad"), "--no-progress"])
