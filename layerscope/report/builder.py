@@ -736,8 +736,10 @@ RENDERERS: dict[str, Callable[[ResultFolder, _Page], str]] = {
 
 
 def _text_section(fn: Callable[[Any], str]) -> Callable[[ResultFolder, _Page], str]:
-    """A text analysis (report/_text.py): its own parts, then figures, metrics and parameters."""
-    return lambda r, page: join([fn(r), _section_generic_safe(r)])
+    """A text analysis (report/_text.py): its own parts (HTML tables, shaded tokens, charts), then
+    the analysis's PNG figures of the same results, folded, then parameters and raw data."""
+    return lambda r, page: join([fn(r), _static_figures(r, set(), "static figures (the same results, drawn by the analysis)"),
+                                 _tail(r)])
 
 
 RENDERERS.update({a: _text_section(f) for a, f in TEXT_SECTIONS.items()})
