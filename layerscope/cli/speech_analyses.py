@@ -115,12 +115,13 @@ def xvector_cmd(
         )
     result.save(out)
     m = result.metrics
-    t = Table(title=f"Unseen speakers over {m['n_folds']} folds: mean ± std across folds")
+    spread = int(m["n_folds"]) >= 2  # a spread of one fold is no spread: show the value alone
+    t = Table(title=f"Unseen speakers over {m['n_folds']} folds" + (": mean ± std across folds" if spread else ""))
     for col in ("method", "ARI", "purity", "EER", "val acc"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for meth in m["methods"]:
         s = m["summary"][meth]
-        t.add_row(meth, *[("-" if s[k]["mean"] is None else f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}")
+        t.add_row(meth, *[("-" if s[k]["mean"] is None else f"{s[k]['mean']:.3f}" + (f" ± {s[k]['std']:.3f}" if spread else ""))
                           for k in ("ari", "purity", "eer", "val_accuracy")])
     console.print(t)
     console.print(f"wrote [bold]{out}[/]/result.json and figures")

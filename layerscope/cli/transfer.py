@@ -16,9 +16,15 @@ def _print_result(result: Any, out: Path) -> None:
 
     conds = ["BnB", "AnB", "BnB+", "AnB+", "random"]
     summ = {(s["condition"], s["n"]): s for s in result.summary}
-    fmt = lambda s: "-" if s is None else f"{100 * s['mean']:.1f}±{100 * s['std']:.1f}"  # noqa: E731
+
+    def fmt(s: Any) -> str:  # ± the seed std only when there are two seeds or more
+        if s is None:
+            return "-"
+        n = s.get("seeds") or len(s.get("per_seed") or {})
+        return f"{100 * s['mean']:.1f}" + (f"±{100 * s['std']:.1f}" if int(n) >= 2 else "")
+
     console.print(
-        f"Transfer grid {out}: {result.cells_done}/{result.cells_total} cells; accuracy on B in %, mean ± seed std; "
+        f"Transfer grid {out}: {result.cells_done}/{result.cells_total} cells; accuracy on B in %, mean ± seed std (± only with 2+ seeds); "
         f"baseA {fmt(summ.get(('baseA', 0)))}, baseB {fmt(summ.get(('baseB', 0)))}"
     )
     console.print(f"selection: {result.parameters.get('selection', 'mean of the k best validation epochs')}")
