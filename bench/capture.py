@@ -26,7 +26,6 @@ Usage: python bench/capture.py [--repeats 5] [--mem-repeats 3] [--before REV] [-
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -39,22 +38,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from _before import load_before
+
 BEFORE_REV = "9117c7a"  # main before issue 17's capture changes
-
-
-def load_before(rev: str) -> Any:
-    """The ``layerscope.capture`` module as it was at ``rev`` (run inside the package)."""
-    src = subprocess.run(
-        ["git", "show", f"{rev}:layerscope/capture.py"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    spec = importlib.util.spec_from_loader("layerscope._capture_before", loader=None)
-    assert spec is not None
-    mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = "layerscope"
-    sys.modules[spec.name] = mod
-    exec(compile(src, f"{rev}:layerscope/capture.py", "exec"), mod.__dict__)
-    return mod
 
 
 def vm_hwm_bytes() -> int:

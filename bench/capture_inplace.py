@@ -22,10 +22,8 @@ Usage: python bench/capture_inplace.py [--repeats 5] [--before REV]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,22 +32,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from _before import load_before
+
 REPO = Path(__file__).resolve().parents[1]
 BEFORE_REV = "7544595"  # main before the seam / in-place change
-
-
-def load_before(rev: str) -> Any:
-    """The ``layerscope.capture`` module as it was at ``rev`` (run inside the package)."""
-    src = subprocess.run(
-        ["git", "show", f"{rev}:layerscope/capture.py"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    spec = importlib.util.spec_from_loader("layerscope._capture_before", loader=None)
-    assert spec is not None
-    mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = "layerscope"
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    exec(compile(src, f"{rev}:layerscope/capture.py", "exec"), mod.__dict__)
-    return mod
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:

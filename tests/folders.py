@@ -8,15 +8,24 @@ from pathlib import Path
 import numpy as np
 
 
-def assert_same_folder(a: Path, b: Path) -> None:
-    """Same files; result.json equal without ``created``; arrays equal; other files (PNG) byte-equal."""
-    files = sorted(p.name for p in a.iterdir())
-    assert files == sorted(p.name for p in b.iterdir())
+def assert_same_folder(a: Path, b: Path, *, recursive: bool = False, ignore_metrics: tuple[str, ...] = ()) -> None:
+    """Same files; result.json equal without ``created`` (and the ``ignore_metrics`` keys of its
+    metrics, e.g. a run's wall time); arrays equal; other files (PNG) byte-equal. ``recursive``
+    compares the sub-folders too (relative paths)."""
+    def listing(d: Path) -> list[str]:
+        return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file()) if recursive else sorted(
+            p.name for p in d.iterdir())
+
+    files = listing(a)
+    assert files == listing(b)
     for name in files:
-        if name == "result.json":
+        if name.endswith("result.json"):
             da, db = (json.loads((d / name).read_text()) for d in (a, b))
             assert da.pop("created") and db.pop("created")
-            assert da == db
+            for d in (da, db):
+                for key in ignore_metrics:
+                    d.get("metrics", {}).pop(key, None)
+            assert da == db, name
         elif name.endswith(".npz"):
             za, zb = np.load(a / name), np.load(b / name)
             assert sorted(za.files) == sorted(zb.files)

@@ -12,6 +12,8 @@ from layerscope.cli import app
 from layerscope.cli import demo as cli_demo
 from layerscope.results import write_result
 
+from folders import assert_same_folder
+
 
 def test_steps_skip_fail_and_go_on(tmp_path: Path, monkeypatch, capsys):
     out = tmp_path / "demo"
@@ -190,28 +192,10 @@ def _tiny_run(run_dir: Path, arch: str, epochs: int) -> None:
 
 
 def _same_tree(a: Path, b: Path) -> None:
-    """Same files (recursively); result.json equal without ``created``; arrays and other bytes equal."""
-    import json
-
-    import numpy as np
-
-    files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
-    assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
-    assert "result.json" in files
-    for name in files:
-        if name.endswith("result.json"):
-            da, db = (json.loads((d / name).read_text()) for d in (a, b))
-            assert da.pop("created") and db.pop("created")
-            for d in (da, db):  # wall time of the run (maximize reports it), not a result
-                d["metrics"].pop("seconds", None)
-            assert da == db, name
-        elif name.endswith(".npz"):
-            za, zb = np.load(a / name), np.load(b / name)
-            assert sorted(za.files) == sorted(zb.files)
-            for k in za.files:
-                np.testing.assert_array_equal(za[k], zb[k], err_msg=f"{name}:{k}")
-        else:
-            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    """Same files (recursively); result.json equal without ``created`` and the run's wall time
+    (maximize reports it: not a result); arrays and other bytes equal."""
+    assert (a / "result.json").is_file()
+    assert_same_folder(a, b, recursive=True, ignore_metrics=("seconds",))
 
 
 @pytest.mark.slow
