@@ -1104,7 +1104,16 @@ class _Collector:
 
     def write(self, name: str, t: torch.Tensor) -> None:
         """The sink: copy the real rows of ``t`` to their destination."""
-        t = t[: self.b]
+        b = self.b
+        if t.shape[0] != b:
+            t = t[:b]
+        if not self.first and t.shape[0] == b and t.shape[1:] == self.shapes[name] and self.kind[name] == "ram" \
+                and t.device.type == "cpu" and t.dtype == self.ram_t[name].dtype and not t.is_neg():
+            # the common case, kept short (it runs once per layer and batch): same dtype on the CPU into RAM.
+            # NumPy's copy (a memcpy for contiguous rows, with streaming stores for big blocks) measured
+            # faster than Tensor.copy_ on 16-25 MB maps (bench/capture.py)
+            np.copyto(self.ram[name][self.row : self.row + b], t.numpy())
+            return
         if self.first:
             self.seen.add(name)
             if not self.direct:  # where it goes is decided once every layer has run: keep a copy till then
@@ -1123,13 +1132,7 @@ class _Collector:
                 "have no common shape. Reduce them inside the hook (reduce='mean', 'cls', 'first', 'last' "
                 "or a callable) or give every batch one length (pad to a fixed length)."
             )
-        dest = self._dest(name)
-        if t.device.type == "cpu" and t.dtype == dest.dtype and not t.requires_grad:
-            # same dtype on the CPU: NumPy's copy (a memcpy for contiguous rows, with streaming stores
-            # for big blocks) measured faster than Tensor.copy_ on 16-25 MB maps (bench/capture.py)
-            np.copyto(dest.numpy(), t.numpy())
-        else:
-            dest.copy_(t)  # another device or dtype: converted on the way
+        self._dest(name).copy_(t)  # converted to the storage dtype (and moved to the CPU) on the way
 
     def _dest(self, name: str) -> torch.Tensor:
         kind = self.kind[name]
