@@ -19,7 +19,8 @@ Expected picture (the paper's): digit NH / probe accuracy rise with depth, speak
 
 ``result.json`` of ``layerscope speech analyze`` (``analysis = "speech"``)::
 
-    parameters: {runs, n_frames, method, k, probe_test_size, random_state, part, layers}
+    parameters: {runs, n_frames, method, k, probe_test_size, random_state, part, layers,
+                 memory_budget, store, storage_rule}
     metrics: {"table": [row, ...],             # every model x layer, first to last layer
               "summary": [{model, features, depth, frame_accuracy, utterance_accuracy,
                            digit_nh_first, digit_nh_last, speaker_nh_first, speaker_nh_last,

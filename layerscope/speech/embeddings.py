@@ -13,7 +13,8 @@ are then grouped by agglomerative clustering. Here:
 
 ``result.json`` of ``layerscope speech embed`` (``analysis = "speaker_embeddings"``)::
 
-    parameters: {run, layers, linkage, metric, n_clusters, max_recordings, random_state}
+    parameters: {run, layers, linkage, metric, n_clusters, max_recordings, random_state,
+                 memory_budget, store, storage_rule}
     metrics: {"layers": [{layer, layer_index, purity, ari, nmi, ari_digit, dim}, ...],  # ari_digit: clusters vs digits "best_layer": ..,
               "n_recordings": .., "n_speakers": .., "speakers": [...], "train_speakers": [...],
               "unseen_speakers": bool, "val_accuracy": .., "chance_purity": ..}

@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from .._progress import ProgressArg, resolve_progress
-from .._stream import captured, column_max, columns, storage_params
+from .._stream import captured, check_storage, column_max, columns, storage_params
 from ..data.audio import AudioDataset
 from ..exceptions import ParameterError
 from ..layers import resolve_layer
@@ -87,6 +87,7 @@ def speech_topk(
 
     if k < 1:
         raise ParameterError(f"k must be >= 1; got {k}.")
+    check_storage(memory_budget, store)
     run = load_acoustic_run(run_dir)
     resolve_layer(run.model, layer)
     aud = _load_audio(run, audio)
