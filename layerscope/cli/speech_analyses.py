@@ -151,7 +151,7 @@ def topk_cmd(
 
     with progress_bar(progress) as bar:
         result = speech_topk(model, layer=layer, units=[int(u) for u in parse_list(units) or []] or None, k=k,
-                             part=part, progress=bar, memory_budget=parse_memory_budget(memory_budget_mb),
+                             part=part, progress=bar, memory_budget=parse_memory_budget(memory_budget_mb),  # type: ignore[arg-type]
                              store=store)  # type: ignore[arg-type]
     result.save(out)
     m = result.metrics

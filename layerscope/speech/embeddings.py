@@ -117,7 +117,7 @@ def utterance_embeddings(
         out: dict[str, np.ndarray] = {}
         for n, a in layers_in.items():
             out[n] = (_run_sums(a, order, starts, contiguous) / counts).astype(np.float32)
-    return out, ids
+        return out, ids
 
 
 def _run_sums(a: Any, order: np.ndarray, starts: np.ndarray, contiguous: bool) -> np.ndarray:
@@ -139,7 +139,6 @@ def _run_sums(a: Any, order: np.ndarray, starts: np.ndarray, contiguous: bool) -
         u = v
     assert out is not None  # at least one recording (np.unique of a non-empty capture)
     return out
-    return out, ids
 
 
 def cluster_scores(
