@@ -204,8 +204,8 @@ def test_text_separability_is_identical_with_a_tiny_budget(minilm: Any) -> None:
     from layerscope.data import load_dataset
     from layerscope.text import text_separability
 
-    glosses = load_dataset("wordnet:per_class=12:classes=animal,plant,artifact")
-    layers = ["embeddings", "encoder.layer.2", "encoder.layer.5"]
+    glosses = load_dataset("wordnet:per_class=10:classes=animal,plant,artifact")
+    layers = ["embeddings", "encoder.layer.5"]
     kw: dict[str, Any] = {"method": "pca", "before_training": False, "seed": 0, "batch_size": 16}
     ref = text_separability(minilm, glosses, layers, **kw)
     for storage in STORAGES[:2]:
@@ -249,10 +249,10 @@ def test_text_topk_is_the_same_in_small_batches(minilm: Any) -> None:
     from layerscope.data import load_dataset
     from layerscope.text import text_topk
 
-    glosses = load_dataset("wordnet:per_class=8:classes=animal,plant,artifact")
+    glosses = load_dataset("wordnet:per_class=6:classes=animal,plant,artifact")
     layers = ["encoder.layer.1", "encoder.layer.4"]
     one = text_topk(minilm, glosses, layers, units=[3, 100, 383], k=4, batch_size=64)  # one batch: one sort
-    many = text_topk(minilm, glosses, layers, units=[3, 100, 383], k=4, batch_size=5)
+    many = text_topk(minilm, glosses, layers, units=[3, 100, 383], k=4, batch_size=4)
     # a batch's padding changes the model's float rounding a little (not the ranking here): numbers
     # within 1e-4, everything else equal
     assert many.summaries == one.summaries
