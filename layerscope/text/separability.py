@@ -366,6 +366,8 @@ def text_separability(
         raise DataError("Separability needs at least two classes in the data.")
     classes = [str(c) for c in getattr(data, "classes", None) or range(int(labels_all.max()) + 1)]
     layers = list(layers) if layers else default_text_layers(model)
+    how = _check_poolings(poolings)
+    check_storage(memory_budget, store)
     indices = None
     if n is not None:
         if n < 2 * len(classes):
@@ -379,8 +381,6 @@ def text_separability(
     table: list[dict[str, Any]] = []
     embeddings: dict[str, np.ndarray] = {}
     labels = sample_ids = np.zeros(0, dtype=np.int64)
-    how = _check_poolings(poolings)
-    check_storage(memory_budget, store)
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for vname, m in variants:
         with _pooled_capture(
