@@ -264,3 +264,20 @@ def test_text_topk_is_the_same_in_small_batches(minilm: Any) -> None:
                     {key: v for key, v in b.items() if "activation" not in key}
                 assert a["activation"] == pytest.approx(b["activation"], abs=1e-4)
                 np.testing.assert_allclose(a["token_activations"], b["token_activations"], atol=1e-4)
+
+
+def test_text_separability_cli_store_zarr_equals_the_api(minilm: Any, tmp_path: Path) -> None:
+    from layerscope.cli import app
+    from layerscope.data import load_dataset
+    from layerscope.results import read_result
+    from layerscope.text import text_separability
+
+    spec = "wordnet:per_class=6:classes=animal,plant"
+    api = text_separability(minilm, load_dataset(spec), ["encoder.layer.3"], method="pca", before_training=False)
+    res = CliRunner().invoke(app, ["text-separability", "--data", spec, "--layers", "encoder.layer.3", "--method", "pca",
+                                   "--no-before-training", "--store", "zarr", "--memory-budget-mb", "0.5",
+                                   "--out", str(tmp_path / "sep"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    doc = read_result(tmp_path / "sep")
+    assert doc["table"] == api.table
+    assert doc["parameters"]["store"] == "zarr" and doc["parameters"]["memory_budget"] == 2**19
