@@ -143,6 +143,24 @@ def threads_option() -> Any:
     return typer.Option(None, help="torch CPU threads.")
 
 
+def memory_budget_option() -> Any:
+    """``--memory-budget-mb``: bytes of captured layers kept in RAM (see :func:`parse_memory_budget`)."""
+    return typer.Option(None, "--memory-budget-mb",
+                        help="Keep in RAM the layers that fit in this many MB; stream the others to disk.")
+
+
+def store_option() -> Any:
+    """``--store``: ``zarr`` puts every captured layer into a chunked, compressed store on disk."""
+    return typer.Option(None, help="'zarr': every layer into a chunked, compressed Zarr store (captures larger than memory).")
+
+
+def parse_memory_budget(memory_budget_mb: float | None) -> int | None:
+    """``--memory-budget-mb`` in bytes (MiB x 2**20); ``None`` stays ``None``; negative, nan or inf is refused."""
+    from .._stream import budget_bytes
+
+    return budget_bytes(memory_budget_mb)
+
+
 def set_threads(threads: int | None) -> None:
     """Apply ``--threads``: the CLI process's torch thread count (library code never sets it)."""
     if threads:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -11,8 +10,8 @@ import typer
 from rich.table import Table
 
 from ._app import (DATA_HELP, allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli,
-                   load_model_and_data, load_model_cli, model_option, parse_list, progress_bar, progress_option,
-                   seed_option, weights_option)
+                   load_model_and_data, load_model_cli, memory_budget_option, model_option, parse_list,
+                   parse_memory_budget, progress_bar, progress_option, seed_option, store_option, weights_option)
 from ._models import layout_option, parse_layouts, reduce_option
 
 
@@ -70,8 +69,8 @@ def capture(
     stratify: bool = typer.Option(False, help="With --limit: a seeded stratified subset instead of the first N."),
     seed: int = seed_option("Seed for --stratify."),
     batch_size: int = batch_size_option(),
-    memory_budget_mb: Optional[float] = typer.Option(None, help="Keep in RAM the layers that fit in this many MB; stream the others to disk."),
-    store: Optional[str] = typer.Option(None, help="'zarr': every layer into a chunked, compressed Zarr store (captures larger than memory)."),
+    memory_budget_mb: Optional[float] = memory_budget_option(),
+    store: Optional[str] = store_option(),
     dtype: str = typer.Option("float32", help="Storage dtype: float32, float16 (half the size, reduced precision) or float64."),
     progress: bool = progress_option(),
 ) -> None:
@@ -80,11 +79,7 @@ def capture(
     from ..capture_result import capture_dataset
 
     net, ds = load_model_and_data(model, data, weights, allow_pickle)
-    from ..exceptions import ParameterError
-
-    if memory_budget_mb is not None and not (math.isfinite(memory_budget_mb) and memory_budget_mb >= 0):
-        raise ParameterError(f"--memory-budget-mb must be a finite number >= 0; got {memory_budget_mb}.")
-    budget = int(memory_budget_mb * 2**20) if memory_budget_mb is not None else None
+    budget = parse_memory_budget(memory_budget_mb)
     with progress_bar(progress) as bar, result_folder(out) as staging:
         # arrays are streamed and saved straight into the folder being written (not copied a second time)
         res = capture_dataset(net, ds, parse_list(layers) or [], batch_size=batch_size, reduce=reduce,

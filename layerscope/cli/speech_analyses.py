@@ -12,7 +12,8 @@ from typing import List, Optional
 
 import typer
 
-from ._app import console, load_recordings, out_option, parse_list, progress_bar, progress_option, seed_option, set_threads, threads_option
+from ._app import (console, load_recordings, memory_budget_option, out_option, parse_list, parse_memory_budget, progress_bar,
+                   progress_option, seed_option, set_threads, store_option, threads_option)
 from .speech import _pct, speech
 
 @speech.command("analyze")
@@ -26,6 +27,8 @@ def analyze_cmd(
     probe_test_size: float = typer.Option(0.3, help="Fraction of recordings whose frames test the probes."),
     seed: int = seed_option(),
     threads: Optional[int] = threads_option(),
+    memory_budget_mb: Optional[float] = memory_budget_option(),
+    store: Optional[str] = store_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Per hidden layer: projections by digit and by speaker, NH and linear probes for both."""
@@ -36,7 +39,8 @@ def analyze_cmd(
     set_threads(threads)
     with progress_bar(progress) as bar:
         result = analyze_speech_runs(model, part=part, n_frames=n_frames, method=method, k=k,  # type: ignore[arg-type]
-                              probe_test_size=probe_test_size, random_state=seed, progress=bar)
+                              probe_test_size=probe_test_size, random_state=seed, progress=bar,
+                              memory_budget=parse_memory_budget(memory_budget_mb), store=store)  # type: ignore[arg-type]
     result.save(out)
     t = Table(title=f"Digit vs speaker per layer ({method}, k={k}; NH counts neighbours from other recordings)")
     keys = ("nh_digit_xutt", "nh_speaker_xutt", "nh_digit_original_xutt", "nh_speaker_original_xutt", "probe_digit", "probe_speaker")
@@ -59,6 +63,8 @@ def embed_cmd(
     max_recordings: int = typer.Option(600, help="Cluster at most this many recordings (per speaker evenly)."),
     frame_step: int = typer.Option(1, help="Average every N-th frame of each recording."),
     seed: int = seed_option(),
+    memory_budget_mb: Optional[float] = memory_budget_option(),
+    store: Optional[str] = store_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Speaker embeddings (Garcia-Romero et al. 2017): mean hidden activations per recording, clustered per layer."""
@@ -68,7 +74,8 @@ def embed_cmd(
 
     with progress_bar(progress) as bar:
         result = embed_speech_run(model, part=part, linkage=linkage, metric=metric, n_clusters=n_clusters,  # type: ignore[arg-type]
-                           max_recordings=max_recordings, frame_step=frame_step, random_state=seed, progress=bar)
+                           max_recordings=max_recordings, frame_step=frame_step, random_state=seed, progress=bar,
+                           memory_budget=parse_memory_budget(memory_budget_mb), store=store)  # type: ignore[arg-type]
     result.save(out)
     m = result.metrics
     t = Table(title=f"Clustering {m['n_recordings']} recordings of {m['n_speakers']} speakers "
@@ -135,6 +142,8 @@ def topk_cmd(
     units: Optional[str] = typer.Option(None, help="Comma-separated unit indices (default: the first 8 that ever fire)."),
     k: int = typer.Option(5, help="Frames per unit (at most one per recording)."),
     part: str = typer.Option("test", help="Which recordings of the run: test, train or all."),
+    memory_budget_mb: Optional[float] = memory_budget_option(),
+    store: Optional[str] = store_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Top-k frames of hidden units, with their recordings as wav files to listen to in the report."""
@@ -142,7 +151,8 @@ def topk_cmd(
 
     with progress_bar(progress) as bar:
         result = speech_topk(model, layer=layer, units=[int(u) for u in parse_list(units) or []] or None, k=k,
-                             part=part, progress=bar)  # type: ignore[arg-type]
+                             part=part, progress=bar, memory_budget=parse_memory_budget(memory_budget_mb),  # type: ignore[arg-type]
+                             store=store)  # type: ignore[arg-type]
     result.save(out)
     m = result.metrics
     for u in m["units"]:

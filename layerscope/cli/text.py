@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from ._app import (allow_pickle_option, app, console, load_data_cli, load_model_cli, out_option, parse_indices,
-                   parse_list, progress_bar, progress_option)
+from ._app import (allow_pickle_option, app, console, load_data_cli, load_model_cli, memory_budget_option, out_option,
+                   parse_indices, parse_list, parse_memory_budget, progress_bar, progress_option, store_option)
 
 MODEL = typer.Option("hf:all-MiniLM-L6-v2", "--model", "-m", help="A text model: hf:FOLDER or hf:INSTALLED_NAME.")
 DATA = typer.Option("wordnet", help="Labelled texts: wordnet[:classes=...][:SPLIT] or text:FILE.tsv|jsonl.")
@@ -24,6 +24,7 @@ def text_separability_cmd(
     method: str = typer.Option("tsne", help="2-D projection: tsne, umap or pca."),
     before_training: bool = typer.Option(True, help="Also measure a re-initialised copy of the model."),
     seed: int = typer.Option(0), batch_size: int = BATCH, allow_pickle: bool = allow_pickle_option(),
+    memory_budget_mb: Optional[float] = memory_budget_option(), store: Optional[str] = store_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Per-layer probe accuracy and NH of pooled token states (masked mean, CLS), trained vs untrained."""
@@ -33,7 +34,8 @@ def text_separability_cmd(
     ds = load_data_cli(data, net)
     with progress_bar(progress) as bar:
         res = text_separability(net, ds, parse_list(layers), n=n, method=method, before_training=before_training,
-                                seed=seed, batch_size=batch_size, progress=bar, data_spec=data)
+                                seed=seed, batch_size=batch_size, progress=bar, data_spec=data,
+                                memory_budget=parse_memory_budget(memory_budget_mb), store=store)  # type: ignore[arg-type]
     res.save(out)
     for p in res.poolings:
         console.print(f"{p} pooling: classes separate most at [bold]{res.best_layer(p)}[/] "

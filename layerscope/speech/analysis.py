@@ -19,7 +19,8 @@ Expected picture (the paper's): digit NH / probe accuracy rise with depth, speak
 
 ``result.json`` of ``layerscope speech analyze`` (``analysis = "speech"``)::
 
-    parameters: {runs, n_frames, method, k, probe_test_size, random_state, part, layers}
+    parameters: {runs, n_frames, method, k, probe_test_size, random_state, part, layers,
+                 memory_budget, store, storage_rule}
     metrics: {"table": [row, ...],             # every model x layer, first to last layer
               "summary": [{model, features, depth, frame_accuracy, utterance_accuracy,
                            digit_nh_first, digit_nh_last, speaker_nh_first, speaker_nh_last,
@@ -40,14 +41,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from torch import nn
 
 from .._io import to_jsonable
 from .._progress import ProgressArg, resolve_progress
-from ..capture import collect_activations
+from .._stream import captured, read_layer, storage_params
 from ..data.base import ArrayDataset, stratified_indices
 from ..exceptions import DataError, ParameterError
 
@@ -175,6 +176,8 @@ def analyze_layers(
     name: str = "model",
     info: dict[str, Any] | None = None,
     progress: ProgressArg = None,
+    memory_budget: int | None = None,
+    store: Literal["npy", "zarr"] | None = None,
 ) -> LayerAnalysis:
     """Digit vs speaker structure of every hidden layer of an acoustic model (Mohamed et al. 2012).
 
@@ -203,6 +206,12 @@ def analyze_layers(
         and the solver would otherwise crawl).
     random_state
         Seeds the sample, the projections and the probe splits.
+    memory_budget, store
+        Passed to :func:`~layerscope.capture.collect_activations`: bytes of layers kept in RAM
+        (the others go to ``.npy`` files), or ``"zarr"`` for a chunked store, in a temporary folder
+        removed at the end. Either way the layers are read back one at a time (the projection and
+        the probes need a layer's whole ``(n_frames, d)`` matrix, so one layer is in RAM at a time,
+        not all of them); the numbers are the same as without (tested).
 
     Returns
     -------
@@ -222,44 +231,48 @@ def analyze_layers(
         raise ParameterError("No layers to analyse: pass layers=[...] (the model has no hidden_layers attribute).")
     track = resolve_progress(progress)
     idx = sample_frames(frames, n_frames, random_state)
-    acts = collect_activations(model, frames, names, indices=idx, predictions=True, batch_size=1024)
-    digit = np.asarray(acts.extra_labels.get("digit", acts.labels))
-    speaker = np.asarray(acts.extra_labels["speaker"])
-    utt = np.asarray(acts.extra_labels["utterance"])
-    arrays: dict[str, np.ndarray] = {}
-    if include_input:
-        arrays["input"] = frames.x[idx].reshape(len(idx), -1).numpy()
-    arrays.update({n: np.asarray(acts.arrays[n]).reshape(len(idx), -1) for n in names})
-    rows: list[dict[str, Any]] = []
-    embeddings: dict[str, np.ndarray] = {}
-    prev = None
-    for i, (layer, X) in enumerate(track(list(arrays.items()), total=len(arrays), desc=f"layers of {name}")):
-        if not include_input:
-            i += 1
-        proj = project(X, digit, method=method, random_state=random_state, k=k, layer=layer,  # type: ignore[arg-type]
-                       align_to=prev, predictions=acts.predictions, sample_ids=idx, progress=progress)
-        emb = np.asarray(proj.embedding)
-        prev = emb
-        embeddings[layer] = emb
-        pk = {"test_size": probe_test_size, "random_state": random_state, "groups": utt, "layer": layer,
-              "C": probe_C, "max_iter": probe_max_iter}
-        p_d = linear_probe(X, digit, **pk)
-        p_s = linear_probe(X, speaker, **pk)
-        rows.append({
-            "layer": layer,
-            "layer_index": i,
-            "nh_digit": float(proj.metrics["nh"]),
-            "nh_speaker": neighborhood_hit(emb, speaker, k),
-            "nh_digit_xutt": grouped_neighborhood_hit(emb, digit, utt, k),
-            "nh_speaker_xutt": grouped_neighborhood_hit(emb, speaker, utt, k),
-            "nh_digit_original": float(proj.metrics.get("nh_original", neighborhood_hit(X, digit, k))),
-            "nh_speaker_original": neighborhood_hit(X, speaker, k),
-            "nh_digit_original_xutt": grouped_neighborhood_hit(X, digit, utt, k),
-            "nh_speaker_original_xutt": grouped_neighborhood_hit(X, speaker, utt, k),
-            "probe_digit": p_d.accuracy,
-            "probe_speaker": p_s.accuracy,
-        })
-        log.info("%s %s: %s", name, layer, rows[-1])
+    with captured(model, frames, names, indices=idx, predictions=True, batch_size=1024,
+                  memory_budget=memory_budget, store=store) as acts:
+        digit = np.asarray(acts.extra_labels.get("digit", acts.labels))
+        speaker = np.asarray(acts.extra_labels["speaker"])
+        utt = np.asarray(acts.extra_labels["utterance"])
+        predicted = acts.predictions
+        frame = np.asarray(acts.extra_labels.get("frame", np.zeros(len(idx), np.int64)))
+        # one layer in RAM at a time: the input features, then each captured layer read back whole
+        order = (["input"] if include_input else []) + names
+        rows: list[dict[str, Any]] = []
+        embeddings: dict[str, np.ndarray] = {}
+        prev = None
+        for i, layer in enumerate(track(order, total=len(order), desc=f"layers of {name}")):
+            if not include_input:
+                i += 1
+            X = frames.x[idx].reshape(len(idx), -1).numpy() if layer == "input" else read_layer(acts.arrays[layer])
+            proj = project(X, digit, method=method, random_state=random_state, k=k, layer=layer,  # type: ignore[arg-type]
+                           align_to=prev, predictions=predicted, sample_ids=idx, progress=progress)
+            emb = np.asarray(proj.embedding)
+            prev = emb
+            embeddings[layer] = emb
+            pk = {"test_size": probe_test_size, "random_state": random_state, "groups": utt, "layer": layer,
+                  "C": probe_C, "max_iter": probe_max_iter}
+            p_d = linear_probe(X, digit, **pk)
+            p_s = linear_probe(X, speaker, **pk)
+            rows.append({
+                "layer": layer,
+                "layer_index": i,
+                "nh_digit": float(proj.metrics["nh"]),
+                "nh_speaker": neighborhood_hit(emb, speaker, k),
+                "nh_digit_xutt": grouped_neighborhood_hit(emb, digit, utt, k),
+                "nh_speaker_xutt": grouped_neighborhood_hit(emb, speaker, utt, k),
+                "nh_digit_original": float(proj.metrics.get("nh_original", neighborhood_hit(X, digit, k))),
+                "nh_speaker_original": neighborhood_hit(X, speaker, k),
+                "nh_digit_original_xutt": grouped_neighborhood_hit(X, digit, utt, k),
+                "nh_speaker_original_xutt": grouped_neighborhood_hit(X, speaker, utt, k),
+                "probe_digit": p_d.accuracy,
+                "probe_speaker": p_s.accuracy,
+            })
+            del X
+            log.info("%s %s: %s", name, layer, rows[-1])
+        labels = np.asarray(acts.labels)
     n_spk = len(np.unique(speaker))
     meta = {
         **(info or {}),
@@ -271,7 +284,8 @@ def analyze_layers(
         "chance_speaker": float(np.square(np.bincount(speaker) / len(speaker)).sum()),
         "n_speakers": int(n_spk),
         "probe_C": probe_C,
-        "frame_accuracy_sample": float((acts.predictions == acts.labels).mean()) if acts.predictions is not None else None,
+        "frame_accuracy_sample": float((predicted == labels).mean()) if predicted is not None else None,
+        **storage_params(memory_budget, store),
     }
     return LayerAnalysis(
         name=name,
@@ -279,9 +293,9 @@ def analyze_layers(
         embeddings=embeddings,
         digit=digit,
         speaker=speaker,
-        predicted=np.asarray(acts.predictions),
+        predicted=np.asarray(predicted),
         utterance=utt,
-        frame=np.asarray(acts.extra_labels.get("frame", np.zeros(len(idx), np.int64))),
+        frame=frame,
         sample_ids=idx,
         speaker_names=list(frames.label_names.get("speaker", [])),
         classes=list(frames.label_names.get("digit", frames.classes)),

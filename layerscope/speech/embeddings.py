@@ -13,7 +13,8 @@ are then grouped by agglomerative clustering. Here:
 
 ``result.json`` of ``layerscope speech embed`` (``analysis = "speaker_embeddings"``)::
 
-    parameters: {run, layers, linkage, metric, n_clusters, max_recordings, random_state}
+    parameters: {run, layers, linkage, metric, n_clusters, max_recordings, random_state,
+                 memory_budget, store, storage_rule}
     metrics: {"layers": [{layer, layer_index, purity, ari, nmi, ari_digit, dim}, ...],  # ari_digit: clusters vs digits "best_layer": ..,
               "n_recordings": .., "n_speakers": .., "speakers": [...], "train_speakers": [...],
               "unseen_speakers": bool, "val_accuracy": .., "chance_purity": ..}
@@ -28,10 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from .._progress import ProgressArg, resolve_progress
-from ..capture import collect_activations
+from .._stream import BLOCK_ROWS, captured, read_layer, read_rows, storage_params
 from ..data.base import ArrayDataset
 from ..exceptions import DataError, ParameterError
 
@@ -61,6 +63,8 @@ def utterance_embeddings(
     include_input: bool = True,
     batch_size: int = 2048,
     progress: ProgressArg = None,
+    memory_budget: int | None = None,
+    store: Literal["npy", "zarr"] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Mean activation over each recording's frames, per layer.
 
@@ -74,6 +78,13 @@ def utterance_embeddings(
         Default ``model.hidden_layers``.
     include_input
         Also embed the flattened input frames (layer ``input``).
+    memory_budget, store
+        Passed to :func:`~layerscope.capture.collect_activations` (bytes of layers kept in RAM, the
+        others to ``.npy`` files; or ``"zarr"``: a chunked store), in a temporary folder removed at
+        the end. The per-recording sums are accumulated block by block (:data:`~layerscope._stream.BLOCK_ROWS`
+        rows, each block cut at a recording boundary) in every case, so memory holds one block of
+        each layer plus the ``(U, D)`` sums, and the embeddings are bit-identical with and without
+        a budget.
 
     Returns
     -------
@@ -87,23 +98,47 @@ def utterance_embeddings(
     names = list(layers) if layers is not None else list(getattr(model, "hidden_layers", []))
     if not names:
         raise ParameterError("No layers to embed: pass layers=[...].")
-    acts = collect_activations(model, frames, names, batch_size=batch_size, progress=resolve_progress(progress))
-    utt = np.asarray(frames.extra_labels["utterance"])[acts.sample_ids]
-    ids, inv = np.unique(utt, return_inverse=True)
-    counts = np.bincount(inv).astype(np.float64)[:, None]
-    arrays: dict[str, np.ndarray] = {}
-    if include_input:
-        arrays["input"] = frames.x[acts.sample_ids].reshape(len(utt), -1).numpy()
-    arrays.update({n: np.asarray(acts.arrays[n]).reshape(len(utt), -1) for n in names})
-    out: dict[str, np.ndarray] = {}
-    # per-recording sums: rows sorted by recording, then np.add.reduceat over each run of rows
-    # (np.add.at, unbuffered, took seconds per layer on FSDD-sized inputs)
-    order = np.argsort(inv, kind="stable")
-    starts = np.searchsorted(inv[order], np.arange(len(ids)))
-    for n, a in arrays.items():
-        s = np.add.reduceat(np.asarray(a, dtype=np.float64)[order], starts, axis=0)
-        out[n] = (s / counts).astype(np.float32)
-    return out, ids
+    with captured(model, frames, names, batch_size=batch_size, progress=resolve_progress(progress),
+                  memory_budget=memory_budget, store=store) as acts:
+        utt = np.asarray(frames.extra_labels["utterance"])[acts.sample_ids]
+        ids, inv = np.unique(utt, return_inverse=True)
+        counts = np.bincount(inv).astype(np.float64)[:, None]
+        # per-recording sums: rows taken in recording order (stable), np.add.reduceat over each run of
+        # rows (np.add.at, unbuffered, took seconds per layer on FSDD-sized inputs), one block of whole
+        # runs at a time. reduceat adds a run's rows in order, so the sums do not depend on the blocks.
+        order = np.argsort(inv, kind="stable")
+        starts = np.searchsorted(inv[order], np.arange(len(ids)))
+        contiguous = bool(np.all(order == np.arange(len(order))))
+        layers_in: dict[str, Any] = {}
+        if include_input:
+            whole = np.array_equal(acts.sample_ids, np.arange(len(frames.x)))
+            layers_in["input"] = frames.x if whole else frames.x[torch.from_numpy(acts.sample_ids)]
+        layers_in.update({n: acts.arrays[n] for n in names})
+        out: dict[str, np.ndarray] = {}
+        for n, a in layers_in.items():
+            out[n] = (_run_sums(a, order, starts, contiguous) / counts).astype(np.float32)
+        return out, ids
+
+
+def _run_sums(a: Any, order: np.ndarray, starts: np.ndarray, contiguous: bool) -> np.ndarray:
+    """``(U, D)`` float64 sums of the rows ``order[starts[u]:starts[u + 1]]`` of ``a``, one block of runs at a time."""
+    n = len(order)
+    bounds = np.append(starts, n)
+    out: np.ndarray | None = None
+    u = 0
+    while u < len(starts):
+        # the runs u..v-1 fill one block of about BLOCK_ROWS rows (at least one run)
+        v = int(np.searchsorted(bounds, bounds[u] + BLOCK_ROWS, side="right")) - 1
+        v = min(max(v, u + 1), len(starts))
+        lo, hi = int(bounds[u]), int(bounds[v])
+        blk = read_rows(a, lo, hi) if contiguous else read_layer(a, order[lo:hi])
+        s = np.add.reduceat(blk.reshape(hi - lo, -1).astype(np.float64), bounds[u:v] - lo, axis=0)
+        if out is None:
+            out = np.empty((len(starts), s.shape[1]), dtype=np.float64)
+        out[u:v] = s
+        u = v
+    assert out is not None  # at least one recording (np.unique of a non-empty capture)
+    return out
 
 
 def cluster_scores(
@@ -211,6 +246,8 @@ def embedding_study(
     random_state: int | None = 0,
     info: dict[str, Any] | None = None,
     progress: ProgressArg = None,
+    memory_budget: int | None = None,
+    store: Literal["npy", "zarr"] | None = None,
 ) -> EmbeddingStudy:
     """Cluster the recordings of ``frames`` by speaker with each layer's utterance embeddings.
 
@@ -223,6 +260,9 @@ def embedding_study(
         Frames of the recordings to cluster (speakers the model may never have heard).
     max_recordings
         Cluster at most this many recordings, drawn per speaker evenly (seeded).
+    memory_budget, store
+        How the frames' activations are held while they are averaged (see
+        :func:`utterance_embeddings`); the embeddings, and so the clusters, are the same.
 
     Returns
     -------
@@ -247,7 +287,7 @@ def embedding_study(
             "The recordings to cluster come from a single speaker; clustering by speaker needs at least two "
             "(train the speaker model with more held-out speakers, e.g. --test-speakers a,b,c)."
         )
-    embs, utts = utterance_embeddings(model, frames, layers, progress=progress)
+    embs, utts = utterance_embeddings(model, frames, layers, progress=progress, memory_budget=memory_budget, store=store)
     _, first = np.unique(utt_all, return_index=True)
     spk = spk_all[first]
     dig = np.asarray(frames.extra_labels.get("digit", frames.y.numpy()))[first]
@@ -266,6 +306,7 @@ def embedding_study(
         "chance_purity": float(counts.max() / counts.sum()),
         "linkage": linkage,
         "metric": "euclidean" if linkage == "ward" else metric,
+        **storage_params(memory_budget, store),
     }
     return EmbeddingStudy(rows, spk, dig, utts, assignments, embs,
                           list(frames.label_names.get("speaker", [])), meta)

@@ -7,7 +7,7 @@ as the recording's log-mel spectrogram with the frame's context window marked, a
 
 ``result.json`` of ``layerscope speech topk`` (``analysis = "speech_topk"``)::
 
-    parameters: {run, layer, units, k, part}
+    parameters: {run, layer, units, k, part, memory_budget, store, storage_rule}
     metrics: {"units": [{"unit": j, "dead": bool (never fires), "top": [{"utterance", "filename", "frame", "time_s", "activation",
                                              "digit", "speaker"}, ...]}, ...],
               "digit_purity": mean over live units of the share of the top-k frames with the unit's most
@@ -23,7 +23,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from .._progress import ProgressArg, resolve_progress
-from ..capture import collect_activations
+from .._stream import captured, check_storage, column_max, columns, storage_params
 from ..data.audio import AudioDataset
 from ..exceptions import ParameterError
 from ..layers import resolve_layer
@@ -64,11 +64,19 @@ def speech_topk(
     part: Literal["train", "test", "all"] = "test",
     audio: AudioDataset | None = None,
     progress: ProgressArg = None,
+    memory_budget: int | None = None,
+    store: Literal["npy", "zarr"] | None = None,
 ) -> SpeechTopK:
     """Top-k frames of units of ``layer`` over a run's recordings (what ``layerscope speech topk`` writes).
 
     Returns a :class:`~.results.SpeechTopK` (spectrogram figure, the recordings as wav files);
     with ``out_dir`` it is also saved there.
+
+    ``memory_budget`` (bytes) / ``store`` (``"npy"``, ``"zarr"``) are passed to
+    :func:`~layerscope.capture.collect_activations` (a temporary folder, removed at the end). The
+    layer is then read block by block in every case: once for each unit's maximum (which units
+    ever fire), once for the chosen units' columns; memory holds one block and ``(N, units)``
+    values, never the ``(N, D)`` layer. The result is the same with and without a budget.
     """
     import io
 
@@ -79,20 +87,24 @@ def speech_topk(
 
     if k < 1:
         raise ParameterError(f"k must be >= 1; got {k}.")
+    check_storage(memory_budget, store)
     run = load_acoustic_run(run_dir)
     resolve_layer(run.model, layer)
     aud = _load_audio(run, audio)
     frames = run.frames(aud, part)
-    acts = collect_activations(run.model, frames, [layer], batch_size=2048, progress=resolve_progress(progress))
-    a = np.asarray(acts.arrays[layer]).reshape(len(frames), -1)
-    alive = a.max(axis=0) > 0
-    if units is None:  # the first 8 units that fire at all (ReLU units can be dead: 0 everywhere)
-        chosen = [int(u) for u in np.flatnonzero(alive)[:8]] or list(range(min(8, a.shape[1])))
-    else:
-        chosen = [int(u) for u in units]
-    bad = [u for u in chosen if not 0 <= u < a.shape[1]]
-    if bad:
-        raise ParameterError(f"Units {bad} are outside 0..{a.shape[1] - 1} of layer {layer!r}.")
+    with captured(run.model, frames, [layer], batch_size=2048, progress=resolve_progress(progress),
+                  memory_budget=memory_budget, store=store) as acts:
+        x = acts.arrays[layer]
+        width = int(np.prod(x.shape[1:], dtype=np.int64))
+        alive = column_max(x) > 0
+        if units is None:  # the first 8 units that fire at all (ReLU units can be dead: 0 everywhere)
+            chosen = [int(u) for u in np.flatnonzero(alive)[:8]] or list(range(min(8, width)))
+        else:
+            chosen = [int(u) for u in units]
+        bad = [u for u in chosen if not 0 <= u < width]
+        if bad:
+            raise ParameterError(f"Units {bad} are outside 0..{width - 1} of layer {layer!r}.")
+        cols = columns(x, chosen)  # (N, len(chosen)): the chosen units only
     utt = np.asarray(frames.extra_labels["utterance"])
     frm = np.asarray(frames.extra_labels["frame"])
     cfg = run.extractor.config
@@ -107,7 +119,7 @@ def speech_topk(
     show_cfg = FeatureConfig(kind="fbank", n_mels=cfg.n_mels, win_ms=cfg.win_ms, hop_ms=cfg.hop_ms, fmin=cfg.fmin,
                              fmax=cfg.fmax)
     for i, unit in enumerate(chosen):
-        rows = top_frames(a[:, unit], utt, k)
+        rows = top_frames(cols[:, i], utt, k)
         top: list[dict[str, Any]] = []
         for r_i, row in enumerate(rows):
             u, t = int(utt[row]), int(frm[row])
@@ -119,7 +131,7 @@ def speech_topk(
             files[rel] = buf.getvalue()
             time_s = (t * hop + n_fft / 2) / aud.sample_rate
             entry = {"utterance": u, "filename": name, "frame": t, "time_s": round(time_s, 3),
-                     "activation": float(a[row, unit]), "digit": int(aud.labels[u]),
+                     "activation": float(cols[row, i]), "digit": int(aud.labels[u]),
                      "speaker": aud.speaker_names[int(aud.speakers[u])]}
             top.append(entry)
             figures.append({"path": rel, "title": f"unit {unit}, #{r_i + 1}: {name}",
@@ -152,7 +164,8 @@ def speech_topk(
     doc = {
         "model": {**model_description(run.model), "name": run_name(run)},
         "data": f"fsdd frames ({part} recordings)",
-        "parameters": {"run": str(run_dir), "layer": layer, "units": chosen, "k": k, "part": part},
+        "parameters": {"run": str(run_dir), "layer": layer, "units": chosen, "k": k, "part": part,
+                       **storage_params(memory_budget, store)},
         "metrics": {"units": units_doc, "digit_purity": purity("digit"), "speaker_purity": purity("speaker")},
         "figures": [{"path": "topk_spectrograms.png", "title": f"{layer}: top-{k} frames per unit",
                      "caption": "Log-mel spectrogram of each recording; the cyan band is the context window "

@@ -17,6 +17,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from .._progress import ProgressArg
+from .._stream import check_storage, storage_params
 from ..data.audio import AudioDataset
 from ..exceptions import DataError
 from ..results import model_description, write_result
@@ -61,14 +62,20 @@ def analyze_speech_runs(
     probe_test_size: float = 0.3,
     random_state: int = 0,
     progress: ProgressArg = None,
+    memory_budget: int | None = None,
+    store: Literal["npy", "zarr"] | None = None,
 ) -> SpeechAnalysis:
     """Per-layer digit / speaker analysis of each run (what ``layerscope speech analyze`` writes).
+
+    ``memory_budget`` (bytes) and ``store`` are passed to :func:`~.analysis.analyze_layers` (how the
+    captured layers are held; the numbers do not change).
 
     Returns a :class:`~.results.SpeechAnalysis`; with ``out_dir`` it is also saved there
     (``result.save(out_dir)``: ``result.json``, ``trends.png`` and one projection figure per run).
     """
     if not run_dirs:
         raise DataError("No runs to analyse: pass at least one speech run folder.")
+    check_storage(memory_budget, store)
     from .plots import plot_layer_projections, plot_trends
 
     analyses: list[LayerAnalysis] = []
@@ -104,7 +111,8 @@ def analyze_speech_runs(
             "utterance_accuracy": run.meta.get("utterance_accuracy"),
         }
         a = analyze_layers(run.model, frames, n_frames=n_frames, method=method, k=k, probe_test_size=probe_test_size,
-                           random_state=random_state, name=name, info=info, progress=progress)
+                           random_state=random_state, name=name, info=info, progress=progress,
+                           memory_budget=memory_budget, store=store)
         analyses.append(a)
         fig = f"model{n_run}_{_safe(run.directory.name)}_projections.png"
         makers[fig[:-4]] = lambda a=a: plot_layer_projections(a)
@@ -124,7 +132,7 @@ def analyze_speech_runs(
         "data": f"fsdd frames ({part} recordings)",
         "parameters": {"runs": [str(r) for r in run_dirs], "n_frames": n_frames, "method": method, "k": k,
                        "probe_test_size": probe_test_size, "random_state": random_state, "part": part,
-                       "layers": [list(a.embeddings) for a in analyses]},
+                       "layers": [list(a.embeddings) for a in analyses], **storage_params(memory_budget, store)},
         "metrics": {"table": table, "summary": summary,
                     "chance": {"digit": analyses[0].info["chance_digit"], "speaker": analyses[0].info["chance_speaker"]}},
         "table": table,
@@ -150,12 +158,18 @@ def embed_speech_run(
     frame_step: int = 1,
     random_state: int = 0,
     progress: ProgressArg = None,
+    memory_budget: int | None = None,
+    store: Literal["npy", "zarr"] | None = None,
 ) -> SpeakerEmbeddings:
     """Speaker clustering of a run's recordings per layer (what ``layerscope speech embed`` writes).
+
+    ``memory_budget`` (bytes) and ``store`` are passed to :func:`~.embeddings.embedding_study` (how
+    the captured frames' activations are held while averaged; the numbers do not change).
 
     Returns a :class:`~.results.SpeakerEmbeddings`; with ``out_dir`` it is also saved there
     (``result.json``, ``embedding_clusters.png``, ``embedding_best_layer.png``).
     """
+    check_storage(memory_budget, store)
     run = load_acoustic_run(run_dir)
     aud = _load_audio(run, audio)
     tr, te = run.split_rows(aud)
@@ -168,13 +182,15 @@ def embed_speech_run(
             "unseen_speakers": not set(held) & set(train_spk),
             "val_accuracy": cps[-1].get("val_accuracy") if cps else None}
     study = embedding_study(run.model, frames, linkage=linkage, metric=metric, n_clusters=n_clusters,
-                            max_recordings=max_recordings, random_state=random_state, info=info, progress=progress)
+                            max_recordings=max_recordings, random_state=random_state, info=info, progress=progress,
+                            memory_budget=memory_budget, store=store)
     doc = {
         "model": {**model_description(run.model), "name": run_name(run)},
         "data": f"fsdd recordings ({part} part of the run: speakers {', '.join(held)})",
         "parameters": {"run": str(run_dir), "layers": [r["layer"] for r in study.rows], "linkage": linkage,
                        "metric": study.info["metric"], "n_clusters": n_clusters, "max_recordings": max_recordings,
-                       "frame_step": frame_step, "random_state": random_state, "part": part},
+                       "frame_step": frame_step, "random_state": random_state, "part": part,
+                       **storage_params(memory_budget, store)},
         "metrics": {"layers": study.rows, "best_layer": study.best_layer, **{k: study.info[k] for k in (
             "n_recordings", "n_speakers", "speakers", "train_speakers", "unseen_speakers", "val_accuracy",
             "chance_purity")}},

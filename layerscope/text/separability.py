@@ -23,16 +23,18 @@ poolings are computed inside the hook from the same output, see
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._io import read_json
+from .._stream import captured, check_storage, read_layer, storage_params
 from ..exceptions import DataError, ParameterError
 from ..results import AnalysisResult, model_description, write_result
 from ._common import default_text_layers, reinitialized_copy, text_adapter, texts_and_labels, track
@@ -233,6 +235,43 @@ def _cmap(n: int) -> Any:
     return colormaps["tab10" if n <= 10 else "tab20"]
 
 
+def _pooling_reducer(how: list[str]) -> Any:
+    from ..seam import reduce_output
+
+    def both(t: torch.Tensor, layout: str, mask: torch.Tensor | None) -> torch.Tensor:
+        if layout != "sequence" or t.ndim != 3:
+            raise ParameterError(f"Text pooling needs (N, T, D) token states; a layer gave {tuple(t.shape)} ({layout}).")
+        return torch.cat([reduce_output(t, "cls" if p == "cls" else "mean", layout, mask) for p in how], dim=1)
+
+    return both
+
+
+def _check_poolings(poolings: Sequence[str]) -> list[str]:
+    bad = [p for p in poolings if p not in POOLINGS]
+    if bad or not poolings:
+        raise ParameterError(f"poolings must be a non-empty subset of {POOLINGS}; got {list(poolings)}.")
+    return list(poolings)
+
+
+@contextlib.contextmanager
+def _pooled_capture(
+    model: nn.Module, data: Any, layers: Sequence[str], how: list[str], *, indices: np.ndarray | None,
+    batch_size: int, progress: Any, memory_budget: int | None, store: str | None,
+) -> Iterator[Any]:
+    """The capture of every layer's pooled states (``(n, len(how) * D)`` per layer), spilled if asked."""
+    with captured(
+        model, data, list(layers), batch_size=batch_size, reduce=_pooling_reducer(how),
+        layouts={layer: "sequence" for layer in layers}, indices=indices, adapter=text_adapter, progress=progress,
+        memory_budget=memory_budget, store=store,
+    ) as acts:
+        yield acts
+
+
+def _split_poolings(a: np.ndarray, how: list[str]) -> dict[str, np.ndarray]:
+    d = a.shape[1] // len(how)
+    return {p: a[:, i * d : (i + 1) * d] for i, p in enumerate(how)}
+
+
 def pooled_states(
     model: nn.Module,
     data: Any,
@@ -246,32 +285,17 @@ def pooled_states(
     """``{pooling: {layer: (n, D)}}``, labels and sample ids, from one pass of ``data`` through ``model``.
 
     Pooling is done inside the capture hook by :func:`layerscope.seam.reduce_output` (masked mean
-    ``"mean"``; ``"cls"`` = first token), so full token states are never stored.
+    ``"mean"``; ``"cls"`` = first token), so full token states are never stored. Every layer is
+    held in RAM; :func:`text_separability` with ``memory_budget``/``store`` reads one at a time.
     """
-    from ..capture import collect_activations
-    from ..seam import reduce_output
-
-    bad = [p for p in poolings if p not in POOLINGS]
-    if bad or not poolings:
-        raise ParameterError(f"poolings must be a non-empty subset of {POOLINGS}; got {list(poolings)}.")
-    how = list(poolings)
-
-    def both(t: torch.Tensor, layout: str, mask: torch.Tensor | None) -> torch.Tensor:
-        if layout != "sequence" or t.ndim != 3:
-            raise ParameterError(f"Text pooling needs (N, T, D) token states; a layer gave {tuple(t.shape)} ({layout}).")
-        return torch.cat([reduce_output(t, "cls" if p == "cls" else "mean", layout, mask) for p in how], dim=1)
-
-    acts = collect_activations(
-        model, data, list(layers), batch_size=batch_size, reduce=both,
-        layouts={layer: "sequence" for layer in layers}, indices=indices, adapter=text_adapter, progress=progress,
-    )
-    out: dict[str, dict[str, np.ndarray]] = {p: {} for p in how}
-    for layer in layers:
-        a = np.asarray(acts[layer])
-        d = a.shape[1] // len(how)
-        for i, p in enumerate(how):
-            out[p][layer] = a[:, i * d : (i + 1) * d]
-    return out, np.asarray(acts.labels), np.asarray(acts.sample_ids)
+    how = _check_poolings(poolings)
+    with _pooled_capture(model, data, layers, how, indices=indices, batch_size=batch_size, progress=progress,
+                         memory_budget=None, store=None) as acts:
+        out: dict[str, dict[str, np.ndarray]] = {p: {} for p in how}
+        for layer in layers:
+            for p, a in _split_poolings(read_layer(acts[layer]), how).items():
+                out[p][layer] = a
+        return out, np.asarray(acts.labels), np.asarray(acts.sample_ids)
 
 
 def text_separability(
@@ -292,6 +316,8 @@ def text_separability(
     progress: Any = None,
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
+    memory_budget: int | None = None,
+    store: Literal["npy", "zarr"] | None = None,
 ) -> TextSeparabilityResult:
     """Probe accuracy and NH of every layer's pooled token states, trained vs untrained.
 
@@ -321,6 +347,13 @@ def text_separability(
         Texts per forward pass; a tqdm-compatible callable (keywords ``total``, ``desc``).
     model_info, data_spec
         Descriptions written to ``result.json`` (default: from the model; none).
+    memory_budget, store
+        Passed to :func:`~layerscope.capture.collect_activations`: bytes of pooled layers kept in
+        RAM (the others go to ``.npy`` files), or ``"zarr"`` (a chunked store), in a temporary
+        folder removed at the end. The layers are then read back one at a time (the probe and the
+        projection need a layer's whole ``(n, D)`` matrix), so memory holds one layer's pooled
+        states, not all of them. The numbers are the same as without (tested). Without either,
+        every layer is held in RAM (the default).
     """
     from ..data.base import stratified_indices
     from ..projection import project
@@ -333,6 +366,8 @@ def text_separability(
         raise DataError("Separability needs at least two classes in the data.")
     classes = [str(c) for c in getattr(data, "classes", None) or range(int(labels_all.max()) + 1)]
     layers = list(layers) if layers else default_text_layers(model)
+    how = _check_poolings(poolings)
+    check_storage(memory_budget, store)
     indices = None
     if n is not None:
         if n < 2 * len(classes):
@@ -346,32 +381,42 @@ def text_separability(
     table: list[dict[str, Any]] = []
     embeddings: dict[str, np.ndarray] = {}
     labels = sample_ids = np.zeros(0, dtype=np.int64)
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for vname, m in variants:
-        feats, labels, sample_ids = pooled_states(
-            m, data, layers, poolings=poolings, indices=indices, batch_size=batch_size,
+        with _pooled_capture(
+            m, data, layers, how, indices=indices, batch_size=batch_size, memory_budget=memory_budget, store=store,
             progress=None if progress in (None, False) else (lambda it, total=None, desc="", _v=vname: track(
                 progress, it, total, f"{_v}: forward")),
-        )
-        jobs = [(p, layer) for p in poolings for layer in layers]
-        for p, layer in track(progress, jobs, len(jobs), f"{vname}: probes and projections"):
-            X = feats[p][layer]
-            if not np.all(np.isfinite(X)):
-                raise DataError(f"{vname} {layer} ({p} pooling) has NaN/inf activations.")
-            pr = linear_probe(X, labels, test_size=test_size, random_state=seed, C=C, layer=layer)
-            proj = project(
-                X, labels, method=method, random_state=seed, k=k, nh_original=True, layer=layer,  # type: ignore[arg-type]
-                perplexity=perplexity,
-            )
-            embeddings[_key(vname, p, layer)] = np.asarray(proj.embedding, dtype=np.float32)
-            table.append({
-                "variant": vname, "pooling": p, "layer": layer, "probe_accuracy": pr.accuracy,
-                "probe_chance": pr.chance, "probe_train_accuracy": pr.train_accuracy,
-                "nh_2d": float(proj.metrics["nh"]), "nh_activation": float(proj.metrics["nh_original"]),
-            })
+        ) as acts:
+            labels, sample_ids = np.asarray(acts.labels), np.asarray(acts.sample_ids)
+            jobs = [(p, layer) for layer in layers for p in how]  # layer by layer: one layer read at a time
+            feats: dict[str, np.ndarray] = {}
+            for p, layer in track(progress, jobs, len(jobs), f"{vname}: probes and projections"):
+                if p == how[0]:
+                    feats = _split_poolings(read_layer(acts[layer]), how)
+                X = feats[p]
+                if not np.all(np.isfinite(X)):
+                    raise DataError(f"{vname} {layer} ({p} pooling) has NaN/inf activations.")
+                pr = linear_probe(X, labels, test_size=test_size, random_state=seed, C=C, layer=layer)
+                proj = project(
+                    X, labels, method=method, random_state=seed, k=k, nh_original=True, layer=layer,  # type: ignore[arg-type]
+                    perplexity=perplexity,
+                )
+                embeddings[_key(vname, p, layer)] = np.asarray(proj.embedding, dtype=np.float32)
+                rows[(vname, p, layer)] = {
+                    "variant": vname, "pooling": p, "layer": layer, "probe_accuracy": pr.accuracy,
+                    "probe_chance": pr.chance, "probe_train_accuracy": pr.train_accuracy,
+                    "nh_2d": float(proj.metrics["nh"]), "nh_activation": float(proj.metrics["nh_original"]),
+                }
+            feats = {}
+        # the table keeps its order: variant, then pooling, then layer
+        table.extend(rows[(vname, p, layer)] for p in how for layer in layers)
+    embeddings = {_key(v, p, layer): embeddings[_key(v, p, layer)] for v, _ in variants for p in how for layer in layers}
     params = {
         "layers": layers, "poolings": list(poolings), "before_training": "reinitialized copy" if before_training is True
         else ("given model" if isinstance(before_training, nn.Module) else "none"), "n": None if n is None else int(n),
         "method": method, "k": k, "perplexity": perplexity, "test_size": test_size, "C": C, "seed": seed, "batch_size": batch_size,
+        **storage_params(memory_budget, store),
         "pooling_rule": "mean: masked mean over tokens with attention_mask 1 ([CLS]/[SEP] included); cls: first token",
         "best_layer_rule": "highest held-out probe accuracy of the pretrained model (ties: earlier layer)",
     }

@@ -11,6 +11,10 @@ Unit summary: the most frequent peak tokens of its top-k, and its **lexname puri
 the top-k texts that carry the most common label among them. The chance level of purity is the
 expected purity of ``k`` texts drawn at random from the same data (Monte Carlo, 20,000 seeded
 draws; written here by hand, as no library computes it).
+
+Memory: the texts are read batch by batch and each unit keeps a running top-k (merged per batch,
+the same ranking as one sort of all scores), so memory holds ``k`` candidates per unit and their
+tokens, whatever the number of texts; no layer's ``(N, D)`` peaks are kept.
 """
 
 from __future__ import annotations
@@ -190,6 +194,50 @@ def _choose_units(d: int, units: Sequence[int] | int, rng: np.random.Generator, 
     return out
 
 
+class _RunningTopK:
+    """The ``k`` best texts of each of ``U`` units so far, merged batch by batch (exact).
+
+    Texts are numbered in the order they come; a batch's texts come after every kept one. The kept
+    candidates are sorted by (score descending, number ascending), so a stable sort of the kept
+    ones followed by the batch's puts ties in text order: the same ranking as one stable sort of
+    all ``N`` scores. Texts whose score is not finite (every token special) sort last and are left
+    out of :meth:`top`, as before.
+    """
+
+    def __init__(self, k: int, n_units: int) -> None:
+        self.k = k
+        self.score = np.zeros((0, n_units), dtype=np.float32)
+        self.text = np.zeros((0, n_units), dtype=np.int64)
+        self.pos = np.zeros((0, n_units), dtype=np.int64)
+        self.acts: dict[tuple[int, int], np.ndarray] = {}  # (unit column, text) -> activations on its tokens
+
+    def merge(self, score: np.ndarray, pos: np.ndarray, first: int, sel: np.ndarray, lengths: list[int]) -> None:
+        """Merge a batch: ``score``/``pos`` ``(b, U)`` peaks, ``sel`` ``(b, T, U)`` token activations."""
+        b = len(score)
+        all_score = np.concatenate([self.score, score.astype(np.float32, copy=False)])
+        all_text = np.concatenate([self.text, np.broadcast_to(np.arange(first, first + b)[:, None], score.shape)])
+        all_pos = np.concatenate([self.pos, pos.astype(np.int64, copy=False)])
+        order = np.argsort(-all_score, axis=0, kind="stable")[: self.k]
+        self.score = np.take_along_axis(all_score, order, axis=0)
+        self.text = np.take_along_axis(all_text, order, axis=0)
+        self.pos = np.take_along_axis(all_pos, order, axis=0)
+        for j in range(score.shape[1]):
+            kept = set(self.text[:, j].tolist())
+            for i in kept:
+                if first <= i < first + b:
+                    self.acts[(j, i)] = sel[i - first, : int(lengths[i - first]), j].copy()
+            for key in [key for key in self.acts if key[0] == j and key[1] not in kept]:
+                del self.acts[key]
+
+    def texts(self) -> set[int]:
+        return set(self.text.ravel().tolist())
+
+    def top(self, j: int) -> list[tuple[int, float, int, np.ndarray]]:
+        """``(text, score, position, token activations)`` of unit column ``j``, best first, finite scores only."""
+        return [(int(i), float(s), int(p), self.acts[(j, int(i))])
+                for s, i, p in zip(self.score[:, j], self.text[:, j], self.pos[:, j]) if np.isfinite(s)]
+
+
 def text_topk(
     model: nn.Module,
     data: Any,
@@ -241,12 +289,12 @@ def text_topk(
     if n < k:
         raise ParameterError(f"k={k} is larger than the {n} texts.")
     rng = np.random.default_rng(seed)
-    peak_val: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
-    peak_pos: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
-    token_ids: list[list[int]] = []
+    # a running top-k per unit (merged batch by batch), so memory holds k candidates per unit and the
+    # tokens of the texts among them, never the (N, D) peaks of a layer or the tokens of every text
+    best: dict[str, _RunningTopK] = {}
+    token_ids: dict[int, list[int]] = {}
     rows: list[int] = []
     chosen: dict[str, list[int]] = {}
-    unit_acts: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     batches = iter_batches(data, batch_size, model=model, adapter=text_adapter)
     n_batches = (n + batch_size - 1) // batch_size
     for batch in track(progress, batches, n_batches, f"top-k: {', '.join(layers)}"):
@@ -260,8 +308,7 @@ def text_topk(
         for sid in special:
             valid &= ids != sid
         lengths = mask.sum(1).tolist()
-        for i in range(batch.n):
-            token_ids.append(ids[i, : int(lengths[i])].tolist())
+        first = len(rows)  # the running number of this batch's first text
         rows.extend(int(r) for r in batch.ids[: batch.n])
         for layer in layers:
             t = cap[layer]
@@ -273,13 +320,17 @@ def text_topk(
             t = t[: batch.n].float()
             if layer not in chosen:
                 chosen[layer] = _choose_units(int(t.shape[2]), units, rng, layer)
-            masked = t.masked_fill(~valid[: batch.n].unsqueeze(-1), float("-inf"))
+                best[layer] = _RunningTopK(int(k), len(chosen[layer]))
+            sel = t[:, :, chosen[layer]]
+            masked = sel.masked_fill(~valid[: batch.n].unsqueeze(-1), float("-inf"))
             v, p = masked.max(dim=1)
-            peak_val[layer].append(v.numpy())
-            peak_pos[layer].append(p.numpy())
-            sel = t[:, :, chosen[layer]].numpy()
-            for i in range(batch.n):
-                unit_acts[layer].append(sel[i, : int(lengths[i])])
+            best[layer].merge(v.numpy(), p.numpy(), first, sel.numpy(), lengths)
+        keep = set().union(*(b.texts() for b in best.values()))
+        for i in range(batch.n):
+            if first + i in keep:
+                token_ids[first + i] = ids[i, : int(lengths[i])].tolist()
+        for i in [i for i in token_ids if i not in keep]:
+            del token_ids[i]
     row_arr = np.asarray(rows, dtype=np.int64)
     labels = labels_all[row_arr] if labels_all is not None else None
     texts, _ = texts_and_labels(data)
@@ -289,21 +340,17 @@ def text_topk(
     contexts: dict[str, list[list[dict[str, Any]]]] = {}
     summaries: dict[str, list[dict[str, Any]]] = {}
     for layer in layers:
-        vals = np.concatenate(peak_val[layer])
-        poss = np.concatenate(peak_pos[layer])
         contexts[layer], summaries[layer] = [], []
+        b = best[layer]
         for j, u in enumerate(chosen[layer]):
-            score = vals[:, u]
-            order = np.argsort(-score, kind="stable")
-            order = order[np.isfinite(score[order])][:k]
             ctx: list[dict[str, Any]] = []
-            for rank, i in enumerate(order):
+            for rank, (i, score, pos, acts) in enumerate(b.top(j)):
                 toks = to_tokens(token_ids[i]) if to_tokens else [str(x) for x in token_ids[i]]
                 ctx.append({
                     "rank": rank, "row": int(row_arr[i]), "text": texts[int(row_arr[i])],
-                    "label": int(labels[i]) if labels is not None else -1, "position": int(poss[i, u]),
-                    "token": toks[int(poss[i, u])], "activation": float(score[i]), "tokens": list(toks),
-                    "token_activations": [round(float(a), 5) for a in unit_acts[layer][i][:, j]],
+                    "label": int(labels[i]) if labels is not None else -1, "position": int(pos),
+                    "token": toks[int(pos)], "activation": float(score), "tokens": list(toks),
+                    "token_activations": [round(float(a), 5) for a in acts],
                 })
             top = Counter(str(c["token"]) for c in ctx).most_common()
             if labels is not None and ctx:
