@@ -289,20 +289,6 @@ class CKADetail:
         return asdict(self)
 
 
-def reduced_precision_note(*arrays: Any) -> str | None:
-    """A note when any of ``arrays`` (ndarray, memory map or lazy store array) holds float16 values.
-
-    Statistics computed from float16 activations inherit their rounding (11 significant bits);
-    results record this note so a reader sees it. None for float32/float64 inputs.
-    """
-    dts = sorted({str(np.dtype(getattr(a, "dtype", np.float64))) for a in arrays})
-    low = [d for d in dts if d == "float16"]
-    if not low:
-        return None
-    return ("reduced: computed from float16 activations (11 significant bits, relative rounding error <= 2**-11 "
-            "per value)")
-
-
 def _n_features(x: Any) -> int:
     shape = tuple(int(s) for s in getattr(x, "shape", np.shape(x)))
     return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
@@ -368,6 +354,8 @@ def linear_cka_detail(X: Any, Y: Any, *, memory_budget: int | None = None) -> CK
         raise DataError("CKA needs at least 2 observations.")
     if memory_budget is not None and (isinstance(memory_budget, bool) or int(memory_budget) <= 0):
         raise ParameterError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}.")
+    from .store import reduced_precision_note
+
     p, q = _n_features(X), _n_features(Y)
     note = reduced_precision_note(X, Y)
     streamed = _is_streamed(X) or _is_streamed(Y)

@@ -28,7 +28,10 @@ import numpy as np
 from ._io import read_json
 from .exceptions import DataError, ParameterError
 
-__all__ = ["LazyArray", "as_matrix", "iter_row_blocks", "create_layer_store", "open_layer_store", "STORE_DTYPES"]
+__all__ = [
+    "LazyArray", "as_matrix", "iter_row_blocks", "create_layer_store", "open_layer_store", "STORE_DTYPES",
+    "reduced_precision_note",
+]
 
 #: data types a store may hold (float only: activations are never objects, strings or pickles)
 STORE_DTYPES = ("float16", "float32", "float64")
@@ -256,3 +259,16 @@ def as_matrix(x: Any, rows: Sequence[int] | np.ndarray | None = None, dtype: Any
     if a.ndim == 1:
         return a[:, None]
     return a.reshape(len(a), -1) if a.ndim > 2 else a
+
+
+def reduced_precision_note(*arrays: Any) -> str | None:
+    """A note when any of ``arrays`` (ndarray, memory map or :class:`LazyArray`) holds float16 values.
+
+    Statistics computed from float16 activations (``collect_activations(dtype="float16")``) inherit
+    their rounding; the analyses record this note in their results so a reader sees it. None for
+    float32/float64 inputs.
+    """
+    if not any(np.dtype(getattr(a, "dtype", np.float64)) == np.float16 for a in arrays):
+        return None
+    return ("reduced: computed from float16 activations (11 significant bits, relative rounding error <= 2**-11 "
+            "per value)")
