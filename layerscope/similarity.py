@@ -87,6 +87,9 @@ class ProbeResult:
         Inverse L2 regularisation strength of the logistic regression.
     layer : str or None
         The layer the features came from, if known.
+    precision : str or None
+        Set when the features were float16 (``collect_activations(dtype="float16")``): the
+        accuracy is that of the rounded activations.
     """
 
     accuracy: float
@@ -98,6 +101,7 @@ class ProbeResult:
     n_classes: int
     C: float = 1.0
     layer: str | None = None
+    precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +156,9 @@ def linear_probe(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from .store import reduced_precision_note
+
+    precision = reduced_precision_note(X)
     if rows is not None:
         rows = np.asarray(rows)
         n_all = len(X)
@@ -207,6 +214,7 @@ def linear_probe(
         n_classes=int(len(classes)),
         C=float(C),
         layer=layer,
+        precision=precision,
     )
 
 
@@ -372,8 +380,10 @@ def linear_cka_detail(X: Any, Y: Any, *, memory_budget: int | None = None) -> CK
         return CKADetail(value=value, route="streamed-features", passes=passes, n=n, p=p, q=q,
                          memory_budget=budget, precision=note)
     if n < p + q:
-        # two row blocks of each input and two b x b float64 tiles: 2 b row_bytes + 16 b^2 <= budget
-        b = int((-2 * row_bytes + np.sqrt(4.0 * row_bytes * row_bytes + 64.0 * budget)) // 32)
+        # two centred float64 row blocks of each input kept, the next one read (its float32/float64
+        # copies): ~20 bytes a value of a block, twice; tiles K, L and K * L: 24 b^2
+        blk = 20 * (p + q)
+        b = int((-2 * blk + np.sqrt(4.0 * blk * blk + 96.0 * budget)) // 48)
         if b < 1:
             raise ParameterError(
                 f"memory_budget {budget} bytes cannot hold two rows of {p} + {q} features for blocked CKA "
@@ -488,11 +498,13 @@ def _cka_blocked_features(X: Any, Y: Any, budget: int, p: int, q: int) -> tuple[
     """``||Cyx||^2 / (||Cxx|| ||Cyy||)`` from tiles of the centred feature sums, as many tiles per
     pass over the rows as the budget holds (hand-written tiling; columns centred by first-pass means)."""
     n = len(X)
-    row_bytes = 12 * (p + q)
-    # a quarter of the budget for row blocks (at least one row), the rest for tiles
+    # a row block costs the read, its float64 copy, the centred copy and column slices: ~28 bytes a value
+    row_bytes = 28 * (p + q)
+    # a quarter of the budget for row blocks (at least one row), the rest for tiles: each tile's
+    # float64 accumulator and the product added to it (16 bytes a value)
     rows = _block_rows(X, Y, max(1, (budget // 4) // row_bytes))
     tiles_bytes = budget - rows * row_bytes
-    side = int(np.sqrt(max(tiles_bytes, 0) / 8 / 3))  # three tiles per pass at least
+    side = int(np.sqrt(max(tiles_bytes, 0) / 16 / 3))  # three tiles per pass at least
     if side < 1:
         raise ParameterError(
             f"memory_budget {budget} bytes cannot hold a row block of {p} + {q} features and the sum tiles "
@@ -508,7 +520,7 @@ def _cka_blocked_features(X: Any, Y: Any, budget: int, p: int, q: int) -> tuple[
     tiles += [("yy", yb[i], yb[j], 1.0 if i == j else 2.0) for i in range(len(yb)) for j in range(i, len(yb))]
     tiles += [("yx", yb[i], xb[j], 1.0) for i in range(len(yb)) for j in range(len(xb))]
     mx, my = _column_means(X, Y, rows)
-    per_pass = max(1, tiles_bytes // (8 * max(sp, sq) ** 2))
+    per_pass = max(1, tiles_bytes // (8 * max(sp, sq) ** 2) - 1)  # the accumulators and one product
     totals = {"xx": 0.0, "yy": 0.0, "yx": 0.0}
     passes = 1
     for t0 in range(0, len(tiles), per_pass):
@@ -534,29 +546,43 @@ def cka_matrix(
     b: Mapping[str, np.ndarray] | None = None,
     *,
     progress: ProgressArg = None,
+    memory_budget: int | None = None,
 ) -> tuple[list[str], list[str], np.ndarray]:
     """Linear CKA between every layer of ``a`` and every layer of ``b`` (``a`` itself if omitted).
 
     Parameters
     ----------
     a, b : mapping layer name -> ndarray of shape (n, ...)
-        Activations of the same ``n`` observations.
+        Activations of the same ``n`` observations (arrays, memory maps or lazy store arrays).
+    memory_budget : int, optional
+        Passed to :func:`linear_cka_detail` for every pair.
 
     Returns
     -------
     rows, cols : list of str
     cka : ndarray of shape (len(rows), len(cols))
     """
+    rows, cols, out, _ = _cka_table(a, b, progress=progress, memory_budget=memory_budget)
+    return rows, cols, out
+
+
+def _cka_table(
+    a: Mapping[str, Any], b: Mapping[str, Any] | None, *, progress: ProgressArg, memory_budget: int | None
+) -> tuple[list[str], list[str], np.ndarray, list[str]]:
+    """:func:`cka_matrix` and the routes that ran (sorted, distinct)."""
     rows = list(a)
     bb = a if b is None else b
     cols = list(bb)
     out = np.full((len(rows), len(cols)), np.nan)
+    routes: set[str] = set()
     pairs = [(i, j) for i in range(len(rows)) for j in range(len(cols)) if b is not None or j >= i]
     for i, j in resolve_progress(progress)(pairs, total=len(pairs), desc="CKA of layer pairs"):
-        out[i, j] = linear_cka(a[rows[i]], bb[cols[j]])
+        det = linear_cka_detail(a[rows[i]], bb[cols[j]], memory_budget=memory_budget)
+        out[i, j] = det.value
+        routes.add(det.route)
         if b is None:
             out[j, i] = out[i, j]
-    return rows, cols, out
+    return rows, cols, out, sorted(routes)
 
 
 def probe_layers(
@@ -691,6 +717,7 @@ def probe_model(
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
     progress: ProgressArg = None,
+    dtype: str = "float32",
 ) -> ProbeStudy:
     """Linear probes (Alain & Bengio 2016) of every requested layer, for one model or several
     checkpoints, on a seeded stratified subset of ``dataset`` (what ``layerscope probe`` runs).
@@ -731,6 +758,9 @@ def probe_model(
     progress : None, bool or tracker
         ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
         ``progress(iterable, total=n, desc="...")``.
+    dtype : {"float32", "float16", "float64"}, default "float32"
+        Storage of the captured activations (:func:`layerscope.collect_activations`); float16 is
+        recorded as reduced precision in ``parameters["precision"]`` and in every probe.
 
     Returns
     -------
@@ -748,7 +778,7 @@ def probe_model(
     results: dict[str, list[ProbeResult]] = {}
     for cp, net in models.items():
         acts = collect_activations(net, dataset, names, batch_size=batch_size, indices=idx, reduce=red,
-                                   layouts=layouts, progress=progress)
+                                   layouts=layouts, progress=progress, dtype=dtype)
         groups = None
         if group_by is not None:
             if group_by not in acts.extra_labels:
@@ -760,6 +790,9 @@ def probe_model(
             progress=progress)
     params = {"layers": names, "checkpoints": list(models), "n": int(len(idx)), "test_size": test_size, "C": C,
               "random_state": random_state, "groups": group_by, "reduce": red, "layouts": acts.meta.get("layouts")}
+    note = next((r.precision for rs in results.values() for r in rs if r.precision), None)
+    if note is not None:
+        params["precision"] = note
     return ProbeStudy(results=results, layers=names, parameters=params,
                       model=model_info if model_info is not None else model_description(first), data=data_spec)
 
@@ -865,6 +898,8 @@ def cka_model(
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
     progress: ProgressArg = None,
+    dtype: str = "float32",
+    memory_budget: int | None = None,
 ) -> CKAResult:
     """Linear CKA (Kornblith et al. 2019) on a seeded stratified subset of ``dataset`` (what
     ``layerscope cka`` runs): between all pairs of a model's layers, between the layers of two
@@ -902,6 +937,11 @@ def cka_model(
     progress : None, bool or tracker
         ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
         ``progress(iterable, total=n, desc="...")``.
+    dtype : {"float32", "float16", "float64"}, default "float32"
+        Storage of the captured activations; float16 is recorded in ``parameters["precision"]``.
+    memory_budget : int, optional
+        Bytes each CKA value may hold (:func:`linear_cka_detail`); the routes that ran are
+        recorded in ``parameters["routes"]``.
 
     Returns
     -------
@@ -931,12 +971,19 @@ def cka_model(
                if net_b is not None else names_a)
     idx = select_observations(dataset, n, random_state)
     acts_a = collect_activations(net_a, dataset, names_a, batch_size=batch_size, indices=idx, reduce=reduce,
-                                 layouts=layouts, progress=progress)
+                                 layouts=layouts, progress=progress, dtype=dtype)
     acts_b = (collect_activations(net_b, dataset, names_b, batch_size=batch_size, indices=idx, reduce=reduce,
-                                  layouts=layouts, progress=progress) if net_b is not None else None)
-    rows, cols, m = cka_matrix(acts_a.arrays, acts_b.arrays if acts_b is not None else None, progress=progress)
+                                  layouts=layouts, progress=progress, dtype=dtype) if net_b is not None else None)
+    rows, cols, m, routes = _cka_table(acts_a.arrays, acts_b.arrays if acts_b is not None else None,
+                                       progress=progress, memory_budget=memory_budget)
     params = {"layers": names_a, "layers_b": names_b, "n": int(len(idx)), "random_state": random_state, "mode": mode,
               "a": label_a, "b": label_b, "reduce": reduce, "layouts": acts_a.meta.get("layouts"),
-              "layouts_b": acts_b.meta.get("layouts") if acts_b is not None else None}
+              "layouts_b": acts_b.meta.get("layouts") if acts_b is not None else None,
+              "routes": routes, "memory_budget": memory_budget}
+    from .store import reduced_precision_note
+
+    note = reduced_precision_note(*acts_a.arrays.values(), *(acts_b.arrays.values() if acts_b is not None else ()))
+    if note is not None:
+        params["precision"] = note
     return CKAResult(matrix=m, rows=rows, cols=cols, mode=mode, label_a=label_a, label_b=label_b, parameters=params,
                      model=model_info if model_info is not None else model_description(net_a), data=data_spec)

@@ -22,7 +22,8 @@ read them into one array. Instead (:func:`streamed_input`):
 
 Memory: row blocks are sized so that the blocks, distance tiles and the IncrementalPCA work stay
 within ``memory_budget``; what grows with ``n`` alone is the output (``n x reduce_dim`` scores and
-``n x k`` neighbours), never ``n x d``.
+``n x k`` neighbours), never ``n x d``. A lazy store array is decompressed one whole chunk at a time
+(8 MB by default, see :mod:`layerscope.store`), so the budget must be at least three chunks.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _read_sorted(x: Any, rows: np.ndarray) -> np.ndarray:
 
 def stage_rows(x: Any, rows: np.ndarray | None, folder: Path, budget: int) -> StagedRows:
     """Write ``x[rows]`` (all rows if None), flattened, to a raw file in ``folder`` by blocks of at
-    most about ``budget / 4`` bytes; rows are staged in ascending order (see :class:`StagedRows`)."""
+    most about ``budget / 8`` bytes (plus the stored chunk being decompressed); rows are staged in ascending order (see :class:`StagedRows`)."""
     n_all = len(x)
     r = np.arange(n_all) if rows is None else np.asarray(rows, dtype=np.int64)
     d = n_features_of(x)
@@ -107,7 +108,7 @@ def stage_rows(x: Any, rows: np.ndarray | None, folder: Path, budget: int) -> St
     dt = np.dtype(np.float64) if src == np.float64 else np.dtype(np.float32)
     order = np.argsort(r, kind="stable")
     sorted_rows = r[order]
-    per_block = max(1, (budget // 4) // max(1, d * (src.itemsize + dt.itemsize)))
+    per_block = max(1, (budget // 8) // max(1, d * (src.itemsize + dt.itemsize)))
     path = folder / "rows.bin"
     with open(path, "wb") as fh:
         for a in range(0, len(sorted_rows), per_block):
@@ -199,19 +200,33 @@ def streamed_input(
     m = int(min(reduce_dim, d, n - 1))
     if m < 2:
         raise ParameterError(f"reduce_dim must leave at least 2 dimensions; got reduce_dim={reduce_dim} for {n} x {d}.")
-    # IncrementalPCA holds its input block, the stacked (block + m + 1) x d matrix and its SVD
-    # (U, S, Vt): about 4 copies of (rows + m + 1) x d float64. The kNN holds two blocks of rows
-    # (float64 plus the read buffer, 12 bytes a value) and about three b x b float64 tiles:
-    # 24 b d + 24 b^2 <= budget.
-    ipca_rows = int(memory_budget // (32 * d)) - m - 1
-    knn_rows = int((-d + np.sqrt(float(d) * d + memory_budget / 6.0)) // 2)
+    # Bytes per value of a block, measured with tracemalloc (bench notes in the module docstring):
+    # IncrementalPCA holds the float32 read, its float64 copy, the centred copy, the stacked
+    # (block + m + 1) x d matrix and its SVD: about 48 bytes per value of (block + m + 1) rows,
+    # 56 with a margin. The kNN holds two blocks (float32 read + float64, plus products): about
+    # 36 bytes per value of one block, 40 with a margin, plus b x (b + k) tiles of candidates.
+    ipca_rows = int(memory_budget // (56 * d)) - m - 1
+    k = max(int(n_neighbors), 1)
+    # 40 b d + 32 b (b + k) <= budget
+    lin = 40.0 * d + 32.0 * k
+    knn_rows = int((-lin + np.sqrt(lin * lin + 128.0 * memory_budget)) // 64)
     if ipca_rows < m:
-        need = 32 * d * (2 * m + 1)
+        need = 56 * d * (2 * m + 1)
         raise ParameterError(
             f"memory_budget {memory_budget} bytes is too small to reduce {d} features to {m} dimensions by blocks "
             f"(IncrementalPCA needs blocks of at least {m} rows: about {need} bytes); raise memory_budget or "
             "lower reduce_dim."
         )
+    from ..store import LazyArray
+
+    if isinstance(x, LazyArray):
+        chunk = int(x.chunk_rows) * d * max(4, x.dtype.itemsize)
+        if 3 * chunk > memory_budget:
+            raise ParameterError(
+                f"memory_budget {memory_budget} bytes is less than 3 x one stored chunk of the layer ({chunk} bytes: "
+                f"{x.chunk_rows} rows x {d} features; a chunk is decompressed whole); raise memory_budget to at "
+                f"least {3 * chunk} bytes."
+            )
     with tempfile.TemporaryDirectory(prefix="layerscope-rows-", dir=scratch_dir) as tmp:
         st = stage_rows(x, None if rows is None else np.asarray(rows), Path(tmp), memory_budget)
         knn_i = knn_d = None
