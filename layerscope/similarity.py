@@ -352,7 +352,8 @@ def linear_cka_detail(X: Any, Y: Any, *, memory_budget: int | None = None) -> CK
     from a first pass; off-diagonal tiles counted twice), which reads ``about n / (2 b)`` times
     the rows for blocks of ``b`` rows; else ``"blocked-features"``: the tiles of ``Xc^T Xc``
     (upper triangle), ``Yc^T Yc`` (upper triangle) and ``Yc^T Xc`` accumulated, as many as the
-    budget holds, per pass over the rows. A budget too small for one row of each input raises
+    budget holds, per pass over the rows. A budget too small for one row of each input, or for
+    three stored chunks of a lazy input (a chunk is decompressed whole; 8 MB by default), raises
     ``ParameterError``.
     """
     n = len(X)
@@ -371,6 +372,15 @@ def linear_cka_detail(X: Any, Y: Any, *, memory_budget: int | None = None) -> CK
         value, route = _cka_in_memory(X, Y)
         return CKADetail(value=value, route=route, passes=1, n=n, p=p, q=q, precision=note)
     budget = int(memory_budget) if memory_budget is not None else STREAMED_CKA_BYTES
+    from .store import LazyArray
+
+    chunks = sum(int(v.chunk_rows) * _n_features(v) * max(4, v.dtype.itemsize) for v in (X, Y)
+                 if isinstance(v, LazyArray))
+    if 3 * chunks > budget:
+        raise ParameterError(
+            f"memory_budget {budget} bytes cannot hold 3 x one stored chunk of the inputs ({chunks} bytes; a chunk "
+            f"is decompressed whole); raise memory_budget to at least {3 * chunks} bytes."
+        )
     # one row of each input in float64, plus the float32/16 block it is converted from
     row_bytes = 12 * (p + q)
     sums = 8 * (p * p + q * q + p * q)
