@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 import layerscope as ls
@@ -146,7 +147,11 @@ def test_project_block_route_is_bounded_and_keeps_the_activation_space_neighbour
         return out
 
     monkeypatch.setattr(streamed, "streamed_input", counted)
-    p = project(X, y, "tsne", 0, rows=rows, memory_budget=budget, reduce_dim=4, perplexity=15)
+    kw = {"perplexity": 15, "n_iter": 300, "early_exaggeration_iter": 125}
+    # one BLAS thread: two dozen SVDs of 13 x 1,568 blocks take 1 ms each, 200 ms with threads
+    # contending on a loaded machine
+    with threadpool_limits(1):
+        p = project(X, y, "tsne", 0, rows=rows, memory_budget=budget, reduce_dim=4, **kw)
     si = seen["input"]
     assert isinstance(si, streamed.StreamedInput) and si.knn_indices is not None and si.knn_distances is not None
     # the rows (1.9 MB) never sit in memory at once: blocks, tiles and the O(n) outputs only
@@ -155,7 +160,7 @@ def test_project_block_route_is_bounded_and_keeps_the_activation_space_neighbour
     g = knn_graph(mem, 45, method="exact")
     assert np.array_equal(si.knn_indices, g.indices)  # the exact neighbours of the in-memory search
     np.testing.assert_allclose(si.knn_distances, g.distances, rtol=1e-5)
-    ref = project(mem, y[rows], "tsne", 0, perplexity=15)
+    ref = project(mem, y[rows], "tsne", 0, **kw)
     red = p.parameters["reduction"]
     assert red["method"] == "IncrementalPCA" and red["components"] == 4 and red["input_dim"] == 1568
     assert 0.0 < red["explained_variance_ratio"] < 1.0
@@ -205,3 +210,16 @@ def test_float16_capture_is_flagged_in_the_saved_studies(mnist, tmp_path: Path) 
     assert ls.ProbeStudy.load(tmp_path / "probe").results["model"][0].precision is not None
     plain = ls.probe_model(model, data, ["fc1"], n=80)
     assert "precision" not in plain.parameters and plain.results["model"][0].precision is None
+
+
+def test_project_model_sends_a_too_wide_layer_through_the_block_route(mnist) -> None:
+    model, data = mnist
+    kw = {"n_iter": 50, "early_exaggeration_iter": 25, "perplexity": 10, "thumbnails": 0}
+    with threadpool_limits(1):  # see the test above
+        st = ls.project_model(model, data, ["conv1", "fc1"], n=N, memory_budget=1_600_000, reduce_dim=4, **kw)
+    ref = ls.project_model(model, data, ["conv1", "fc1"], n=N, **kw)
+    wide, narrow = st.get("conv1"), st.get("fc1")
+    assert wide.parameters["reduction"]["input_dim"] == 1568 and "reduction" not in narrow.parameters
+    assert wide.metrics["nh_original"] == pytest.approx(ref.get("conv1").metrics["nh_original"], abs=1e-12)
+    assert np.array_equal(narrow.embedding, ref.get("fc1").embedding)  # within the budget: unchanged
+    assert st.parameters["memory_budget"] == 1_600_000
