@@ -72,6 +72,16 @@ def phase(name: str, out: Path, n: int) -> dict[str, Any]:
         rec["chunk_rows"] = {k: int(v.chunk_rows) for k, v in acts.arrays.items()}
     else:
         acts = ls.Activations.load(cap_dir)
+        # the modules the analyses import, and the store opened, before the base line: the peak
+        # over base is then the analysis' own memory, not the code it loads
+        import openTSNE  # noqa: F401
+        import sklearn.decomposition  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+        import sklearn.neighbors  # noqa: F401
+
+        acts[LAYERS[0]].take(np.arange(1))
+        base = vm_hwm()
+        c0, t0 = time.process_time(), time.perf_counter()
         if name == "cka_wide":
             from layerscope.similarity import linear_cka_detail
 

@@ -39,7 +39,8 @@ def flatten_activations(x: np.ndarray) -> np.ndarray:
     """``(n, ...)`` activations as an ``(n, d)`` float array (conv maps flattened per observation).
 
     A lazy store array (:class:`layerscope.store.LazyArray`) is read chunk by chunk into one array;
-    to project a row subset of a capture larger than memory, pass ``layerscope.store.as_matrix(x, rows)``.
+    to project a row subset of a capture larger than memory, use :func:`project`'s ``rows=`` (and
+    ``memory_budget=`` for layers too wide to hold those rows).
     """
     from ..store import as_matrix
 
@@ -647,7 +648,7 @@ def _select_rows(
         raise ParameterError(f"rows must lie in [0, {n_all}) (the rows of X); got {int(r.min())}..{int(r.max())}.")
     if len(np.unique(r)) != len(r):
         raise ParameterError("rows holds a row more than once; each observation can be projected once.")
-    out = []
+    out: list[Any] = []
     for what, v in (("labels", labels), ("predictions", predictions), ("sample_ids", sample_ids)):
         if v is None:
             out.append(None)
