@@ -24,7 +24,7 @@ at 1 MB (allocations above it are mapped and unmapped each time), which shows th
 itself needs; results are then stored under ``<phase>@mmap1M``.
 
 Usage: python bench/store_wide.py OUT [--phase all|capture|cka_wide|cka_check|project_wide|project_ref] [--n 5000]
-       [--malloc-mmap-threshold BYTES]
+       [--malloc-mmap-threshold BYTES] [--rows 2000]
 Writes ``bench/results/store_wide.json`` (merged across phases).
 """
 
@@ -51,7 +51,7 @@ CKA_BUDGET = 1 << 30
 PROJECT_BUDGET = 160 * 10**6
 
 
-def phase(name: str, out: Path, n: int) -> dict[str, Any]:
+def phase(name: str, out: Path, n: int, n_rows: int = 2000) -> dict[str, Any]:
     import layerscope as ls
 
     torch.set_num_threads(1)
@@ -106,7 +106,7 @@ def phase(name: str, out: Path, n: int) -> dict[str, Any]:
             from layerscope.projection.projectors import project
             from layerscope.store import as_matrix
 
-            rows = np.sort(np.random.default_rng(0).choice(len(acts), 2000, replace=False))
+            rows = np.sort(np.random.default_rng(0).choice(len(acts), n_rows, replace=False))
             if name == "project_wide":
                 p = project(acts["relu2"], acts.labels, "tsne", 0, rows=rows, memory_budget=PROJECT_BUDGET)
                 rec["reduction"] = p.parameters["reduction"]
@@ -131,11 +131,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--child", action="store_true")
     ap.add_argument("--malloc-mmap-threshold", type=int, default=None)
+    ap.add_argument("--rows", type=int, default=2000, help="rows projected by project_wide / project_ref")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.child:
-        print(json.dumps(phase(args.phase, out, args.n)))
+        print(json.dumps(phase(args.phase, out, args.n, args.rows)))
         return
     phases = (["capture", "cka_wide", "cka_check", "project_wide", "project_ref"] if args.phase == "all"
               else args.phase.split(","))
@@ -147,7 +148,10 @@ def main() -> None:
         if args.malloc_mmap_threshold is not None:
             env["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)
             key = f"{ph}@mmap{args.malloc_mmap_threshold >> 20}M"
-        r = subprocess.run([sys.executable, __file__, str(out), "--phase", ph, "--n", str(args.n), "--child"],
+        if args.rows != 2000 and ph.startswith("project"):
+            key = f"{key}@rows{args.rows}"
+        r = subprocess.run([sys.executable, __file__, str(out), "--phase", ph, "--n", str(args.n), "--child",
+                            "--rows", str(args.rows)],
                            capture_output=True, text=True, env=env)
         if r.returncode:
             print(r.stderr[-3000:], file=sys.stderr)
