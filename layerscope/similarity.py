@@ -361,8 +361,10 @@ def linear_cka_detail(X: Any, Y: Any, *, memory_budget: int | None = None) -> CK
         raise DataError(f"X and Y must describe the same observations: {n} vs {len(Y)} rows.")
     if n < 2:
         raise DataError("CKA needs at least 2 observations.")
-    if memory_budget is not None and (isinstance(memory_budget, bool) or int(memory_budget) <= 0):
-        raise ParameterError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}.")
+    if memory_budget is not None and (
+        isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0
+    ):
+        raise ParameterError(f"memory_budget must be a positive integer number of bytes; got {memory_budget!r}.")
     from .store import reduced_precision_note
 
     p, q = _n_features(X), _n_features(Y)

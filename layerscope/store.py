@@ -9,7 +9,9 @@ shrink several-fold at little CPU cost.
 ``shape``, ``dtype``, ``len()`` and slicing like an array, but nothing is read until rows are
 asked for, and then only the chunks that hold them. The analyses read it chunk by chunk
 (:func:`iter_row_blocks`, for top-k maxima and CKA sums) or by row subset (:func:`as_matrix`, for
-t-SNE and probes) without loading whole layers.
+t-SNE and probes) without loading whole layers. Layers too wide even for that have block routes
+within a memory budget: ``project(..., memory_budget=)`` (:mod:`layerscope.projection.streamed`)
+and :func:`layerscope.similarity.linear_cka_detail`.
 
 A store is hostile input like any file: before Zarr opens an array, its ``zarr.json`` is read as
 plain JSON and checked (Zarr v3 only, a float data type, the shape ``activations.json`` promises,

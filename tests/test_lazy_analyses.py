@@ -123,8 +123,16 @@ def test_project_rows_refuses_bad_rows_and_misaligned_labels(stored) -> None:
         project(X, y, "pca", rows=np.array([0, 1, 300]))
     with pytest.raises(DataError, match="one entry per row of X"):
         project(X, y[:50], "pca", rows=np.arange(50))
-    with pytest.raises(ParameterError, match="positive number of bytes"):
-        project(X, y, "pca", memory_budget=0)
+    for bad in (0, -5, 1.5e6, True):
+        with pytest.raises(ParameterError, match="positive integer number of bytes"):
+            project(X, y, "pca", memory_budget=bad)
+        with pytest.raises(ParameterError, match="positive integer number of bytes"):
+            linear_cka_detail(X, X, memory_budget=bad)
+    # a NaN is refused by the block route too (found while staging), not projected
+    wide = np.asarray(stored["conv1"]).reshape(N, -1).copy()
+    wide[17, 5] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        project(wide, y, "pca", memory_budget=1_600_000, reduce_dim=4)
 
 
 def test_project_block_route_is_bounded_and_keeps_the_activation_space_neighbours(stored, monkeypatch) -> None:

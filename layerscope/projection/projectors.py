@@ -664,7 +664,7 @@ def _too_wide(X: Any, rows: np.ndarray | None, budget: int) -> bool:
     from .streamed import n_features_of
 
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= 0:
-        raise ParameterError(f"memory_budget must be a positive number of bytes; got {budget!r}.")
+        raise ParameterError(f"memory_budget must be a positive integer number of bytes; got {budget!r}.")
     n = len(X) if rows is None else len(rows)
     itemsize = max(4, np.dtype(getattr(X, "dtype", np.float32)).itemsize)  # read as float32 at least
     return n * n_features_of(X) * itemsize > budget
