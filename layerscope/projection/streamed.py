@@ -72,16 +72,26 @@ class StagedRows:
     dtype: np.dtype[Any]
     order: np.ndarray
 
-    def block(self, a: int, b: int) -> np.ndarray:
-        """Staged rows ``a:b`` as a float64 array (one plain file read)."""
+    def block(self, a: int, b: int, out: np.ndarray | None = None, raw: np.ndarray | None = None) -> np.ndarray:
+        """Staged rows ``a:b`` as a float64 array (one plain file read).
+
+        ``out`` (float64) and ``raw`` (the staged dtype), each of at least ``b - a`` rows, are
+        reused when given: the block routes read many blocks of one size, and fresh 10-30 MB
+        arrays each time leave freed heap behind in glibc (see ``bench/store_wide.py``).
+        """
         b = min(b, self.n)
-        count = (b - a) * self.d
+        m = b - a
+        buf = np.empty((m, self.d), dtype=self.dtype) if raw is None else raw[:m]
         with open(self.path, "rb") as fh:
             fh.seek(a * self.d * self.dtype.itemsize)
-            out = np.fromfile(fh, dtype=self.dtype, count=count)
-        if out.size != count:
+            got = fh.readinto(buf.data.cast("B"))
+        if got != buf.nbytes:
             raise DataError(f"the staging file {self.path.name} is shorter than expected; was it removed while in use?")
-        return out.reshape(b - a, self.d).astype(np.float64)
+        if out is None:
+            return buf.astype(np.float64)
+        dst = out[:m]
+        np.copyto(dst, buf)
+        return dst
 
     def blocks(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         for a in range(0, self.n, rows):
@@ -110,9 +120,23 @@ def stage_rows(x: Any, rows: np.ndarray | None, folder: Path, budget: int) -> St
     sorted_rows = r[order]
     per_block = max(1, (budget // 8) // max(1, d * (src.itemsize + dt.itemsize)))
     path = folder / "rows.bin"
+    from ..store import LazyArray
+
+    if isinstance(x, LazyArray):  # one stored chunk at a time, its selected rows written out
+        cr = int(x.chunk_rows)
+        chunk_of = sorted_rows // cr
+        groups = np.split(np.arange(len(sorted_rows)), np.flatnonzero(np.diff(chunk_of)) + 1)
+        spans = [(int(chunk_of[g[0]]) * cr, sorted_rows[g]) for g in groups if len(g)]
+    else:
+        spans = [(-1, sorted_rows[a : a + per_block]) for a in range(0, len(sorted_rows), per_block)]
     with open(path, "wb") as fh:
-        for a in range(0, len(sorted_rows), per_block):
-            blk = _read_sorted(x, sorted_rows[a : a + per_block])
+        for lo, want in spans:
+            if lo >= 0:
+                chunk = x[lo : min(lo + cr, n_all)]
+                blk = chunk[want - lo].reshape(len(want), -1)
+                del chunk
+            else:
+                blk = _read_sorted(x, want)
             if blk.dtype.kind != "f" or blk.dtype != dt:
                 blk = blk.astype(dt)
             check_finite(blk, "activations")
@@ -129,13 +153,17 @@ def _knn_streamed(st: StagedRows, k: int, rows: int) -> tuple[np.ndarray, np.nda
     n = st.n
     idx_out = np.empty((n, k), dtype=np.int64)
     dist_out = np.empty((n, k), dtype=np.float64)
+    rows = min(rows, n)
+    q_buf = np.empty((rows, st.d))
+    r_buf = np.empty((rows, st.d))
+    raw = np.empty((rows, st.d), dtype=st.dtype)
     for a in range(0, n, rows):
-        q = st.block(a, a + rows)
+        q = st.block(a, a + rows, out=q_buf, raw=raw)
         qn = np.einsum("ij,ij->i", q, q)
         best_d = np.full((len(q), 0), np.inf)
         best_i = np.zeros((len(q), 0), dtype=np.int64)
         for c in range(0, n, rows):
-            r = q if c == a else st.block(c, c + rows)
+            r = q if c == a else st.block(c, c + rows, out=r_buf, raw=raw)
             rn = qn if c == a else np.einsum("ij,ij->i", r, r)
             d2 = qn[:, None] + rn[None, :] - 2.0 * (q @ r.T)
             np.maximum(d2, 0.0, out=d2)
@@ -166,11 +194,14 @@ def _ipca(st: StagedRows, m: int, rows: int) -> tuple[np.ndarray, float]:
     if len(starts) > 1 and st.n - starts[-1] < m:
         starts.pop()
     bounds = starts[1:] + [st.n]
+    most = max(b - a for a, b in zip(starts, bounds))
+    out = np.empty((most, st.d))
+    raw = np.empty((most, st.d), dtype=st.dtype)
     for a, b in zip(starts, bounds):
-        ipca.partial_fit(st.block(a, b))
+        ipca.partial_fit(st.block(a, b, out=out, raw=raw))
     scores = np.empty((st.n, m), dtype=np.float64)
     for a, b in zip(starts, bounds):
-        scores[a:b] = ipca.transform(st.block(a, b))
+        scores[a:b] = ipca.transform(st.block(a, b, out=out, raw=raw))
     return scores, float(np.sum(ipca.explained_variance_ratio_))
 
 
