@@ -86,6 +86,8 @@ EXPORTS: dict[str, str] = {
     "probe_layers": ".similarity",
     "ProbeResult": ".similarity",
     "linear_cka": ".similarity",
+    "linear_cka_detail": ".similarity",
+    "CKADetail": ".similarity",
     "cka_matrix": ".similarity",
     "probe_model": ".similarity",
     "ProbeStudy": ".similarity",
@@ -238,12 +240,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .report import build_report
     from .results import AnalysisResult, read_result
     from .similarity import (
+        CKADetail,
         CKAResult,
         ProbeResult,
         ProbeStudy,
         cka_matrix,
         cka_model,
         linear_cka,
+        linear_cka_detail,
         linear_probe,
         probe_layers,
         probe_model,

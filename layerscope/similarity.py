@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "ProbeResult", "linear_probe", "linear_cka", "cka_matrix", "probe_layers",
+    "ProbeResult", "linear_probe", "linear_cka", "linear_cka_detail", "CKADetail", "cka_matrix", "probe_layers",
     "ProbeStudy", "probe_model", "CKAResult", "cka_model",
 ]
 
@@ -87,6 +87,9 @@ class ProbeResult:
         Inverse L2 regularisation strength of the logistic regression.
     layer : str or None
         The layer the features came from, if known.
+    precision : str or None
+        Set when the features were float16 (``collect_activations(dtype="float16")``): the
+        accuracy is that of the rounded activations.
     """
 
     accuracy: float
@@ -98,6 +101,7 @@ class ProbeResult:
     n_classes: int
     C: float = 1.0
     layer: str | None = None
+    precision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +156,9 @@ def linear_probe(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from .store import reduced_precision_note
+
+    precision = reduced_precision_note(X)
     if rows is not None:
         rows = np.asarray(rows)
         n_all = len(X)
@@ -207,10 +214,11 @@ def linear_probe(
         n_classes=int(len(classes)),
         C=float(C),
         layer=layer,
+        precision=precision,
     )
 
 
-def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
+def linear_cka(X: np.ndarray, Y: np.ndarray, *, memory_budget: int | None = None) -> float:
     """Linear centred kernel alignment (Kornblith et al. 2019) between two representations.
 
     Parameters
@@ -218,6 +226,12 @@ def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
     X : ndarray of shape (n, p)
     Y : ndarray of shape (n, q)
         Two representations of the same ``n`` observations (rows aligned); extra axes are flattened.
+        Lazy store arrays (:class:`layerscope.store.LazyArray`) and memory-mapped arrays are read
+        by row blocks.
+    memory_budget : int, optional
+        Bytes the computation may hold (see :func:`linear_cka_detail`, which also says which
+        route ran). Default: in-memory arrays are computed in memory; lazy arrays are streamed
+        with a budget of :data:`STREAMED_CKA_BYTES`.
 
     Returns
     -------
@@ -230,18 +244,176 @@ def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
     When ``X`` or ``Y`` is a lazy store array (:class:`layerscope.store.LazyArray`), the feature
     form is streamed: the sums ``X^T X``, ``Y^T X``, ``Y^T Y`` and the column sums are accumulated
     chunk by chunk in float64 (shifted by the first chunk's means against cancellation), so only
-    ``p x p + q x q + p x q`` numbers are held, never the ``n`` rows.
+    ``p x p + q x q + p x q`` numbers are held, never the ``n`` rows. When even those sums exceed
+    the budget, blocked routes keep the result exact (float64) within it: see
+    :func:`linear_cka_detail`.
     """
+    return linear_cka_detail(X, Y, memory_budget=memory_budget).value
+
+
+#: streamed CKA keeps its feature sums (bytes of float64 p x p + q x q + p x q) within this by
+#: default; beyond it, the blocked routes of :func:`linear_cka_detail` run instead
+STREAMED_CKA_BYTES = 2 << 30
+
+#: the routes of :func:`linear_cka_detail`
+CKA_ROUTES = ("memory-gram", "memory-features", "streamed-features", "blocked-features", "blocked-gram")
+
+
+@dataclass(frozen=True)
+class CKADetail:
+    """One linear CKA value and how it was computed (the result of :func:`linear_cka_detail`).
+
+    Attributes
+    ----------
+    value : float
+        Linear CKA in [0, 1].
+    route : str
+        One of :data:`CKA_ROUTES`: ``"memory-gram"`` / ``"memory-features"`` (both arrays in
+        memory, ``n x n`` Gram or feature form), ``"streamed-features"`` (one pass over row
+        blocks accumulating the feature sums), ``"blocked-features"`` (tiles of the feature sums,
+        as many as the budget holds per pass over the rows), ``"blocked-gram"`` (tiles of the
+        centred ``n x n`` Gram matrices, computed from pairs of row blocks and never stored).
+    passes : int
+        Passes over the rows (``"blocked-gram"``: row blocks read, counted in whole passes).
+    n, p, q : int
+        Observations and feature counts.
+    memory_budget : int or None
+        The budget in bytes the streamed/blocked routes kept to (None for the in-memory routes).
+    precision : str or None
+        Set when either input is stored in reduced precision (float16): the value inherits its
+        rounding error.
+    """
+
+    value: float
+    route: str
+    passes: int
+    n: int
+    p: int
+    q: int
+    memory_budget: int | None = None
+    precision: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _n_features(x: Any) -> int:
+    shape = tuple(int(s) for s in getattr(x, "shape", np.shape(x)))
+    return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+
+
+def _is_streamed(x: Any) -> bool:
     from .store import LazyArray
 
-    if isinstance(X, LazyArray) or isinstance(Y, LazyArray):
-        return _linear_cka_streamed(X, Y)
+    return isinstance(x, (LazyArray, np.memmap))
+
+
+def _row_block(x: Any, a: int, b: int, what: str) -> np.ndarray:
+    """Rows ``a:b`` of ``x`` as a finite float64 ``(b - a, d)`` matrix (a lazy array reads only their chunks)."""
+    return _check_matrix(x[a:b], what)
+
+
+def _block_rows(x: Any, y: Any, limit: int) -> int:
+    """Rows per block: at most ``limit``, a multiple of a lazy input's chunk rows when it allows."""
+    from .store import LazyArray
+
+    chunk = max([int(v.chunk_rows) for v in (x, y) if isinstance(v, LazyArray)] or [1])
+    if limit >= chunk:
+        return (limit // chunk) * chunk
+    return max(1, limit)
+
+
+def linear_cka_detail(X: Any, Y: Any, *, memory_budget: int | None = None) -> CKADetail:
+    """Linear CKA (Kornblith et al. 2019) with the route that computed it, within a memory budget.
+
+    Parameters
+    ----------
+    X : array-like of shape (n, ...)
+    Y : array-like of shape (n, ...)
+        The same ``n`` observations (rows aligned): NumPy arrays, memory maps or lazy store arrays
+        (:class:`layerscope.store.LazyArray`); extra axes are flattened.
+    memory_budget : int, optional
+        Bytes of float64 work the computation may hold (row blocks, sums, Gram tiles). Default:
+        arrays in memory are computed in memory; memory maps and lazy arrays within
+        :data:`STREAMED_CKA_BYTES`.
+
+    Returns
+    -------
+    CKADetail
+        The value, the route (see :class:`CKADetail`) and the passes over the rows.
+
+    Notes
+    -----
+    Every route is exact in float64 (equal to the in-memory value up to rounding, ~1e-12). Routes:
+    in memory when both arrays are and no budget is given; one streamed pass when the feature sums
+    ``8 (p^2 + q^2 + pq)`` bytes fit the budget; otherwise, when ``n < p + q`` (the ``n x n``
+    form does less work), ``"blocked-gram"``: ``<Kc, Lc>``, ``||Kc||``, ``||Lc||`` summed over tiles
+    ``Xc_i Xc_j^T``, ``Yc_i Yc_j^T`` of pairs of row blocks ``i <= j`` (columns centred by means
+    from a first pass; off-diagonal tiles counted twice), which reads ``about n / (2 b)`` times
+    the rows for blocks of ``b`` rows; else ``"blocked-features"``: the tiles of ``Xc^T Xc``
+    (upper triangle), ``Yc^T Yc`` (upper triangle) and ``Yc^T Xc`` accumulated, as many as the
+    budget holds, per pass over the rows. A budget too small for one row of each input, or for
+    three stored chunks of a lazy input (a chunk is decompressed whole; 8 MB by default), raises
+    ``ParameterError``.
+    """
+    n = len(X)
+    if len(Y) != n:
+        raise DataError(f"X and Y must describe the same observations: {n} vs {len(Y)} rows.")
+    if n < 2:
+        raise DataError("CKA needs at least 2 observations.")
+    if memory_budget is not None and (
+        isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0
+    ):
+        raise ParameterError(f"memory_budget must be a positive integer number of bytes; got {memory_budget!r}.")
+    from .store import reduced_precision_note
+
+    p, q = _n_features(X), _n_features(Y)
+    note = reduced_precision_note(X, Y)
+    streamed = _is_streamed(X) or _is_streamed(Y)
+    if memory_budget is None and not streamed:
+        value, route = _cka_in_memory(X, Y)
+        return CKADetail(value=value, route=route, passes=1, n=n, p=p, q=q, precision=note)
+    budget = int(memory_budget) if memory_budget is not None else STREAMED_CKA_BYTES
+    from .store import LazyArray
+
+    chunks = sum(int(v.chunk_rows) * _n_features(v) * max(4, v.dtype.itemsize) for v in (X, Y)
+                 if isinstance(v, LazyArray))
+    if 3 * chunks > budget:
+        raise ParameterError(
+            f"memory_budget {budget} bytes cannot hold 3 x one stored chunk of the inputs ({chunks} bytes; a chunk "
+            f"is decompressed whole); raise memory_budget to at least {3 * chunks} bytes."
+        )
+    # one row of each input in float64, plus the float32/16 block it is converted from
+    row_bytes = 12 * (p + q)
+    sums = 8 * (p * p + q * q + p * q)
+    if sums + row_bytes <= budget:
+        rows = _block_rows(X, Y, (budget - sums) // row_bytes)
+        value, passes = _cka_streamed_features(X, Y, rows)
+        return CKADetail(value=value, route="streamed-features", passes=passes, n=n, p=p, q=q,
+                         memory_budget=budget, precision=note)
+    if n < p + q:
+        # two centred float64 row blocks of each input kept, the next one read (its float32/float64
+        # copies): ~20 bytes a value of a block, twice; tiles K, L and K * L: 24 b^2
+        blk = 20 * (p + q)
+        b = int((-2 * blk + np.sqrt(4.0 * blk * blk + 96.0 * budget)) // 48)
+        if b < 1:
+            raise ParameterError(
+                f"memory_budget {budget} bytes cannot hold two rows of {p} + {q} features for blocked CKA "
+                f"(at least {2 * row_bytes + 16} bytes); raise it."
+            )
+        b = min(b, n)
+        b = _block_rows(X, Y, b)
+        value, passes = _cka_blocked_gram(X, Y, b)
+        return CKADetail(value=value, route="blocked-gram", passes=passes, n=n, p=p, q=q,
+                         memory_budget=budget, precision=note)
+    value, passes = _cka_blocked_features(X, Y, budget, p, q)
+    return CKADetail(value=value, route="blocked-features", passes=passes, n=n, p=p, q=q,
+                     memory_budget=budget, precision=note)
+
+
+def _cka_in_memory(X: Any, Y: Any) -> tuple[float, str]:
     Xa = _check_matrix(X, "X")
     Ya = _check_matrix(Y, "Y")
-    if len(Xa) != len(Ya):
-        raise DataError(f"X and Y must describe the same observations: {len(Xa)} vs {len(Ya)} rows.")
-    if len(Xa) < 2:
-        raise DataError("CKA needs at least 2 observations.")
     Xc = Xa - Xa.mean(axis=0)
     Yc = Ya - Ya.mean(axis=0)
     n, p, q = len(Xc), Xc.shape[1], Yc.shape[1]
@@ -250,36 +422,24 @@ def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
         L = Yc @ Yc.T
         num = float(np.sum(K * L))
         den = float(np.linalg.norm(K) * np.linalg.norm(L))
+        route = "memory-gram"
     else:
         num = float(np.linalg.norm(Yc.T @ Xc) ** 2)
         den = float(np.linalg.norm(Xc.T @ Xc) * np.linalg.norm(Yc.T @ Yc))
+        route = "memory-features"
+    return _cka_ratio(num, den), route
+
+
+def _cka_ratio(num: float, den: float) -> float:
     if den == 0.0:
         raise DataError("CKA is undefined: one representation is constant over the observations.")
     return float(min(max(num / den, 0.0), 1.0))
 
 
-#: streamed CKA refuses feature sums larger than this (bytes of float64 p x p + q x q + p x q)
-STREAMED_CKA_BYTES = 2 << 30
-
-
-def _linear_cka_streamed(X: Any, Y: Any) -> float:
-    """Linear CKA from chunk-by-chunk feature sums (see :func:`linear_cka`)."""
-    from .store import LazyArray
-
+def _cka_streamed_features(X: Any, Y: Any, step: int) -> tuple[float, int]:
+    """Linear CKA from one pass of feature sums over row blocks of ``step`` rows (see :func:`linear_cka`)."""
     n = len(X)
-    if len(Y) != n:
-        raise DataError(f"X and Y must describe the same observations: {n} vs {len(Y)} rows.")
-    if n < 2:
-        raise DataError("CKA needs at least 2 observations.")
-    p = int(np.prod(X.shape[1:], dtype=np.int64)) if len(X.shape) > 1 else 1
-    q = int(np.prod(Y.shape[1:], dtype=np.int64)) if len(Y.shape) > 1 else 1
-    need = 8 * (p * p + q * q + p * q)
-    if need > STREAMED_CKA_BYTES:
-        raise ParameterError(
-            f"streamed CKA of {p} x {q} features needs {need / 2**30:.1f} GiB of float64 sums (limit "
-            f"{STREAMED_CKA_BYTES / 2**30:.0f} GiB); reduce the layers spatially (reduce='mean') or use a row subset in memory."
-        )
-    step = X.chunk_rows if isinstance(X, LazyArray) else (Y.chunk_rows if isinstance(Y, LazyArray) else 4096)
+    p, q = _n_features(X), _n_features(Y)
     sxx = np.zeros((p, p))
     syy = np.zeros((q, q))
     syx = np.zeros((q, p))
@@ -287,8 +447,8 @@ def _linear_cka_streamed(X: Any, Y: Any) -> float:
     sy = np.zeros(q)
     kx = ky = None
     for a in range(0, n, step):
-        xb = _check_matrix(X[a : a + step], "X")
-        yb = _check_matrix(Y[a : a + step], "Y")
+        xb = _row_block(X, a, a + step, "X")
+        yb = _row_block(Y, a, a + step, "Y")
         if kx is None:  # shift by the first block's means: sums of small numbers, less cancellation
             kx, ky = xb.mean(axis=0), yb.mean(axis=0)
         xb = xb - kx
@@ -303,9 +463,94 @@ def _linear_cka_streamed(X: Any, Y: Any) -> float:
     cyx = syx - np.outer(sy, sx) / n
     num = float(np.linalg.norm(cyx) ** 2)
     den = float(np.linalg.norm(cxx) * np.linalg.norm(cyy))
-    if den == 0.0:
-        raise DataError("CKA is undefined: one representation is constant over the observations.")
-    return float(min(max(num / den, 0.0), 1.0))
+    return _cka_ratio(num, den), 1
+
+
+def _column_means(X: Any, Y: Any, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of ``X`` and ``Y`` in float64, one pass over row blocks."""
+    n = len(X)
+    sx = np.zeros(_n_features(X))
+    sy = np.zeros(_n_features(Y))
+    for a in range(0, n, step):
+        sx += _row_block(X, a, a + step, "X").sum(axis=0)
+        sy += _row_block(Y, a, a + step, "Y").sum(axis=0)
+    return sx / n, sy / n
+
+
+def _cka_blocked_gram(X: Any, Y: Any, b: int) -> tuple[float, int]:
+    """``<Kc, Lc> / (||Kc|| ||Lc||)`` summed over the tiles of row-block pairs ``i <= j`` (hand-written
+    tiling: no library computes HSIC within a memory bound)."""
+    n = len(X)
+    mx, my = _column_means(X, Y, b)
+    starts = list(range(0, n, b))
+    num = kk = ll = 0.0
+    reads = 1.0  # the means pass
+    for ii, a in enumerate(starts):
+        xi = _row_block(X, a, a + b, "X") - mx
+        yi = _row_block(Y, a, a + b, "Y") - my
+        reads += len(xi) / n
+        for c in starts[ii:]:
+            if c == a:
+                xj, yj, w = xi, yi, 1.0
+            else:
+                xj = _row_block(X, c, c + b, "X") - mx
+                yj = _row_block(Y, c, c + b, "Y") - my
+                reads += len(xj) / n
+                w = 2.0  # the tile (j, i) is the transpose: same sums
+            K = xi @ xj.T
+            L = yi @ yj.T
+            num += w * float(np.sum(K * L))
+            kk += w * float(np.sum(K * K))
+            ll += w * float(np.sum(L * L))
+            del K, L
+    return _cka_ratio(num, float(np.sqrt(kk) * np.sqrt(ll))), int(np.ceil(reads))
+
+
+def _cka_blocked_features(X: Any, Y: Any, budget: int, p: int, q: int) -> tuple[float, int]:
+    """``||Cyx||^2 / (||Cxx|| ||Cyy||)`` from tiles of the centred feature sums, as many tiles per
+    pass over the rows as the budget holds (hand-written tiling; columns centred by first-pass means)."""
+    n = len(X)
+    # a row block costs the read, its float64 copy, the centred copy and column slices: ~28 bytes a value
+    row_bytes = 28 * (p + q)
+    # a quarter of the budget for row blocks (at least one row), the rest for tiles: each tile's
+    # float64 accumulator and the product added to it (16 bytes a value)
+    rows = _block_rows(X, Y, max(1, (budget // 4) // row_bytes))
+    tiles_bytes = budget - rows * row_bytes
+    side = int(np.sqrt(max(tiles_bytes, 0) / 16 / 3))  # three tiles per pass at least
+    if side < 1:
+        raise ParameterError(
+            f"memory_budget {budget} bytes cannot hold a row block of {p} + {q} features and the sum tiles "
+            f"for blocked CKA; raise it to at least {4 * row_bytes + 64} bytes."
+        )
+    sp = min(side, p)
+    sq = min(side, q)
+    xb = [(a, min(a + sp, p)) for a in range(0, p, sp)]
+    yb = [(a, min(a + sq, q)) for a in range(0, q, sq)]
+    # every tile: (kind, rows of the first factor, cols of the second, weight)
+    tiles: list[tuple[str, tuple[int, int], tuple[int, int], float]] = []
+    tiles += [("xx", xb[i], xb[j], 1.0 if i == j else 2.0) for i in range(len(xb)) for j in range(i, len(xb))]
+    tiles += [("yy", yb[i], yb[j], 1.0 if i == j else 2.0) for i in range(len(yb)) for j in range(i, len(yb))]
+    tiles += [("yx", yb[i], xb[j], 1.0) for i in range(len(yb)) for j in range(len(xb))]
+    mx, my = _column_means(X, Y, rows)
+    per_pass = max(1, tiles_bytes // (8 * max(sp, sq) ** 2) - 1)  # the accumulators and one product
+    totals = {"xx": 0.0, "yy": 0.0, "yx": 0.0}
+    passes = 1
+    for t0 in range(0, len(tiles), per_pass):
+        group = tiles[t0 : t0 + per_pass]
+        acc = [np.zeros((r[1] - r[0], c[1] - c[0])) for _, r, c, _ in group]
+        for a in range(0, n, rows):
+            xr = _row_block(X, a, a + rows, "X") - mx
+            yr = _row_block(Y, a, a + rows, "Y") - my
+            src = {"x": xr, "y": yr}
+            for (kind, r, c, _), m in zip(group, acc):
+                left = src[kind[0]][:, r[0] : r[1]]
+                right = src[kind[1]][:, c[0] : c[1]]
+                m += left.T @ right
+        passes += 1
+        for (kind, _, _, w), m in zip(group, acc):
+            totals[kind] += w * float(np.sum(m * m))
+        del acc
+    return _cka_ratio(totals["yx"], float(np.sqrt(totals["xx"]) * np.sqrt(totals["yy"]))), passes
 
 
 def cka_matrix(
@@ -313,29 +558,43 @@ def cka_matrix(
     b: Mapping[str, np.ndarray] | None = None,
     *,
     progress: ProgressArg = None,
+    memory_budget: int | None = None,
 ) -> tuple[list[str], list[str], np.ndarray]:
     """Linear CKA between every layer of ``a`` and every layer of ``b`` (``a`` itself if omitted).
 
     Parameters
     ----------
     a, b : mapping layer name -> ndarray of shape (n, ...)
-        Activations of the same ``n`` observations.
+        Activations of the same ``n`` observations (arrays, memory maps or lazy store arrays).
+    memory_budget : int, optional
+        Passed to :func:`linear_cka_detail` for every pair.
 
     Returns
     -------
     rows, cols : list of str
     cka : ndarray of shape (len(rows), len(cols))
     """
+    rows, cols, out, _ = _cka_table(a, b, progress=progress, memory_budget=memory_budget)
+    return rows, cols, out
+
+
+def _cka_table(
+    a: Mapping[str, Any], b: Mapping[str, Any] | None, *, progress: ProgressArg, memory_budget: int | None
+) -> tuple[list[str], list[str], np.ndarray, list[str]]:
+    """:func:`cka_matrix` and the routes that ran (sorted, distinct)."""
     rows = list(a)
     bb = a if b is None else b
     cols = list(bb)
     out = np.full((len(rows), len(cols)), np.nan)
+    routes: set[str] = set()
     pairs = [(i, j) for i in range(len(rows)) for j in range(len(cols)) if b is not None or j >= i]
     for i, j in resolve_progress(progress)(pairs, total=len(pairs), desc="CKA of layer pairs"):
-        out[i, j] = linear_cka(a[rows[i]], bb[cols[j]])
+        det = linear_cka_detail(a[rows[i]], bb[cols[j]], memory_budget=memory_budget)
+        out[i, j] = det.value
+        routes.add(det.route)
         if b is None:
             out[j, i] = out[i, j]
-    return rows, cols, out
+    return rows, cols, out, sorted(routes)
 
 
 def probe_layers(
@@ -470,6 +729,7 @@ def probe_model(
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
     progress: ProgressArg = None,
+    dtype: str = "float32",
 ) -> ProbeStudy:
     """Linear probes (Alain & Bengio 2016) of every requested layer, for one model or several
     checkpoints, on a seeded stratified subset of ``dataset`` (what ``layerscope probe`` runs).
@@ -510,6 +770,9 @@ def probe_model(
     progress : None, bool or tracker
         ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
         ``progress(iterable, total=n, desc="...")``.
+    dtype : {"float32", "float16", "float64"}, default "float32"
+        Storage of the captured activations (:func:`layerscope.collect_activations`); float16 is
+        recorded as reduced precision in ``parameters["precision"]`` and in every probe.
 
     Returns
     -------
@@ -527,7 +790,7 @@ def probe_model(
     results: dict[str, list[ProbeResult]] = {}
     for cp, net in models.items():
         acts = collect_activations(net, dataset, names, batch_size=batch_size, indices=idx, reduce=red,
-                                   layouts=layouts, progress=progress)
+                                   layouts=layouts, progress=progress, dtype=dtype)
         groups = None
         if group_by is not None:
             if group_by not in acts.extra_labels:
@@ -539,6 +802,9 @@ def probe_model(
             progress=progress)
     params = {"layers": names, "checkpoints": list(models), "n": int(len(idx)), "test_size": test_size, "C": C,
               "random_state": random_state, "groups": group_by, "reduce": red, "layouts": acts.meta.get("layouts")}
+    note = next((r.precision for rs in results.values() for r in rs if r.precision), None)
+    if note is not None:
+        params["precision"] = note
     return ProbeStudy(results=results, layers=names, parameters=params,
                       model=model_info if model_info is not None else model_description(first), data=data_spec)
 
@@ -644,6 +910,8 @@ def cka_model(
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
     progress: ProgressArg = None,
+    dtype: str = "float32",
+    memory_budget: int | None = None,
 ) -> CKAResult:
     """Linear CKA (Kornblith et al. 2019) on a seeded stratified subset of ``dataset`` (what
     ``layerscope cka`` runs): between all pairs of a model's layers, between the layers of two
@@ -681,6 +949,11 @@ def cka_model(
     progress : None, bool or tracker
         ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
         ``progress(iterable, total=n, desc="...")``.
+    dtype : {"float32", "float16", "float64"}, default "float32"
+        Storage of the captured activations; float16 is recorded in ``parameters["precision"]``.
+    memory_budget : int, optional
+        Bytes each CKA value may hold (:func:`linear_cka_detail`); the routes that ran are
+        recorded in ``parameters["routes"]``.
 
     Returns
     -------
@@ -710,12 +983,19 @@ def cka_model(
                if net_b is not None else names_a)
     idx = select_observations(dataset, n, random_state)
     acts_a = collect_activations(net_a, dataset, names_a, batch_size=batch_size, indices=idx, reduce=reduce,
-                                 layouts=layouts, progress=progress)
+                                 layouts=layouts, progress=progress, dtype=dtype)
     acts_b = (collect_activations(net_b, dataset, names_b, batch_size=batch_size, indices=idx, reduce=reduce,
-                                  layouts=layouts, progress=progress) if net_b is not None else None)
-    rows, cols, m = cka_matrix(acts_a.arrays, acts_b.arrays if acts_b is not None else None, progress=progress)
+                                  layouts=layouts, progress=progress, dtype=dtype) if net_b is not None else None)
+    rows, cols, m, routes = _cka_table(acts_a.arrays, acts_b.arrays if acts_b is not None else None,
+                                       progress=progress, memory_budget=memory_budget)
     params = {"layers": names_a, "layers_b": names_b, "n": int(len(idx)), "random_state": random_state, "mode": mode,
               "a": label_a, "b": label_b, "reduce": reduce, "layouts": acts_a.meta.get("layouts"),
-              "layouts_b": acts_b.meta.get("layouts") if acts_b is not None else None}
+              "layouts_b": acts_b.meta.get("layouts") if acts_b is not None else None,
+              "routes": routes, "memory_budget": memory_budget}
+    from .store import reduced_precision_note
+
+    note = reduced_precision_note(*acts_a.arrays.values(), *(acts_b.arrays.values() if acts_b is not None else ()))
+    if note is not None:
+        params["precision"] = note
     return CKAResult(matrix=m, rows=rows, cols=cols, mode=mode, label_a=label_a, label_b=label_b, parameters=params,
                      model=model_info if model_info is not None else model_description(net_a), data=data_spec)

@@ -9,7 +9,9 @@ shrink several-fold at little CPU cost.
 ``shape``, ``dtype``, ``len()`` and slicing like an array, but nothing is read until rows are
 asked for, and then only the chunks that hold them. The analyses read it chunk by chunk
 (:func:`iter_row_blocks`, for top-k maxima and CKA sums) or by row subset (:func:`as_matrix`, for
-t-SNE and probes) without loading whole layers.
+t-SNE and probes) without loading whole layers. Layers too wide even for that have block routes
+within a memory budget: ``project(..., memory_budget=)`` (:mod:`layerscope.projection.streamed`)
+and :func:`layerscope.similarity.linear_cka_detail`.
 
 A store is hostile input like any file: before Zarr opens an array, its ``zarr.json`` is read as
 plain JSON and checked (Zarr v3 only, a float data type, the shape ``activations.json`` promises,
@@ -28,7 +30,10 @@ import numpy as np
 from ._io import read_json
 from .exceptions import DataError, ParameterError
 
-__all__ = ["LazyArray", "as_matrix", "iter_row_blocks", "create_layer_store", "open_layer_store", "STORE_DTYPES"]
+__all__ = [
+    "LazyArray", "as_matrix", "iter_row_blocks", "create_layer_store", "open_layer_store", "STORE_DTYPES",
+    "reduced_precision_note",
+]
 
 #: data types a store may hold (float only: activations are never objects, strings or pickles)
 STORE_DTYPES = ("float16", "float32", "float64")
@@ -256,3 +261,16 @@ def as_matrix(x: Any, rows: Sequence[int] | np.ndarray | None = None, dtype: Any
     if a.ndim == 1:
         return a[:, None]
     return a.reshape(len(a), -1) if a.ndim > 2 else a
+
+
+def reduced_precision_note(*arrays: Any) -> str | None:
+    """A note when any of ``arrays`` (ndarray, memory map or :class:`LazyArray`) holds float16 values.
+
+    Statistics computed from float16 activations (``collect_activations(dtype="float16")``) inherit
+    their rounding; the analyses record this note in their results so a reader sees it. None for
+    float32/float64 inputs.
+    """
+    if not any(np.dtype(getattr(a, "dtype", np.float64)) == np.float16 for a in arrays):
+        return None
+    return ("reduced: computed from float16 activations (11 significant bits, relative rounding error <= 2**-11 "
+            "per value)")

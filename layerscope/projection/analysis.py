@@ -392,6 +392,7 @@ def project_model(
     model_info: dict[str, Any] | None = None,
     data_spec: str | None = None,
     progress: ProgressArg = None,
+    dtype: str = "float32",
     **kwargs: Any,
 ) -> ProjectionStudy:
     """Project every requested layer of a model (or of several checkpoints) over a dataset subset.
@@ -435,8 +436,11 @@ def project_model(
     progress : None, bool or tracker
         ``True``: ``tqdm.auto``; or any tqdm-compatible callable, called as
         ``progress(iterable, total=n, desc="...")``.
+    dtype : {"float32", "float16", "float64"}, default "float32"
+        Storage of the captured activations (:func:`layerscope.collect_activations`); float16 is
+        recorded as reduced precision in ``parameters["precision"]`` and in every projection.
     **kwargs
-        Passed to :func:`project` (``k``, ``perplexity``, ...).
+        Passed to :func:`project` (``k``, ``perplexity``, ``memory_budget``, ...).
 
     Returns
     -------
@@ -457,7 +461,7 @@ def project_model(
     acts: dict[int | None, Any] = {}
     for cp, m in models.items():
         acts[cp] = collect_activations(m, dataset, names, batch_size=batch_size, reduce=reduce, layouts=layouts,
-                                       indices=idx, predictions=True, progress=progress)
+                                       indices=idx, predictions=True, progress=progress, dtype=dtype)
     labels = next(iter(acts.values())).labels
     sample_ids = next(iter(acts.values())).sample_ids
     out: dict[tuple[int | None, str], Projection] = {}
@@ -481,6 +485,9 @@ def project_model(
               "aligned": aligned, "align_over": align_over, "reduce": reduce,
               "layouts": next(iter(acts.values())).meta.get("layouts"),
               "predictions": next(iter(acts.values())).meta.get("predictions"), **kwargs}
+    note = next((p.parameters["precision"] for p in projections if p.parameters.get("precision")), None)
+    if note is not None:
+        params["precision"] = note
     from ..results import model_description
 
     if classes is None:

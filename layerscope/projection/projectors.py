@@ -39,7 +39,8 @@ def flatten_activations(x: np.ndarray) -> np.ndarray:
     """``(n, ...)`` activations as an ``(n, d)`` float array (conv maps flattened per observation).
 
     A lazy store array (:class:`layerscope.store.LazyArray`) is read chunk by chunk into one array;
-    to project a row subset of a capture larger than memory, pass ``layerscope.store.as_matrix(x, rows)``.
+    to project a row subset of a capture larger than memory, use :func:`project`'s ``rows=`` (and
+    ``memory_budget=`` for layers too wide to hold those rows).
     """
     from ..store import as_matrix
 
@@ -170,25 +171,29 @@ def _check_inputs(X: np.ndarray, labels: np.ndarray | None, method: str, k: int)
     if method not in METHODS:
         raise ParameterError(f"unknown projection method {method!r}; expected one of {', '.join(METHODS)}.")
     Xa = flatten_activations(X)
-    if len(Xa) < 3:
-        raise DataError(f"a projection needs at least 3 observations, got {len(Xa)}.")
     check_finite(Xa, "activations")
+    return Xa, _check_labels(len(Xa), labels, k)
+
+
+def _check_labels(n: int, labels: np.ndarray | None, k: int) -> np.ndarray | None:
+    if n < 3:
+        raise DataError(f"a projection needs at least 3 observations, got {n}.")
     y = None
     if labels is not None:
         y = np.asarray(labels)
-        if y.shape != (len(Xa),):
-            raise DataError(f"expected one label per observation ({len(Xa)}), got labels of shape {y.shape}.")
+        if y.shape != (n,):
+            raise DataError(f"expected one label per observation ({n}), got labels of shape {y.shape}.")
         if len(np.unique(y)) < 2:
             raise DataError(
                 f"all {len(y)} observations have the same label ({y[0]!r}); the neighborhood hit needs at "
                 "least two classes. Pick observations from several classes."
             )
-        if len(Xa) < k + 1:
+        if n < k + 1:
             raise ParameterError(
-                f"neighborhood hit with k={k} needs at least {k + 1} observations, got {len(Xa)}. "
+                f"neighborhood hit with k={k} needs at least {k + 1} observations, got {n}. "
                 "Use more observations (--n) or a smaller k."
             )
-    return Xa, y
+    return y
 
 
 def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -446,6 +451,10 @@ def project(
     progress: ProgressArg = None,
     knn: KnnGraph | None = None,
     knn_method: Literal["auto", "exact", "annoy"] = "auto",
+    rows: np.ndarray | None = None,
+    memory_budget: int | None = None,
+    reduce_dim: int = 50,
+    scratch_dir: str | os.PathLike[str] | None = None,
     **method_kwargs: Any,
 ) -> Projection:
     """Project a layer's activations to 2-D and measure how well the classes separate.
@@ -494,6 +503,23 @@ def project(
         :func:`knn_graph`). With an exact graph, ``nh_original`` is read from its first ``k``
         columns (the same neighbours scikit-learn's ``NearestNeighbors`` finds, up to ties among
         equidistant points); with an approximate one it is computed by an exact search.
+    rows : array of int, optional
+        Project only these rows of ``X`` (in this order). ``labels``, ``predictions`` and
+        ``sample_ids`` then hold one entry per row of ``X`` and are indexed the same way;
+        ``sample_ids`` defaults to ``rows``. With a lazy store array
+        (:class:`layerscope.store.LazyArray`) only the chunks holding these rows are read.
+    memory_budget : int, optional
+        Bytes the rows to project may take in memory. Default: no limit (the rows are read into
+        one array). When ``n x d`` values exceed it, the layer is read by blocks
+        (:mod:`layerscope.projection.streamed`): the exact neighbours in the full activation space
+        (the t-SNE affinities and ``nh_original``, as in memory) and an IncrementalPCA reduction to
+        ``reduce_dim`` dimensions (the t-SNE initialisation, UMAP's input, the 2-D PCA), recorded in
+        ``parameters["reduction"]``. Within the budget the result equals the in-memory one.
+    reduce_dim : int, default 50
+        Dimensions of that reduction.
+    scratch_dir : path, optional
+        Where the block route stages the rows (a temporary folder, removed afterwards; default:
+        the system's temporary directory). It needs ``n x d x 4`` bytes of disk.
     **method_kwargs
         Passed to ``openTSNE.TSNE`` (e.g. ``negative_gradient_method``, ``ints_in_interval``,
         ``min_num_intervals`` to override the grid) or ``umap.UMAP``.
@@ -511,12 +537,24 @@ def project(
     """
     import time
 
-    Xa, y = _check_inputs(X, labels, method, k)
+    from ..store import as_matrix, reduced_precision_note
+
+    precision = reduced_precision_note(X)
+    if rows is not None:
+        X, labels, predictions, sample_ids = _select_rows(X, rows, labels, predictions, sample_ids)
+        rows = np.asarray(rows, dtype=np.int64)
     if knn is not None and method != "tsne":
         raise ParameterError(f"knn= is used only by method='tsne', not {method!r}; drop it.")
     if initialization is not None and method == "pca":
         log.info("PCA ignores the initialization")
     t0 = time.perf_counter()
+    streamed = None
+    if memory_budget is not None and _too_wide(X, rows, memory_budget):
+        streamed = _streamed(X, rows, labels, method, k, nh_original, perplexity, knn, knn_method,
+                             memory_budget, reduce_dim, scratch_dir)
+        Xa, y = streamed.coordinates, _check_labels(len(streamed.coordinates), labels, k)
+    else:
+        Xa, y = _check_inputs(X if rows is None else as_matrix(X, rows), labels, method, k)
     graph: KnnGraph | None = None
     if method == "tsne":
         n = len(Xa)
@@ -527,7 +565,12 @@ def project(
                 f"(at most {max((n - 1) / 3, 1):.1f})."
             )
         n_aff = _tsne_neighbours(perplexity, n)
-        if knn is not None:
+        if streamed is not None and streamed.knn_indices is not None:
+            # the exact neighbours in the full activation space (the reduced coordinates only
+            # start the layout): the affinities of the in-memory computation
+            graph = KnnGraph(indices=streamed.knn_indices[:, :n_aff], distances=streamed.knn_distances[:, :n_aff],
+                             exact=True, method="exact", fingerprint=_fingerprint(Xa))
+        elif knn is not None:
             _check_graph(knn, Xa, n_aff)
             graph = knn
         else:
@@ -556,11 +599,24 @@ def project(
         emb = _procrustes(emb, np.asarray(align_to, dtype=np.float64))
     params.update({"random_state": random_state, "k": k, "initialized": initialization is not None,
                    "aligned": align_to is not None, **{k_: v for k_, v in method_kwargs.items()}})
-    metrics: dict[str, Any] = {"n": int(len(Xa)), "dim": int(Xa.shape[1]), "k": k, "seconds": round(seconds, 3)}
+    if streamed is not None:
+        params["reduction"] = streamed.reduction
+        params["memory_budget"] = int(memory_budget) if memory_budget is not None else None
+    if precision is not None:
+        params["precision"] = precision
+    dim = int(streamed.reduction["input_dim"]) if streamed is not None else int(Xa.shape[1])
+    metrics: dict[str, Any] = {"n": int(len(Xa)), "dim": dim, "k": k, "seconds": round(seconds, 3)}
+    if streamed is not None:
+        metrics["reduced_dim"] = int(Xa.shape[1])
+    if precision is not None:
+        metrics["precision"] = precision
     if y is not None:
         metrics["nh"] = neighborhood_hit(emb, y, k)
         if nh_original:
-            if graph is not None and graph.exact and graph.k >= k:
+            if streamed is not None and streamed.knn_indices is not None:
+                # exact neighbours in the full activation space, nearest first
+                metrics["nh_original"] = float((y[streamed.knn_indices[:, :k]] == y[:, None]).mean())
+            elif graph is not None and graph.exact and graph.k >= k:
                 # the exact neighbours of the affinities, nearest first: their first k are NH's
                 metrics["nh_original"] = float((y[graph.indices[:, :k]] == y[:, None]).mean())
             else:
@@ -578,3 +634,68 @@ def project(
         metrics=metrics,
         checkpoint=checkpoint,
     )
+
+
+def _select_rows(
+    X: Any, rows: Any, labels: Any, predictions: Any, sample_ids: Any
+) -> tuple[Any, Any, Any, Any]:
+    """Check ``rows`` against ``X`` and index the per-row arrays by it (see :func:`project`)."""
+    r = np.asarray(rows)
+    n_all = len(X)
+    if r.ndim != 1 or (r.size and r.dtype.kind not in "iu"):
+        raise ParameterError(f"rows must be a 1-D array of integer row numbers; got {r.dtype} of shape {r.shape}.")
+    if r.size and (r.min() < 0 or r.max() >= n_all):
+        raise ParameterError(f"rows must lie in [0, {n_all}) (the rows of X); got {int(r.min())}..{int(r.max())}.")
+    if len(np.unique(r)) != len(r):
+        raise ParameterError("rows holds a row more than once; each observation can be projected once.")
+    out: list[Any] = []
+    for what, v in (("labels", labels), ("predictions", predictions), ("sample_ids", sample_ids)):
+        if v is None:
+            out.append(None)
+            continue
+        a = np.asarray(v)
+        if a.shape[:1] != (n_all,):
+            raise DataError(f"with rows=, {what} must hold one entry per row of X ({n_all}); got shape {a.shape}.")
+        out.append(a[r])
+    return X, out[0], out[1], r if out[2] is None else out[2]
+
+
+def _too_wide(X: Any, rows: np.ndarray | None, budget: int) -> bool:
+    from .streamed import n_features_of
+
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= 0:
+        raise ParameterError(f"memory_budget must be a positive integer number of bytes; got {budget!r}.")
+    n = len(X) if rows is None else len(rows)
+    itemsize = max(4, np.dtype(getattr(X, "dtype", np.float32)).itemsize)  # read as float32 at least
+    return n * n_features_of(X) * itemsize > budget
+
+
+def _streamed(
+    X: Any, rows: np.ndarray | None, labels: Any, method: str, k: int, nh_original: bool, perplexity: float,
+    knn: KnnGraph | None, knn_method: str, memory_budget: int, reduce_dim: int, scratch_dir: Any,
+) -> Any:
+    """The block route of :func:`project` (:func:`layerscope.projection.streamed.streamed_input`)."""
+    from .streamed import streamed_input
+
+    if method not in METHODS:
+        raise ParameterError(f"unknown projection method {method!r}; expected one of {', '.join(METHODS)}.")
+    if knn is not None:
+        raise ParameterError("knn= cannot be checked against a layer read by blocks (memory_budget exceeded); "
+                             "drop knn= (the block route finds the exact neighbours itself) or raise memory_budget.")
+    if knn_method == "annoy":
+        raise ParameterError("knn_method='annoy' needs the rows in memory; the block route (memory_budget "
+                             "exceeded) searches exactly: use knn_method='auto' or 'exact', or raise memory_budget.")
+    n = len(X) if rows is None else len(rows)
+    _check_labels(n, labels, k)
+    need = 0
+    if method == "tsne":
+        if n - 1 < 3 * perplexity:
+            need = 0  # project() refuses this perplexity below, with its message
+        else:
+            need = _tsne_neighbours(perplexity, n)
+    if labels is not None and nh_original:
+        need = max(need, k)
+    if isinstance(reduce_dim, bool) or not isinstance(reduce_dim, (int, np.integer)) or reduce_dim < 2:
+        raise ParameterError(f"reduce_dim must be an integer >= 2; got {reduce_dim!r}.")
+    return streamed_input(X, rows, memory_budget=int(memory_budget), reduce_dim=int(reduce_dim), n_neighbors=need,
+                          scratch_dir=scratch_dir)

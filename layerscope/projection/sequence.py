@@ -31,7 +31,9 @@ import numpy as np
 
 from .._progress import ProgressArg, resolve_progress
 from ..exceptions import DataError
-from .projectors import KnnGraph, Method, Projection, _fingerprint, flatten_activations, knn_graph, project
+from .projectors import (
+    KnnGraph, Method, Projection, _fingerprint, _too_wide, flatten_activations, knn_graph, project,
+)
 
 __all__ = ["ProjectionSequence", "project_sequence"]
 
@@ -154,7 +156,10 @@ def project_sequence(
             if method == "tsne":
                 kw["n_iter"] = aligned_n_iter
                 kw["early_exaggeration_iter"] = aligned_early_exaggeration_iter
-        if method == "tsne" and "knn" not in kwargs and 3 <= n_aff < n:
+        budget = kwargs.get("memory_budget")
+        if budget is not None and _too_wide(arrays[i], kwargs.get("rows"), budget):
+            pass  # too wide for memory: project() finds the neighbours by blocks, never loading the layer
+        elif method == "tsne" and "knn" not in kwargs and 3 <= n_aff < n:
             xa = flatten_activations(arrays[i])
             key = _fingerprint(xa)
             if key not in graphs:

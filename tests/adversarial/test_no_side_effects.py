@@ -387,6 +387,7 @@ ARRAY_CALLS: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
     "neuron_projection": lambda X, y: ls.neuron_projection(X, y, method="mds", n_estimators=5),
     "linear_probe": lambda X, y: ls.linear_probe(X, y, test_size=0.3),
     "linear_cka": lambda X, y: ls.linear_cka(X, X[:, ::-1]),
+    "linear_cka_detail": lambda X, y: ls.linear_cka_detail(X, X[:, ::-1], memory_budget=500),  # blocked-features
     "cka_matrix": lambda X, y: ls.cka_matrix({"a": X, "b": X[:, :3]}),
     "neighborhood_hit": lambda X, y: ls.neighborhood_hit(X[:, :2], y, k=3),
 }
