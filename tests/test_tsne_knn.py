@@ -1,6 +1,6 @@
 """The t-SNE path of ``project``: one kNN graph shared by the affinities and NH in activation
-space (checked against scikit-learn's NearestNeighbors on real MNIST), the FFT grid chosen by
-layerscope reproduced by a plain openTSNE call, seeds, graph reuse in sequences, refusals."""
+space (checked against scikit-learn's NearestNeighbors on real MNIST), the gradient method and FFT
+grid chosen by n reproduced by plain openTSNE calls, seeds, graph reuse in sequences, refusals."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from layerscope.exceptions import ParameterError
 from layerscope.projection import project
 from layerscope.projection import sequence as seq_mod
-from layerscope.projection.projectors import knn_graph, tsne_grid
+from layerscope.projection.projectors import TSNE_BH_MAX_N, knn_graph, tsne_gradient_settings, tsne_grid
 from layerscope.projection.sequence import project_sequence
 
 FAST = {"perplexity": 10.0, "n_iter": 120, "early_exaggeration_iter": 80}
@@ -61,11 +61,13 @@ def test_chosen_grid_is_a_plain_seeded_opentsne_run(mnist) -> None:
 
     x, y = mnist
     p = project(x, y, "tsne", 5, **FAST)
+    assert len(x) == TSNE_BH_MAX_N  # the smallest size that gets the FFT
     grid = tsne_grid(len(x))
     assert grid == {"negative_gradient_method": "fft", "min_num_intervals": 10, "ints_in_interval": 1.5,
                     "n_interpolation_points": 2}
     assert tsne_grid(5000)["ints_in_interval"] == 2.0 and tsne_grid(5000)["n_interpolation_points"] == 3
-    assert all(p.parameters[k] == v for k, v in grid.items())
+    assert all(p.parameters[k] == v for k, v in grid.items()) and p.parameters["gradient_chosen"] == "by n"
+    assert "theta" not in p.parameters
     again = project(x, y, "tsne", 5, **FAST)
     assert np.array_equal(p.embedding, again.embedding)  # seeded, deterministic
     assert not np.allclose(p.embedding, project(x, y, "tsne", 6, **FAST).embedding)
@@ -110,3 +112,47 @@ def test_graph_of_other_activations_is_refused(mnist) -> None:
         knn_graph(x, 500)
     p = project(x, y, "tsne", 0, knn=g, **FAST)
     assert p.parameters["knn_shared"] and np.array_equal(p.embedding, project(x, y, "tsne", 0, **FAST).embedding)
+
+
+def test_small_n_uses_barnes_hut_equal_to_a_plain_opentsne_run(mnist) -> None:
+    from openTSNE import TSNE
+    from openTSNE.affinity import PerplexityBasedNN
+
+    x, y = mnist
+    x, y = x[:300], y[:300]
+    assert tsne_grid(300) == tsne_grid(TSNE_BH_MAX_N - 1) == {"negative_gradient_method": "bh", "theta": 0.5}
+    p = project(x, y, "tsne", 3, **FAST)
+    assert p.parameters["negative_gradient_method"] == "bh" and p.parameters["theta"] == 0.5
+    assert p.parameters["gradient_chosen"] == "by n" and "ints_in_interval" not in p.parameters
+    assert np.array_equal(p.embedding, project(x, y, "tsne", 3, **FAST).embedding)  # seeded, deterministic
+    assert not np.allclose(p.embedding, project(x, y, "tsne", 4, **FAST).embedding)
+    t = TSNE(perplexity=10.0, n_jobs=1, random_state=3, negative_gradient_method="bh", theta=0.5)
+    aff = PerplexityBasedNN(x, perplexity=10.0, method="exact", n_jobs=1, random_state=3)
+    e = t.prepare_initial(x, affinities=aff, initialization="pca")
+    e = e.optimize(80, exaggeration=12, momentum=0.8, inplace=True).optimize(120, momentum=0.8, inplace=True)
+    np.testing.assert_allclose(p.embedding, np.asarray(e), rtol=0, atol=1e-6)
+    # the caller's choice wins and is recorded as such
+    f = project(x, y, "tsne", 3, negative_gradient_method="fft", **FAST)
+    assert f.parameters["negative_gradient_method"] == "fft" and f.parameters["ints_in_interval"] == 1.5
+    assert f.parameters["gradient_chosen"] == "by the caller" and "theta" not in f.parameters
+    assert not np.allclose(f.embedding, p.embedding)
+
+
+def test_gradient_overrides_are_explicit_or_refused() -> None:
+    assert tsne_gradient_settings(300) == (tsne_grid(300), "by n")
+    assert tsne_gradient_settings(300, {"perplexity": 5}) == (tsne_grid(300), "by n")
+    assert tsne_gradient_settings(300, {"ints_in_interval": 1.0}) == (
+        {"negative_gradient_method": "fft", "min_num_intervals": 10, "ints_in_interval": 1.0,
+         "n_interpolation_points": 2}, "by the caller")
+    assert tsne_gradient_settings(20000, {"theta": 0.8}) == (
+        {"negative_gradient_method": "bh", "theta": 0.8}, "by the caller")
+    assert tsne_gradient_settings(20000, {"negative_gradient_method": "BH"})[0] == {
+        "negative_gradient_method": "bh", "theta": 0.5}
+    with pytest.raises(ParameterError, match="were both given"):
+        tsne_gradient_settings(300, {"theta": 0.5, "ints_in_interval": 1.0})
+    with pytest.raises(ParameterError, match="does not use"):
+        tsne_gradient_settings(300, {"negative_gradient_method": "bh", "n_interpolation_points": 3})
+    with pytest.raises(ParameterError, match="does not use"):
+        tsne_gradient_settings(3000, {"negative_gradient_method": "fft", "theta": 0.3})
+    with pytest.raises(ParameterError, match="unknown negative_gradient_method"):
+        tsne_gradient_settings(3000, {"negative_gradient_method": "exact"})
