@@ -156,3 +156,48 @@ def test_gradient_overrides_are_explicit_or_refused() -> None:
         tsne_gradient_settings(3000, {"negative_gradient_method": "fft", "theta": 0.3})
     with pytest.raises(ParameterError, match="unknown negative_gradient_method"):
         tsne_gradient_settings(3000, {"negative_gradient_method": "exact"})
+
+
+def test_study_reuses_a_graph_across_sequences_only_for_identical_activations(monkeypatch) -> None:
+    """project_model: checkpoint 1 is a copy of checkpoint 0 (byte-identical activations, but in
+    another sequence when aligning over layers): its graphs are reused; checkpoint 2 differs and gets
+    its own. Reused or not, every frame equals a fresh ``project`` of its activations."""
+    import copy
+
+    import torch
+
+    from layerscope.capture import collect_activations
+    from layerscope.data import load_dataset
+    from layerscope.models import build_model
+    from layerscope.projection.analysis import project_model, select_observations
+
+    ds = load_dataset("mnist:test").subset(np.arange(400))
+    torch.manual_seed(0)
+    m0 = build_model("mlp:width=16,depth=2", (1, 28, 28), 10)
+    m2 = copy.deepcopy(m0)
+    with torch.no_grad():
+        m2.get_submodule("fc2").weight.mul_(-1.0)  # relu1 unchanged, relu2 differs
+    models = {0: m0, 1: copy.deepcopy(m0), 2: m2}
+    calls: list[int] = []
+    real = seq_mod.knn_graph
+
+    def counting(*a, **kw):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(seq_mod, "knn_graph", counting)
+    quick = {"perplexity": 10.0, "n_iter": 20, "early_exaggeration_iter": 10}  # equality, not quality, is tested
+    study = project_model(models, ds, "all", n=150, method="tsne", align_over="layers", thumbnails=0, **quick)
+    assert study.layers == ["relu1", "relu2"] and len(study.sequences) == 3
+    # relu1: one graph for all three checkpoints; relu2: one for checkpoints 0 and 1, one for 2
+    assert len(calls) == 3
+    idx = select_observations(ds, 150, 0)
+    for cp, m in models.items():
+        acts = collect_activations(m, ds, ["relu1", "relu2"], indices=idx)
+        for lay in ("relu1", "relu2"):
+            got = study.get(lay, cp)
+            fresh = project(acts.arrays[lay], acts.labels, "tsne", 0, **quick)
+            assert got.metrics["nh"] == fresh.metrics["nh"]
+            assert got.metrics["nh_original"] == fresh.metrics["nh_original"]
+            assert np.array_equal(got.embedding, fresh.embedding)
+    assert not np.array_equal(study.get("relu2", 2).embedding, study.get("relu2", 0).embedding)
