@@ -224,6 +224,11 @@ def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
 #   a floor of 50 boxes of 1 unit above; both cost 2-4x more per iteration at the same NH (the KL
 #   divergence ends a few percent higher, see bench/results/tsne.md). Coarser grids (3-unit boxes)
 #   lose quality from 1,000 points (NH -0.03, KL +30 %) and were not taken.
+#   The price of the coarse grid, measured (bench/results/tsne_gradient.md): on a final layout the
+#   repulsive gradient is off by 19-33 % of its mean norm (Barnes-Hut: 1.3 %, openTSNE's FFT grid:
+#   2.5-3 %), the layout ends about 35 % less spread than openTSNE's and its KL 5-10 % higher,
+#   while NH stays within 0.005 of scikit-learn's. An accurate gradient costs what openTSNE's
+#   defaults cost (Barnes-Hut below 10,000 points is already the fastest accurate one there).
 # * Exact neighbours (scikit-learn, brute force on BLAS) while n^2 * d is small (up to about 20,000
 #   x 256): faster than openTSNE's Annoy index there, and exact, so the same graph gives the
 #   neighborhood hit in activation space for free. Beyond that, Annoy (approximate, seeded).
@@ -567,8 +572,9 @@ def project(
         equidistant points); with an approximate one it is computed by an exact search.
     **method_kwargs
         Passed to ``openTSNE.TSNE`` or ``umap.UMAP``. t-SNE gradients: by default Barnes-Hut
-        (theta 0.5) below 500 points and FFT gradients on a grid chosen by n from there
-        (:func:`tsne_grid`, measured fastest at the same NH); ``negative_gradient_method``
+        (theta 0.5) below 500 points and FFT gradients on a coarse grid chosen by n from there
+        (:func:`tsne_grid`, measured fastest at the same NH; the layout is more compact and its KL
+        a few percent higher than with an accurate gradient); ``negative_gradient_method``
         (``"bh"``/``"fft"``), ``theta`` or the grid keywords ``ints_in_interval``,
         ``min_num_intervals``, ``n_interpolation_points`` override that choice (see
         :func:`tsne_gradient_settings`). The settings used are recorded in ``parameters``
