@@ -226,7 +226,7 @@ def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
 #   lose quality from 1,000 points (NH -0.03, KL +30 %) and were not taken.
 #   The price of the coarse grid, measured (bench/results/tsne_gradient.md): on a final layout the
 #   repulsive gradient is off by 19-33 % of its mean norm (Barnes-Hut: 1.3 %, openTSNE's FFT grid:
-#   2.5-3 %), the layout ends about 35 % less spread than openTSNE's and its KL 5-10 % higher,
+#   2.5-3 %), the layout ends 29-38 % less spread than openTSNE's and its KL 5-10 % higher,
 #   while NH stays within 0.005 of scikit-learn's. An accurate gradient costs what openTSNE's
 #   defaults cost (Barnes-Hut below 10,000 points is already the fastest accurate one there).
 # * Exact neighbours (scikit-learn, brute force on BLAS) while n^2 * d is small (up to about 20,000
