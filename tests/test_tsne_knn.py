@@ -10,7 +10,9 @@ import pytest
 from layerscope.exceptions import ParameterError
 from layerscope.projection import project
 from layerscope.projection import sequence as seq_mod
-from layerscope.projection.projectors import TSNE_BH_MAX_N, knn_graph, tsne_gradient_settings, tsne_grid
+from layerscope.projection import projectors
+from layerscope.projection.projectors import (TSNE_BH_MAX_N, knn_graph, tsne_gradient_settings, tsne_grid,
+                                              tsne_knn_method)
 from layerscope.projection.sequence import project_sequence
 
 FAST = {"perplexity": 10.0, "n_iter": 120, "early_exaggeration_iter": 80}
@@ -201,3 +203,18 @@ def test_study_reuses_a_graph_across_sequences_only_for_identical_activations(mo
             assert got.metrics["nh_original"] == fresh.metrics["nh_original"]
             assert np.array_equal(got.embedding, fresh.embedding)
     assert not np.array_equal(study.get("relu2", 2).embedding, study.get("relu2", 0).embedding)
+
+
+def test_auto_search_is_exact_whenever_nh_in_activation_space_needs_it(mnist, monkeypatch) -> None:
+    assert tsne_knn_method("auto", 90, 6) == "exact" and tsne_knn_method("auto", 90, None) == "auto"
+    assert tsne_knn_method("auto", 30, 60) == "auto" and tsne_knn_method("annoy", 90, 6) == "annoy"
+    x, y = mnist
+    x, y = x[:300], y[:300]
+    monkeypatch.setattr(projectors, "EXACT_KNN_MAX_WORK", 0.0)  # as if these were 50,000 points
+    with_nh = project(x, y, "tsne", 0, **FAST)
+    assert with_nh.parameters["knn"] == "exact"  # one exact search serves the affinities and NH
+    assert with_nh.metrics["nh_original"] == pytest.approx(_plain_nh(x, y, 6), abs=1e-12)
+    assert project(x, y, "tsne", 0, nh_original=False, **FAST).parameters["knn"] == "annoy"
+    assert project(x, None, "tsne", 0, **FAST).parameters["knn"] == "annoy"
+    seq = project_sequence([x], y, "tsne", 0, aligned=False, **FAST)
+    assert seq.frames[0].parameters["knn"] == "exact" and seq.frames[0].parameters["knn_shared"]

@@ -33,7 +33,8 @@ import numpy as np
 
 from .._progress import ProgressArg, resolve_progress
 from ..exceptions import DataError
-from .projectors import KnnGraph, Method, Projection, _fingerprint, flatten_activations, knn_graph, project
+from .projectors import (KnnGraph, Method, Projection, _fingerprint, flatten_activations, knn_graph, project,
+                         tsne_knn_method)
 
 __all__ = ["ProjectionSequence", "project_sequence"]
 
@@ -150,8 +151,10 @@ def project_sequence(
     frames: list[Projection] = []
     prev: np.ndarray | None = None
     graphs: dict[tuple[Any, ...], KnnGraph] = {} if knn_cache is None else knn_cache
-    knn_method = kwargs.get("knn_method", "auto")
+    # as project() would choose: exact whenever NH in activation space is computed anyway
+    nh_k = int(kwargs.get("k", 6)) if kwargs.get("nh_original", True) else None
     n_aff = min(n - 1, int(3 * float(kwargs.get("perplexity", 30.0))))
+    knn_method = tsne_knn_method(kwargs.get("knn_method", "auto"), n_aff, nh_k)
     for i in resolve_progress(progress)(range(n_frames), total=n_frames, desc=f"{method} of {n_frames} {axis}"):
         kw = dict(kwargs)
         init = None
