@@ -225,7 +225,7 @@ def test_project_model_sends_a_too_wide_layer_through_the_block_route(mnist) -> 
     kw = {"n_iter": 50, "early_exaggeration_iter": 25, "perplexity": 10, "thumbnails": 0}
     with threadpool_limits(1):  # see the test above
         st = ls.project_model(model, data, ["conv1", "fc1"], n=N, memory_budget=1_600_000, reduce_dim=4, **kw)
-    ref = ls.project_model(model, data, ["conv1", "fc1"], n=N, **kw)
+        ref = ls.project_model(model, data, ["conv1", "fc1"], n=N, **kw)  # same BLAS threads: same sums
     wide, narrow = st.get("conv1"), st.get("fc1")
     assert wide.parameters["reduction"]["input_dim"] == 1568 and "reduction" not in narrow.parameters
     assert wide.metrics["nh_original"] == pytest.approx(ref.get("conv1").metrics["nh_original"], abs=1e-12)

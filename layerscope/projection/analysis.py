@@ -34,7 +34,7 @@ from torch import nn
 from .._progress import ProgressArg, resolve_progress
 from ..exceptions import DataError, ParameterError
 from ..results import AnalysisResult, short_list
-from .projectors import Method, Projection
+from .projectors import KnnGraph, Method, Projection
 from .sequence import ProjectionSequence, project_sequence
 
 if TYPE_CHECKING:
@@ -471,11 +471,15 @@ def project_model(
         chains = [[(cp, lay) for lay in names] for cp in cps]
     else:
         chains = [[(cp, lay) for cp in cps] for lay in names]
+    # one kNN-graph cache for the whole study: a layer whose activations are byte-identical at two
+    # checkpoints (or a layer listed twice) gets one graph, whichever sequences its frames are in
+    graphs: dict[tuple[Any, ...], KnnGraph] = {}
     for chain in chains:
         seq = project_sequence(
             [acts[cp].arrays[lay] for cp, lay in chain], labels, method, random_state,
             aligned=aligned, axis=align_over, layers=[lay for _, lay in chain], checkpoints=[cp for cp, _ in chain],
-            predictions=[acts[cp].predictions for cp, _ in chain], sample_ids=sample_ids, progress=progress, **kwargs,
+            predictions=[acts[cp].predictions for cp, _ in chain], sample_ids=sample_ids, progress=progress,
+            knn_cache=graphs, **kwargs,
         )
         sequences.append(seq)
         for (cp, lay), p in zip(chain, seq.frames):

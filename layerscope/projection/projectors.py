@@ -6,8 +6,8 @@ t-SNE of these points, coloured by class, shows how well the layer separates the
 the neighborhood hit (NH, :mod:`.metrics`) puts a number on it.
 
 :func:`project` is the one verb; it returns a :class:`Projection` (immutable, ``save``/``load``).
-t-SNE is computed with openTSNE's ``TSNE``/``TSNEEmbedding`` (FFT-accelerated gradients, one
-thread by default, seeded); UMAP is imported only when asked for (numba compiles on first use).
+t-SNE is computed with openTSNE's ``TSNE``/``TSNEEmbedding`` (Barnes-Hut gradients below 500
+points, FFT-accelerated ones from there, see :func:`tsne_grid`; one thread by default, seeded); UMAP is imported only when asked for (numba compiles on first use).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = ["Projection", "project", "METHODS", "flatten_activations", "KnnGraph"
 log = logging.getLogger(__name__)
 
 Method = Literal["tsne", "umap", "pca"]
+KnnMethod = Literal["auto", "exact", "annoy"]
 METHODS = ("tsne", "umap", "pca")
 #: t-SNE progress: one tick every this many gradient-descent iterations
 TSNE_TICK = 25
@@ -213,16 +214,27 @@ def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
 #
 # Speed, measured (bench/tsne.py, MNIST activations, one thread): the cost of openTSNE is the 750
 # gradient iterations and, before them, the k nearest neighbours (k = 3 x perplexity) of the
-# affinities. Two choices make layerscope's path faster than openTSNE's defaults at every n:
+# affinities. Three choices make layerscope's path the fastest correct one measured at every n:
 #
-# * FFT-interpolated gradients at every n with a grid chosen by n (:func:`tsne_grid`): boxes of at
-#   most ``ints_in_interval`` units and at least ``min_num_intervals`` = 10 boxes per side (openTSNE
+# * Barnes-Hut gradients (openTSNE's ``"bh"``, theta 0.5) below :data:`TSNE_BH_MAX_N` = 500 points.
+#   There the FFT grid's fixed cost dominates: openTSNE's smallest grid (25 boxes per side) costs
+#   about 0.65 ms per iteration whatever n, while Barnes-Hut grows with n; at 300 points BH takes
+#   0.50 s against 0.76 s for the FFT, at 500 they tie (0.93 / 0.91 s), from 600 the FFT wins
+#   (1.01 / 1.19 s; 700: 1.11 / 1.54 s), NH the same within seed noise (bench/results/tsne.md).
+# * FFT-interpolated gradients from 500 points with a grid chosen by n: boxes of at most
+#   ``ints_in_interval`` units and at least ``min_num_intervals`` = 10 boxes per side (openTSNE
 #   rounds up to its smallest FFT-friendly size, 25). From 5,000 points: boxes of 2 units with 3
 #   interpolation points each; below, where the embedding is small and the per-point interpolation
 #   dominates, boxes of 1.5 units with 2 points (at 2,000 points: 20 % less CPU, the same NH and
 #   KL as 2 units x 3 points). openTSNE's defaults switch to Barnes-Hut below 10,000 points and use
 #   a floor of 50 boxes of 1 unit above; both cost 2-4x more per iteration at the same NH (the KL
-#   divergence ends a few percent higher, see bench/results/tsne.md).
+#   divergence ends a few percent higher, see bench/results/tsne.md). Coarser grids (3-unit boxes)
+#   lose quality from 1,000 points (NH -0.03, KL +30 %) and were not taken.
+#   The price of the coarse grid, measured (bench/results/tsne_gradient.md): on a final layout the
+#   repulsive gradient is off by 19-33 % of its mean norm (Barnes-Hut: 1.3 %, openTSNE's FFT grid:
+#   2.5-3 %), the layout ends 29-38 % less spread than openTSNE's and its KL 5-10 % higher,
+#   while NH stays within 0.005 of scikit-learn's. An accurate gradient costs what openTSNE's
+#   defaults cost (Barnes-Hut below 10,000 points is already the fastest accurate one there).
 # * Exact neighbours (scikit-learn, brute force on BLAS) while n^2 * d is small (up to about 20,000
 #   x 256): faster than openTSNE's Annoy index there, and exact, so the same graph gives the
 #   neighborhood hit in activation space for free. Beyond that, Annoy (approximate, seeded).
@@ -231,15 +243,81 @@ def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
 TSNE_MIN_NUM_INTERVALS = 10
 #: Below this many points, the small-embedding grid (1.5-unit boxes, 2 interpolation points).
 TSNE_SMALL_N = 5000
+#: Below this many points, Barnes-Hut gradients instead of the FFT (the FFT grid's fixed cost dominates).
+TSNE_BH_MAX_N = 500
+#: Barnes-Hut accuracy (openTSNE's and scikit-learn's default angle).
+TSNE_THETA = 0.5
+
+_FFT_KEYS = ("min_num_intervals", "ints_in_interval", "n_interpolation_points")
+_BH_NAMES = ("bh", "BH", "barnes-hut")
+_FFT_NAMES = ("fft", "FFT", "interpolation")
 
 
-def tsne_grid(n: int) -> dict[str, Any]:
-    """openTSNE's FFT-gradient settings layerscope uses for ``n`` points (see the comment above)."""
+def _fft_grid(n: int) -> dict[str, Any]:
     if n < TSNE_SMALL_N:
         return {"negative_gradient_method": "fft", "min_num_intervals": TSNE_MIN_NUM_INTERVALS,
                 "ints_in_interval": 1.5, "n_interpolation_points": 2}
     return {"negative_gradient_method": "fft", "min_num_intervals": TSNE_MIN_NUM_INTERVALS,
             "ints_in_interval": 2.0, "n_interpolation_points": 3}
+
+
+def tsne_grid(n: int) -> dict[str, Any]:
+    """The gradient settings (openTSNE keywords) layerscope uses for ``n`` points (see the comment above).
+
+    Below :data:`TSNE_BH_MAX_N` points ``{"negative_gradient_method": "bh", "theta": 0.5}``
+    (Barnes-Hut); from there, FFT gradients on the grid chosen by n
+    (``negative_gradient_method="fft"``, ``min_num_intervals``, ``ints_in_interval``,
+    ``n_interpolation_points``).
+    """
+    if n < TSNE_BH_MAX_N:
+        return {"negative_gradient_method": "bh", "theta": TSNE_THETA}
+    return _fft_grid(n)
+
+
+def tsne_gradient_settings(n: int, overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+    """The gradient settings of a t-SNE of ``n`` points, given the caller's openTSNE keywords.
+
+    Without gradient keywords: :func:`tsne_grid` (``"chosen": "by n"``). The caller's
+    ``negative_gradient_method`` wins; without it, FFT grid keywords (``min_num_intervals``,
+    ``ints_in_interval``, ``n_interpolation_points``) ask for the FFT and ``theta`` for Barnes-Hut.
+    The missing keys of the chosen method are filled in from the grid chosen by n.
+
+    Returns
+    -------
+    settings : dict
+        openTSNE keywords of the gradient (only those of the method used).
+    chosen : {"by n", "by the caller"}
+
+    Raises
+    ------
+    ParameterError
+        Keywords of both methods, or of the method not asked for (openTSNE would ignore them).
+    """
+    ov = {k: v for k, v in (overrides or {}).items() if k in ("negative_gradient_method", "theta", *_FFT_KEYS)}
+    if not ov:
+        return tsne_grid(n), "by n"
+    fft_keys = sorted(k for k in ov if k in _FFT_KEYS)
+    method = ov.get("negative_gradient_method")
+    if method is None:
+        if fft_keys and "theta" in ov:
+            raise ParameterError(
+                f"theta (Barnes-Hut) and {', '.join(fft_keys)} (FFT) were both given; pass "
+                "negative_gradient_method='bh' or 'fft' and only that method's keywords.")
+        method = "fft" if fft_keys else "bh"
+    if method in _BH_NAMES:
+        if fft_keys:
+            raise ParameterError(f"{', '.join(fft_keys)} set the FFT grid, which Barnes-Hut "
+                                 f"(negative_gradient_method={method!r}) does not use; drop them or use 'fft'.")
+        return {"negative_gradient_method": "bh", "theta": ov.get("theta", TSNE_THETA)}, "by the caller"
+    if method in _FFT_NAMES:
+        if "theta" in ov:
+            raise ParameterError(f"theta is the Barnes-Hut angle, which the FFT (negative_gradient_method={method!r}) "
+                                 "does not use; drop it or use 'bh'.")
+        return {**_fft_grid(n), **{k: ov[k] for k in fft_keys}}, "by the caller"
+    raise ParameterError(f"unknown negative_gradient_method {method!r}; expected 'fft' or 'bh' (or omit it: "
+                         "layerscope chooses by n).")
+
+
 #: Exact neighbours while n * n * d stays below this (about 20,000 points x 256 dimensions).
 EXACT_KNN_MAX_WORK = 1.1e11
 
@@ -359,6 +437,20 @@ def _tsne_neighbours(perplexity: float, n: int) -> int:
     return min(n - 1, int(3 * perplexity))
 
 
+def tsne_knn_method(knn_method: KnnMethod, n_affinity: int, nh_k: int | None) -> KnnMethod:
+    """The neighbour search of a t-SNE's affinities: ``knn_method``, with ``"auto"`` resolved.
+
+    With ``nh_k`` (the ``k`` of an exact NH in activation space that will be computed anyway, at
+    most ``n_affinity``), ``"auto"`` is ``"exact"`` at every n: the exact search then serves both
+    the affinities and NH, and costs about what the NH search alone costs (measured at 20,000 x
+    256: 5.4 s for 90 neighbours, 4.9 s for NH's 6; Annoy 7.7 s on top of NH's 4.9 s). Otherwise
+    ``"auto"`` is left to :func:`knn_graph` (exact while ``n * n * d <= EXACT_KNN_MAX_WORK``).
+    """
+    if knn_method == "auto" and nh_k is not None and nh_k <= n_affinity:
+        return "exact"
+    return knn_method
+
+
 def _tsne(
     X: np.ndarray,
     *,
@@ -378,7 +470,6 @@ def _tsne(
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
 
     n = len(X)
-    kw = {**tsne_grid(n), **kw}
     init: Any = "pca" if initialization is None else initialization
     if isinstance(init, np.ndarray):
         if init.shape != (n, 2):
@@ -500,7 +591,9 @@ def project(
         same layer. Refused (``ParameterError``) if it was computed on another array.
     knn_method : {"auto", "exact", "annoy"}, default "auto"
         t-SNE only, without ``knn``: how the neighbours of the affinities are found (see
-        :func:`knn_graph`). With an exact graph, ``nh_original`` is read from its first ``k``
+        :func:`knn_graph`); ``"auto"`` is exact at every n when ``nh_original`` is computed (that
+        search is then paid once for both, see :func:`tsne_knn_method`), else exact up to about
+        20,000 x 256 and Annoy above. With an exact graph, ``nh_original`` is read from its first ``k``
         columns (the same neighbours scikit-learn's ``NearestNeighbors`` finds, up to ties among
         equidistant points); with an approximate one it is computed by an exact search.
     rows : array of int, optional
@@ -521,8 +614,15 @@ def project(
         Where the block route stages the rows (a temporary folder, removed afterwards; default:
         the system's temporary directory). It needs ``n x d x 4`` bytes of disk.
     **method_kwargs
-        Passed to ``openTSNE.TSNE`` (e.g. ``negative_gradient_method``, ``ints_in_interval``,
-        ``min_num_intervals`` to override the grid) or ``umap.UMAP``.
+        Passed to ``openTSNE.TSNE`` or ``umap.UMAP``. t-SNE gradients: by default Barnes-Hut
+        (theta 0.5) below 500 points and FFT gradients on a coarse grid chosen by n from there
+        (:func:`tsne_grid`, measured fastest at the same NH; the layout is more compact and its KL
+        a few percent higher than with an accurate gradient); ``negative_gradient_method``
+        (``"bh"``/``"fft"``), ``theta`` or the grid keywords ``ints_in_interval``,
+        ``min_num_intervals``, ``n_interpolation_points`` override that choice (see
+        :func:`tsne_gradient_settings`). The settings used are recorded in ``parameters``
+        (``negative_gradient_method`` and its keywords, ``gradient_chosen``: ``"by n"`` or
+        ``"by the caller"``).
 
     Returns
     -------
@@ -531,7 +631,8 @@ def project(
     Raises
     ------
     ParameterError
-        Unknown method; too few observations for ``k``, the perplexity or ``n_neighbors``.
+        Unknown method; too few observations for ``k``, the perplexity or ``n_neighbors``;
+        t-SNE gradient keywords of both methods or of the method not used.
     DataError
         NaN/inf activations; labels of the wrong length; a single class.
     """
@@ -565,6 +666,8 @@ def project(
                 f"(at most {max((n - 1) / 3, 1):.1f})."
             )
         n_aff = _tsne_neighbours(perplexity, n)
+        gradient, chosen = tsne_gradient_settings(n, method_kwargs)
+        method_kwargs = {k_: v for k_, v in method_kwargs.items() if k_ not in gradient}
         if streamed is not None and streamed.knn_indices is not None:
             # the exact neighbours in the full activation space (the reduced coordinates only
             # start the layout): the affinities of the in-memory computation
@@ -574,16 +677,18 @@ def project(
             _check_graph(knn, Xa, n_aff)
             graph = knn
         else:
-            graph = knn_graph(Xa, n_aff, method=knn_method, random_state=random_state, n_jobs=n_jobs)
+            nh_k = k if (y is not None and nh_original) else None
+            graph = knn_graph(Xa, n_aff, method=tsne_knn_method(knn_method, n_aff, nh_k),
+                              random_state=random_state, n_jobs=n_jobs)
         name = "tsne" + ("" if layer is None else f" {layer}") + ("" if checkpoint is None else f" @ epoch {checkpoint}")
         total = -(-max(early_exaggeration_iter, 0) // TSNE_TICK) + -(-max(n_iter, 0) // TSNE_TICK)
         with ticks(resolve_progress(progress), total=total, desc=name) as tick:
             emb = _tsne(Xa, random_state=random_state, perplexity=perplexity, initialization=initialization,
                         n_iter=n_iter, early_exaggeration_iter=early_exaggeration_iter, n_jobs=n_jobs, graph=graph,
-                        tick=None if progress is None or progress is False else tick, **method_kwargs)
+                        tick=None if progress is None or progress is False else tick, **gradient, **method_kwargs)
         params: dict[str, Any] = {"perplexity": perplexity, "n_iter": n_iter,
                                   "early_exaggeration_iter": early_exaggeration_iter,
-                                  **tsne_grid(n),
+                                  **gradient, "gradient_chosen": chosen,
                                   "knn": graph.method, "knn_neighbors": n_aff, "knn_shared": knn is not None}
     elif method == "umap":
         emb = _umap(Xa, random_state=random_state, n_neighbors=n_neighbors, min_dist=min_dist,

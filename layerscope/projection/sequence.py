@@ -16,9 +16,11 @@ Measured (bench/projection.py, 5 layers of mnist-cnn, 2,000 MNIST test images): 
 sequence costs about half the independent projections at the same mean NH.
 
 kNN graphs: each frame's t-SNE affinities need the neighbours of that frame's activations. A graph
-is reused only by frames whose activations are bitwise the same array (e.g. a frozen layer at
-several checkpoints); the frames of different layers, or of one layer at checkpoints where it
-changed, live in different spaces and each get their own graph.
+is reused only by frames whose activations are bitwise the same array (same bytes, shape and
+dtype, e.g. a frozen layer at several checkpoints) and that ask for the same search (neighbours,
+method, seed); the frames of different layers, or of one layer at checkpoints where it changed,
+live in different spaces and each get their own graph. ``knn_cache`` shares the graphs across
+sequences (:func:`~layerscope.projection.analysis.project_model` passes one per study).
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ import numpy as np
 
 from .._progress import ProgressArg, resolve_progress
 from ..exceptions import DataError
+from ..store import as_matrix
 from .projectors import (
-    KnnGraph, Method, Projection, _fingerprint, _too_wide, flatten_activations, knn_graph, project,
+    KnnGraph, Method, Projection, _fingerprint, _too_wide, flatten_activations, knn_graph, project, tsne_knn_method,
 )
 
 __all__ = ["ProjectionSequence", "project_sequence"]
@@ -101,6 +104,7 @@ def project_sequence(
     aligned_n_iter: int = 250,
     aligned_early_exaggeration_iter: int = 0,
     progress: ProgressArg = None,
+    knn_cache: dict[tuple[Any, ...], KnnGraph] | None = None,
     **kwargs: Any,
 ) -> ProjectionSequence:
     """Project the same observations as seen by several layers (or at several epochs).
@@ -123,6 +127,9 @@ def project_sequence(
         t-SNE schedule of the frames after the first in aligned mode.
     progress : None, bool or tracker
         ``True``: ``tqdm.auto``; or any tqdm-compatible callable (``total=``, ``desc=`` keywords).
+    knn_cache : dict, optional
+        t-SNE: kNN graphs already computed, keyed by the activations' fingerprint and the search
+        (see the module docs); graphs computed here are added to it. Default: a fresh one per call.
     **kwargs
         Passed to :func:`project` (``k``, ``perplexity``, ``n_iter``, ...).
 
@@ -145,8 +152,13 @@ def project_sequence(
         preds = list(predictions)
     frames: list[Projection] = []
     prev: np.ndarray | None = None
-    graphs: dict[str, KnnGraph] = {}
-    n_aff = min(n - 1, int(3 * float(kwargs.get("perplexity", 30.0))))
+    graphs: dict[tuple[Any, ...], KnnGraph] = {} if knn_cache is None else knn_cache
+    # as project() would choose: exact whenever NH in activation space is computed anyway
+    nh_k = int(kwargs.get("k", 6)) if kwargs.get("nh_original", True) else None
+    rows = kwargs.get("rows")
+    n_rows = n if rows is None else len(rows)  # project() projects only these rows of every frame
+    n_aff = min(n_rows - 1, int(3 * float(kwargs.get("perplexity", 30.0))))
+    knn_method = tsne_knn_method(kwargs.get("knn_method", "auto"), n_aff, nh_k)
     for i in resolve_progress(progress)(range(n_frames), total=n_frames, desc=f"{method} of {n_frames} {axis}"):
         kw = dict(kwargs)
         init = None
@@ -159,11 +171,12 @@ def project_sequence(
         budget = kwargs.get("memory_budget")
         if budget is not None and _too_wide(arrays[i], kwargs.get("rows"), budget):
             pass  # too wide for memory: project() finds the neighbours by blocks, never loading the layer
-        elif method == "tsne" and "knn" not in kwargs and 3 <= n_aff < n:
-            xa = flatten_activations(arrays[i])
-            key = _fingerprint(xa)
+        elif method == "tsne" and "knn" not in kwargs and 3 <= n_aff < n_rows:
+            xa = flatten_activations(arrays[i] if rows is None else as_matrix(arrays[i], rows))
+            # the seed matters only to the approximate (Annoy) search, but is kept in the key for all
+            key = (_fingerprint(xa), n_aff, knn_method, random_state)
             if key not in graphs:
-                graphs[key] = knn_graph(xa, n_aff, method=kwargs.get("knn_method", "auto"),
+                graphs[key] = knn_graph(xa, n_aff, method=knn_method,
                                         random_state=random_state, n_jobs=int(kwargs.get("n_jobs", 1)))
             kw["knn"] = graphs[key]
         p = project(
