@@ -82,13 +82,11 @@ def write_floor(total: int, block: int, into: np.ndarray | None = None) -> None:
     """The memory cost alone: fill ``total`` bytes with ``np.copyto`` in blocks of ``block`` bytes from
     one small source (what any capture must at least do; the compute is not included).
 
-    ``into=None``: fresh memory, allocated as the capture allocates its arrays
-    (``layerscope.capture._preallocated``: mapped in one call where the kernel allows). ``into=array``:
+    ``into=None``: fresh memory, allocated as the capture allocates its arrays (``np.empty``, mapped
+    by the kernel at the first write of each page). ``into=array``:
     memory already mapped and written once (the ``warm`` floor: no page mapping at all, only the
     bytes moved; no capture that keeps every value in RAM can cost less)."""
-    from layerscope.capture import _preallocated
-
-    out = _preallocated((total // 4,), np.dtype(np.float32)) if into is None else into
+    out = np.empty(total // 4, dtype=np.float32) if into is None else into
     src = np.ones(block // 4, dtype=np.float32)
     for s in range(0, len(out), len(src)):
         np.copyto(out[s : s + len(src)], src[: len(out) - s])

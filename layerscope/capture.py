@@ -24,7 +24,6 @@ import functools
 import json
 import os
 import shutil
-import sys
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1122,7 +1121,7 @@ class _Collector:
             # no budget, no store: every layer goes to RAM, so its array is allocated right away
             self.shapes[name] = tuple(t.shape[1:])
             self.kind[name] = "ram"
-            self.ram[name] = _preallocated((int(self.n or 0), *self.shapes[name]), self.dtype)
+            self.ram[name] = np.empty((int(self.n or 0), *self.shapes[name]), dtype=self.dtype)
             self.ram_t[name] = torch.from_numpy(self.ram[name])
         want = self.shapes[name]
         if tuple(t.shape[1:]) != want or t.shape[0] != self.b:
@@ -1217,7 +1216,7 @@ class _Collector:
         for i, n in enumerate(self.layers):
             kind = self.kind[n]
             if kind == "ram":
-                self.ram[n] = _preallocated((int(self.n or 0), *self.shapes[n]), self.dtype)
+                self.ram[n] = np.empty((int(self.n or 0), *self.shapes[n]), dtype=self.dtype)
                 self.ram_t[n] = torch.from_numpy(self.ram[n])
             elif kind == "list":
                 self.parts[n] = []
@@ -1305,40 +1304,6 @@ class _Collector:
         if self.budget is not None:
             d["memory_budget"] = int(self.budget)
         return d
-
-
-#: arrays from this size on are mapped in one system call before the pass (see :func:`_preallocated`)
-PREFAULT_BYTES = 32 * 2**20
-_MADV_POPULATE_WRITE = 23  # Linux >= 5.14 (<linux/mman.h>); Python's mmap module names it only from 3.13
-_PREFAULT_MODE = "populate"
-_COPY_MODE = "numpy"  # bench switch: "populate", "map_populate" or "off"
-
-
-def _preallocated(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
-    """An uninitialised array of ``shape``, its memory mapped up front when it is big.
-
-    The capture writes every byte of its arrays once, from the hooks, during the forward pass. With
-    ``np.empty`` the kernel maps each page at its first write: one trap per page (4 KiB, or 2 MiB
-    with transparent huge pages), in the middle of the forward pass. For a 2.5 GB capture of
-    ResNet-20 on a 2-core virtual machine those traps cost more than the forward pass itself
-    (``bench/capture.py``). Here an array of :data:`PREFAULT_BYTES` or more gets an anonymous
-    private ``mmap`` (huge pages asked for) that the kernel maps whole in one call
-    (``madvise(MADV_POPULATE_WRITE)``): the same memory, mapped in bulk. Where that call does not
-    exist (not Linux, a kernel before 5.14) it is a plain ``np.empty``-like array, mapped at first
-    write. The mapping is freed with the array; nothing global changes.
-    """
-    dt = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-    if nbytes < PREFAULT_BYTES or not sys.platform.startswith("linux"):
-        return np.empty(shape, dtype=dt)
-    import mmap
-
-    mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    with contextlib.suppress(OSError, AttributeError):
-        mm.madvise(mmap.MADV_HUGEPAGE)
-    with contextlib.suppress(OSError):  # EINVAL before Linux 5.14: pages are mapped at first write instead
-        mm.madvise(_MADV_POPULATE_WRITE)
-    return np.frombuffer(mm, dtype=dt).reshape(shape)
 
 
 def _chunk_rows(row_bytes: int, batch: int) -> int:
