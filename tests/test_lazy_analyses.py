@@ -231,3 +231,27 @@ def test_project_model_sends_a_too_wide_layer_through_the_block_route(mnist) -> 
     assert wide.metrics["nh_original"] == pytest.approx(ref.get("conv1").metrics["nh_original"], abs=1e-12)
     assert np.array_equal(narrow.embedding, ref.get("fc1").embedding)  # within the budget: unchanged
     assert st.parameters["memory_budget"] == 1_600_000
+
+
+def test_cli_project_memory_budget_takes_the_block_route_for_the_wide_layer(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from layerscope.cli import app
+
+    runner = CliRunner()
+    common = ["--model", "mnist-cnn", "--data", "mnist:test", "--n", "200", "--no-progress", "--layers", "conv1,fc1",
+              "--perplexity", "10", "--thumbnails", "0"]
+    # 1.15 MiB: conv1 (200 x 1568 float32 = 1.196 MiB) is too wide, fc1 (200 x 128) fits
+    r = runner.invoke(app, ["project", *common, "--memory-budget-mb", "1.15", "--reduce-dim", "4", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["project", *common, "--out", str(tmp_path / "m")])
+    assert r.exit_code == 0, r.output
+    b, m = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("b", "m"))
+    (bw, bn), (mw, mn) = b["projections"], m["projections"]
+    assert bw["layer"] == "conv1" and bw["parameters"]["reduction"]["input_dim"] == 1568
+    assert bw["parameters"]["reduction"]["components"] == 4 and "reduction" not in bn["parameters"]
+    # the neighbours in activation space are exact on both routes: the same NH there
+    assert bw["metrics"]["nh_original"] == pytest.approx(mw["metrics"]["nh_original"], abs=1e-12)
+    assert bn["metrics"] == {**mn["metrics"], "seconds": bn["metrics"]["seconds"]}
+    r = runner.invoke(app, ["project", *common, "--memory-budget-mb", "-1", "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0 and not (tmp_path / "x").exists()

@@ -8,7 +8,8 @@ from typing import Any, Optional
 import typer
 
 from ._app import (allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli, load_model_and_data,
-                   model_option, out_option, parse_list, progress_bar, progress_option, seed_option, weights_option)
+                   model_option, out_option, parse_list, parse_memory_budget, progress_bar, progress_option, seed_option,
+                   weights_option)
 from ._models import (checkpoints_option, layers_option, layout_option, load_models, n_option, parse_layouts, print_table,
                       reduce_option)
 
@@ -29,6 +30,12 @@ def project(
     reduce: Optional[str] = reduce_option(None, " Default: flatten."),
     layout: Optional[str] = layout_option(),
     thumbnails: int = typer.Option(12, help="Image thumbnails of outliers in the single-layer figures (0: none)."),
+    memory_budget_mb: Optional[float] = typer.Option(
+        None, "--memory-budget-mb",
+        help="MB a layer's n x features values may take when projected. A wider layer goes through the block route: "
+             "exact neighbours in activation space found by blocks, IncrementalPCA to --reduce-dim dimensions for the "
+             "layout (recorded in result.json). Default: no limit."),
+    reduce_dim: int = typer.Option(50, help="Dimensions of the block route's IncrementalPCA (with --memory-budget-mb)."),
     seed: int = seed_option("Seed of the subset and of the projections."),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
@@ -43,6 +50,9 @@ def project(
     kw: dict[str, Any] = {"k": k}
     if method == "tsne":
         kw["perplexity"] = perplexity
+    budget = parse_memory_budget(memory_budget_mb)
+    if budget is not None:
+        kw.update(memory_budget=budget, reduce_dim=reduce_dim)
     with progress_bar(progress) as bar:
         study = project_model(models, ds, parse_list(layers) or "all", n=n, method=method,  # type: ignore[arg-type]
                               random_state=seed, aligned=aligned, align_over=align_over,  # type: ignore[arg-type]
