@@ -48,6 +48,30 @@ def vm_hwm() -> int:
     raise RuntimeError("no VmHWM")
 
 
+def finished(rec: dict[str, Any], t0: float, c0: float, base: int) -> dict[str, Any]:
+    """A phase's record with its wall and CPU time since (t0, c0) (unless set), peak memory (VmHWM, and
+    over ``base``) and the load average at the end."""
+    rec.setdefault("wall_s", time.perf_counter() - t0)
+    rec.setdefault("cpu_s", time.process_time() - c0)
+    rec["peak_gb"] = vm_hwm() / 1e9
+    rec["peak_over_base_gb"] = (vm_hwm() - base) / 1e9
+    rec["load_average_end"] = os.getloadavg()
+    return rec
+
+
+def run_phase(argv: list[str], env: dict[str, str], doc: dict[str, Any], key: str, results: Path) -> None:
+    """Run ``python ARGV`` (one phase, in a fresh process: its own peak memory), store its last stdout
+    line (JSON) as ``doc[key]``, print it and rewrite ``results`` (a killed run keeps the phases done)."""
+    r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env)
+    if r.returncode:
+        print(r.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"phase {key} failed")
+    doc[key] = json.loads(r.stdout.strip().splitlines()[-1])
+    print(key, json.dumps(doc[key]), flush=True)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(doc, indent=1))
+
+
 def model_of(out: Path) -> torch.nn.Module:
     """The quickly trained Rauber CNN (trained once, weights kept in OUT)."""
     import layerscope as ls
@@ -129,12 +153,7 @@ def phase(name: str, out: Path, n: int) -> dict[str, Any]:
             from layerscope.similarity import linear_cka
 
             rec.update(pair=["relu5", "relu6"], cka=linear_cka(acts["relu5"], acts["relu6"]))
-    rec.setdefault("wall_s", time.perf_counter() - t0)
-    rec.setdefault("cpu_s", time.process_time() - c0)
-    rec["peak_gb"] = vm_hwm() / 1e9
-    rec["peak_over_base_gb"] = (vm_hwm() - base) / 1e9
-    rec["load_average_end"] = os.getloadavg()
-    return rec
+    return finished(rec, t0, c0, base)
 
 
 def main() -> None:
@@ -154,15 +173,7 @@ def main() -> None:
     doc.update({"n": args.n, "budget_bytes": BUDGET, "threads": 1})
     for ph in phases:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        r = subprocess.run([sys.executable, __file__, str(out), "--phase", ph, "--n", str(args.n), "--child"],
-                           capture_output=True, text=True, env=env)
-        if r.returncode:
-            print(r.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"phase {ph} failed")
-        doc[ph] = json.loads(r.stdout.strip().splitlines()[-1])
-        print(ph, json.dumps(doc[ph]), flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(doc, indent=1))
+        run_phase([__file__, str(out), "--phase", ph, "--n", str(args.n), "--child"], env, doc, ph, RESULTS)
 
 
 if __name__ == "__main__":

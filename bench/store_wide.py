@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_60k import model_of, vm_hwm  # noqa: E402
+from store_60k import finished, model_of, run_phase, vm_hwm  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store_wide.json"
 LAYERS = ["relu1", "relu2", "relu3"]
@@ -116,12 +115,7 @@ def phase(name: str, out: Path, n: int, n_rows: int = 2000) -> dict[str, Any]:
             rec.update(layer="relu2", rows=len(rows), features=int(p.metrics["dim"]), nh=p.metrics["nh"],
                        nh_original=p.metrics["nh_original"], knn=p.parameters.get("knn"))
             np.save(out / f"{name}_embedding.npy", p.embedding)
-    rec.setdefault("wall_s", time.perf_counter() - t0)
-    rec.setdefault("cpu_s", time.process_time() - c0)
-    rec["peak_gb"] = vm_hwm() / 1e9
-    rec["peak_over_base_gb"] = (vm_hwm() - base) / 1e9
-    rec["load_average_end"] = os.getloadavg()
-    return rec
+    return finished(rec, t0, c0, base)
 
 
 def main() -> None:
@@ -150,16 +144,8 @@ def main() -> None:
             key = f"{ph}@mmap{args.malloc_mmap_threshold >> 20}M"
         if args.rows != 2000 and ph.startswith("project"):
             key = f"{key}@rows{args.rows}"
-        r = subprocess.run([sys.executable, __file__, str(out), "--phase", ph, "--n", str(args.n), "--child",
-                            "--rows", str(args.rows)],
-                           capture_output=True, text=True, env=env)
-        if r.returncode:
-            print(r.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"phase {ph} failed")
-        doc[key] = json.loads(r.stdout.strip().splitlines()[-1])
-        print(key, json.dumps(doc[key]), flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(doc, indent=1))
+        run_phase([__file__, str(out), "--phase", ph, "--n", str(args.n), "--child", "--rows", str(args.rows)],
+                  env, doc, key, RESULTS)
 
 
 if __name__ == "__main__":

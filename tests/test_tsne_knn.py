@@ -82,10 +82,8 @@ def test_chosen_grid_is_a_plain_seeded_opentsne_run(mnist) -> None:
     np.testing.assert_allclose(p.embedding, np.asarray(e), rtol=0, atol=1e-6)
 
 
-def test_aligned_first_frame_is_the_independent_projection_and_graphs_are_reused(mnist, monkeypatch) -> None:
-    x, y = mnist
-    rng = np.random.default_rng(0)
-    other = x @ rng.normal(size=(x.shape[1], 32)).astype(np.float32)
+def _count_graph_searches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one at every kNN-graph search made by project_sequence."""
     calls: list[int] = []
     real = seq_mod.knn_graph
 
@@ -94,6 +92,14 @@ def test_aligned_first_frame_is_the_independent_projection_and_graphs_are_reused
         return real(*a, **kw)
 
     monkeypatch.setattr(seq_mod, "knn_graph", counting)
+    return calls
+
+
+def test_aligned_first_frame_is_the_independent_projection_and_graphs_are_reused(mnist, monkeypatch) -> None:
+    x, y = mnist
+    rng = np.random.default_rng(0)
+    other = x @ rng.normal(size=(x.shape[1], 32)).astype(np.float32)
+    calls = _count_graph_searches(monkeypatch)
     s = project_sequence([x, other, x.copy()], y, "tsne", 2, aligned=True, aligned_n_iter=60, **FAST)
     assert len(calls) == 2  # frames 0 and 2 hold the same activations: one graph for both
     assert np.array_equal(s.frames[0].embedding, project(x, y, "tsne", 2, **FAST).embedding)
@@ -180,14 +186,7 @@ def test_study_reuses_a_graph_across_sequences_only_for_identical_activations(mo
     with torch.no_grad():
         m2.get_submodule("fc2").weight.mul_(-1.0)  # relu1 unchanged, relu2 differs
     models = {0: m0, 1: copy.deepcopy(m0), 2: m2}
-    calls: list[int] = []
-    real = seq_mod.knn_graph
-
-    def counting(*a, **kw):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        return real(*a, **kw)
-
-    monkeypatch.setattr(seq_mod, "knn_graph", counting)
+    calls = _count_graph_searches(monkeypatch)
     quick = {"perplexity": 10.0, "n_iter": 20, "early_exaggeration_iter": 10}  # equality, not quality, is tested
     study = project_model(models, ds, "all", n=150, method="tsne", align_over="layers", thumbnails=0, **quick)
     assert study.layers == ["relu1", "relu2"] and len(study.sequences) == 3
