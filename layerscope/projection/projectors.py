@@ -237,7 +237,10 @@ def _procrustes(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
 #   defaults cost (Barnes-Hut below 10,000 points is already the fastest accurate one there).
 # * Exact neighbours (scikit-learn, brute force on BLAS) while n^2 * d is small (up to about 20,000
 #   x 256): faster than openTSNE's Annoy index there, and exact, so the same graph gives the
-#   neighborhood hit in activation space for free. Beyond that, Annoy (approximate, seeded).
+#   neighborhood hit in activation space for free. Beyond that, the search stays exact whenever NH
+#   in activation space is computed (the default; it needs an exact search anyway, so one search
+#   serves both: at 50,000 x 256 it is about 40 % of project's time), and is Annoy (approximate,
+#   seeded) only with ``nh_original=False`` (:func:`tsne_knn_method`).
 
 #: openTSNE's FFT grid: at least this many boxes per side (openTSNE rounds it up to 25).
 TSNE_MIN_NUM_INTERVALS = 10
