@@ -55,14 +55,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _check_matrix(x: Any, what: str, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+def _check_matrix(x: Any, what: str, rows: Sequence[int] | np.ndarray | None = None,
+                  dtype: Any = np.float64) -> np.ndarray:
+    """``x`` (its ``rows``) as a finite ``(n, d)`` matrix in ``dtype`` (``None``: float32 and float64 kept as
+    they are, other types as float64)."""
     from .store import as_matrix
 
     # a lazy store array (layerscope.store.LazyArray) is read here, only the rows asked for
     a = as_matrix(x, rows)
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise DataError(f"{what} is empty (shape {a.shape}); expected (n_observations, n_features) with both > 0.")
-    a = a.astype(np.float64, copy=False)
+    if dtype is None:
+        dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
+    a = a.astype(dtype, copy=False)
     if not np.all(np.isfinite(a)):
         raise DataError(
             f"{what} holds NaN or infinite values; expected finite activations. Check the model or the input."
@@ -166,7 +171,11 @@ def linear_probe(
             raise DataError(f"expected one label per row of X ({n_all}), got {len(np.asarray(y))} labels.")
         y = np.asarray(y)[rows]
         groups = None if groups is None else np.asarray(groups)[rows]
-    Xa = _check_matrix(X, "X", rows)
+    # the rows as stored (float32 for captures); each split becomes float64 on its own, and the
+    # scaler standardises the training copy in place: one float64 copy of the rows at a time
+    # instead of the whole matrix plus its split and scaled copies (the same numbers: the same
+    # float64 values go through the same operations)
+    Xa = _check_matrix(X, "X", rows, dtype=None)
     ya = np.asarray(y)
     if ya.ndim != 1 or len(ya) != len(Xa):
         raise DataError(f"expected one label per row of X ({len(Xa)}), got labels of shape {ya.shape}.")
@@ -194,20 +203,23 @@ def linear_probe(
             raise DataError(f"cannot split {len(ya)} observations with test_size={test_size}: {e}") from e
     if len(np.unique(ya[tr])) < 2:
         raise DataError("the training split holds a single class; use more observations or another split.")
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    clf = make_pipeline(StandardScaler(copy=False), LogisticRegression(C=C, max_iter=max_iter))
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
+    def part(i: np.ndarray) -> np.ndarray:  # a new float64 array (take copies): the scaler may overwrite it
+        return np.take(Xa, i, axis=0).astype(np.float64, copy=False)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(Xa[tr], ya[tr])
+        clf.fit(part(tr), ya[tr])
     vals, cnts = np.unique(ya[tr], return_counts=True)
     majority = vals[np.argmax(cnts)]
     return ProbeResult(
-        accuracy=float(np.mean(clf.predict(Xa[te]) == ya[te])),
+        accuracy=float(np.mean(clf.predict(part(te)) == ya[te])),
         chance=float(np.mean(ya[te] == majority)),
-        train_accuracy=float(np.mean(clf.predict(Xa[tr]) == ya[tr])),
+        train_accuracy=float(np.mean(clf.predict(part(tr)) == ya[tr])),
         n_train=int(len(tr)),
         n_test=int(len(te)),
         n_features=int(Xa.shape[1]),

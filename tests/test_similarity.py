@@ -88,6 +88,37 @@ def test_probe_separable_and_random() -> None:
     assert linear_probe(x, y, random_state=0) == linear_probe(x, y, random_state=0)
 
 
+def test_probe_equals_a_plain_float64_pipeline_with_fewer_copies() -> None:
+    """The probe on real float32 activations equals scikit-learn's StandardScaler + LogisticRegression
+    on the float64 matrix, split by hand; the input is left unchanged, and at most one float64 copy
+    of the rows is held at a time (tracemalloc peak; the whole-matrix float64 copy plus its split and
+    scaled copies measured 5.3x the float32 input)."""
+    import tracemalloc
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import layerscope as ls
+
+    acts = ls.collect_activations(ls.load_model("mnist-cnn"), ls.load_dataset("mnist:test"), ["conv2"],
+                                  indices=np.arange(1200))
+    x, y = acts["conv2"].reshape(1200, -1), acts.labels
+    before = x.copy()
+    tracemalloc.start()
+    r = linear_probe(x, y, random_state=3)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert np.array_equal(x, before) and x.dtype == np.float32
+    tr, te = train_test_split(np.arange(1200), test_size=0.25, random_state=3, stratify=y)
+    x64 = x.astype(np.float64)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(x64[tr], y[tr])
+    assert r.accuracy == np.mean(clf.predict(x64[te]) == y[te])
+    assert r.train_accuracy == np.mean(clf.predict(x64[tr]) == y[tr])
+    assert peak < 4 * x.nbytes, peak / x.nbytes
+
+
 def test_probe_group_held_out() -> None:
     rng = np.random.default_rng(0)
     sizes = [10, 20, 30, 40, 50]
