@@ -244,6 +244,9 @@ def test_cli_project_memory_budget_takes_the_block_route_for_the_wide_layer(tmp_
     # 1.15 MiB: conv1 (200 x 1568 float32 = 1.196 MiB) is too wide, fc1 (200 x 128) fits
     r = runner.invoke(app, ["project", *common, "--memory-budget-mb", "1.15", "--reduce-dim", "4", "--out", str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())
+    assert "conv1: 200 x 1568 values exceed memory_budget" in said and "IncrementalPCA to 4 dimensions" in said
+    assert "fc1:" not in said
     r = runner.invoke(app, ["project", *common, "--out", str(tmp_path / "m")])
     assert r.exit_code == 0, r.output
     b, m = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("b", "m"))

@@ -63,6 +63,12 @@ def project(
             for r in study.metrics["table"]]
     print_table(f"{method} of {study.parameters['n']} observations",
                 ["checkpoint", "layer", "NH 2-D", "NH activations", "AC"], rows)
+    for p in study.projections:
+        red = p.parameters.get("reduction")
+        if red:
+            console.print(f"{p.layer}{'' if p.checkpoint is None else f' @ {p.checkpoint}'}: {red['reason']}; "
+                          f"exact neighbours in its {red['input_dim']} dimensions, layout started from "
+                          f"{red['method']} to {red['components']} dimensions")
     console.print(f"wrote [bold]{out}[/] (result.json + figures)")
 
 
