@@ -150,23 +150,28 @@ def bench_aligned(repeats: int, quick: bool, out: str | None = None) -> dict[str
     project_sequence([f[:300] for f in frames[-2:]], y[:300], "tsne", 0, perplexity=10, n_iter=5,
                      early_exaggeration_iter=5)  # imports, warm-up
     runs: dict[str, list[tuple[float, float, float]]] = {"independent": [], "aligned": []}
-    seqs: dict[str, Any] = {}
-    for r in range(repeats):
+    seqs: dict[str, list[Any]] = {"independent": [], "aligned": []}
+    for r in range(repeats):  # seed = repeat: NH is compared over seeds, not on one layout
         for name in (("independent", "aligned") if r % 2 == 0 else ("aligned", "independent")):
             load = os.getloadavg()[0]
             w0, c0 = time.perf_counter(), time.process_time()
-            seqs[name] = project_sequence(frames, y, "tsne", 0, aligned=name == "aligned", layers=layers,
-                                          predictions=pred, nh_original=False)
+            seqs[name].append(project_sequence(frames, y, "tsne", r, aligned=name == "aligned", layers=layers,
+                                               predictions=pred, nh_original=False))
             runs[name].append((time.perf_counter() - w0, time.process_time() - c0, load))
-    ind, ali = seqs["independent"], seqs["aligned"]
+    nh = {k: np.mean([sq.nh() for sq in v], axis=0) for k, v in seqs.items()}  # per layer, mean over seeds
+    by_seed = {k: [float(np.mean(sq.nh())) for sq in v] for k, v in seqs.items()}
+    diff = np.array(by_seed["aligned"]) - np.array(by_seed["independent"])
+    ali = seqs["aligned"][-1]
     med = {k: (statistics.median(w for w, _, _ in v), statistics.median(c for _, c, _ in v)) for k, v in runs.items()}
     print(f"\n## 3. Sequence of {len(layers)} layer projections (mnist-cnn, {n:,} MNIST test observations), interleaved")
-    print("layer     | NH independent | NH aligned")
-    for lay, a_, b_ in zip(layers, ind.nh(), ali.nh()):
+    print(f"layer     | NH independent | NH aligned   (means over seeds 0-{repeats - 1})")
+    for lay, a_, b_ in zip(layers, nh["independent"], nh["aligned"]):
         print(f"{lay:<9} | {a_:.4f}         | {b_:.4f}")
-    print(f"mean NH: independent {np.mean(ind.nh()):.4f}, aligned {np.mean(ali.nh()):.4f}")
+    print(f"mean NH: independent {np.mean(nh['independent']):.4f}, aligned {np.mean(nh['aligned']):.4f}; "
+          f"aligned - independent per seed: {', '.join(f'{d:+.4f}' for d in diff)}")
     print(f"mean displacement between frames (in units of frame spread): independent "
-          f"{np.mean(ind.displacement()):.3f}, aligned {np.mean(ali.displacement()):.3f}")
+          f"{np.mean([np.mean(sq.displacement()) for sq in seqs['independent']]):.3f}, aligned "
+          f"{np.mean([np.mean(sq.displacement()) for sq in seqs['aligned']]):.3f}")
     print(f"time over {repeats} runs each: independent median wall {med['independent'][0]:.1f} s / CPU "
           f"{med['independent'][1]:.1f} s, aligned wall {med['aligned'][0]:.1f} s / CPU {med['aligned'][1]:.1f} s "
           f"-> speed-up wall {med['independent'][0] / med['aligned'][0]:.2f}x, CPU "
@@ -175,8 +180,9 @@ def bench_aligned(repeats: int, quick: bool, out: str | None = None) -> dict[str
     doc = {"n": n, "layers": layers, "repeats": repeats,
            "runs": {k: [{"wall_s": round(w, 3), "cpu_s": round(c, 3), "load_before": round(ld, 2)} for w, c, ld in v]
                     for k, v in runs.items()},
-           "nh": {"independent": ind.nh(), "aligned": ali.nh()},
-           "mean_nh": {"independent": float(np.mean(ind.nh())), "aligned": float(np.mean(ali.nh()))},
+           "nh": {k: [float(v) for v in nh[k]] for k in nh},  # per layer, mean over seeds
+           "mean_nh": {k: float(np.mean(nh[k])) for k in nh},
+           "mean_nh_by_seed": by_seed, "seeds": list(range(repeats)),
            "speedup_wall": round(med["independent"][0] / med["aligned"][0], 2),
            "speedup_cpu": round(med["independent"][1] / med["aligned"][1], 2),
            "aligned_schedule": ali.parameters}
