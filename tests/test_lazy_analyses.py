@@ -233,10 +233,11 @@ def test_project_model_sends_a_too_wide_layer_through_the_block_route(mnist) -> 
     assert st.parameters["memory_budget"] == 1_600_000
 
 
-def test_cli_project_memory_budget_takes_the_block_route_for_the_wide_layer(tmp_path: Path) -> None:
+def test_cli_project_memory_budget_takes_the_block_route_for_the_wide_layer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from typer.testing import CliRunner
 
-    from layerscope.cli import app
+    from layerscope.cli import app, main
 
     runner = CliRunner()
     common = ["--model", "mnist-cnn", "--data", "mnist:test", "--n", "200", "--no-progress", "--layers", "conv1,fc1",
@@ -256,5 +257,22 @@ def test_cli_project_memory_budget_takes_the_block_route_for_the_wide_layer(tmp_
     # the neighbours in activation space are exact on both routes: the same NH there
     assert bw["metrics"]["nh_original"] == pytest.approx(mw["metrics"]["nh_original"], abs=1e-12)
     assert bn["metrics"] == {**mn["metrics"], "seconds": bn["metrics"]["seconds"]}
-    r = runner.invoke(app, ["project", *common, "--memory-budget-mb", "-1", "--out", str(tmp_path / "x")])
-    assert r.exit_code != 0 and not (tmp_path / "x").exists()
+    bad = {"-1": ["--memory-budget-mb", "-1"], "nan": ["--memory-budget-mb", "nan"], "zero": ["--memory-budget-mb", "0"],
+           "dim1": ["--memory-budget-mb", "1.15", "--reduce-dim", "1"],  # refused even where no layer needs it
+           "nobudget": ["--reduce-dim", "4"]}
+    for name, args in bad.items():
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as ex:
+            main(["project", *common, *args, "--out", str(tmp_path / name)])
+        err = capsys.readouterr().err.strip()
+        assert ex.value.code == 2 and err.startswith("error:") and "Traceback" not in err, (name, err)
+        assert ("reduce" in err) if name in ("dim1", "nobudget") else ("budget" in err), (name, err)
+        assert not (tmp_path / name).exists(), name
+
+
+@pytest.mark.parametrize("bad", [0, 1, -4, 2.5, True, "8"])
+def test_project_refuses_a_bad_reduce_dim_on_every_route(bad: object) -> None:
+    x = np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32)
+    y = np.arange(60) % 3
+    with pytest.raises(ParameterError, match="reduce_dim must be an integer >= 2"):
+        project(x, y, "pca", reduce_dim=bad)  # type: ignore[arg-type]  # no budget: the value would go unused

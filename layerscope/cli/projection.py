@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..exceptions import ParameterError
 from ._app import (allow_pickle_option, app, batch_size_option, console, data_option, load_data_cli, load_model_and_data,
                    model_option, out_option, parse_list, parse_memory_budget, progress_bar, progress_option, seed_option,
                    weights_option)
@@ -35,7 +36,8 @@ def project(
         help="MB a layer's n x features values may take when projected. A wider layer goes through the block route: "
              "exact neighbours in activation space found by blocks, IncrementalPCA to --reduce-dim dimensions for the "
              "layout (recorded in result.json). Default: no limit."),
-    reduce_dim: int = typer.Option(50, help="Dimensions of the block route's IncrementalPCA (with --memory-budget-mb)."),
+    reduce_dim: Optional[int] = typer.Option(
+        None, help="Dimensions of the block route's IncrementalPCA (with --memory-budget-mb; default 50)."),
     seed: int = seed_option("Seed of the subset and of the projections."),
     batch_size: int = batch_size_option(),
     weights: Optional[Path] = weights_option(),
@@ -51,8 +53,10 @@ def project(
     if method == "tsne":
         kw["perplexity"] = perplexity
     budget = parse_memory_budget(memory_budget_mb)
+    if reduce_dim is not None and budget is None:
+        raise ParameterError("--reduce-dim sets the block route of --memory-budget-mb; give a budget too, or drop it.")
     if budget is not None:
-        kw.update(memory_budget=budget, reduce_dim=reduce_dim)
+        kw.update(memory_budget=budget, reduce_dim=50 if reduce_dim is None else reduce_dim)
     with progress_bar(progress) as bar:
         study = project_model(models, ds, parse_list(layers) or "all", n=n, method=method,  # type: ignore[arg-type]
                               random_state=seed, aligned=aligned, align_over=align_over,  # type: ignore[arg-type]

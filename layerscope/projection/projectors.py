@@ -649,6 +649,9 @@ def project(
         rows = np.asarray(rows, dtype=np.int64)
     if knn is not None and method != "tsne":
         raise ParameterError(f"knn= is used only by method='tsne', not {method!r}; drop it.")
+    # checked on every route, so a bad value is never silently unused
+    if isinstance(reduce_dim, bool) or not isinstance(reduce_dim, (int, np.integer)) or reduce_dim < 2:
+        raise ParameterError(f"reduce_dim must be an integer >= 2; got {reduce_dim!r}.")
     if initialization is not None and method == "pca":
         log.info("PCA ignores the initialization")
     t0 = time.perf_counter()
@@ -803,7 +806,5 @@ def _streamed(
             need = _tsne_neighbours(perplexity, n)
     if labels is not None and nh_original:
         need = max(need, k)
-    if isinstance(reduce_dim, bool) or not isinstance(reduce_dim, (int, np.integer)) or reduce_dim < 2:
-        raise ParameterError(f"reduce_dim must be an integer >= 2; got {reduce_dim!r}.")
     return streamed_input(X, rows, memory_budget=int(memory_budget), reduce_dim=int(reduce_dim), n_neighbors=need,
                           scratch_dir=scratch_dir)
