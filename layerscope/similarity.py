@@ -42,6 +42,7 @@ import numpy as np
 from ._progress import ProgressArg, resolve_progress
 from .exceptions import DataError, ParameterError
 from .results import AnalysisResult, short_list
+from .store import n_features_of
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -309,11 +310,6 @@ class CKADetail:
         return asdict(self)
 
 
-def _n_features(x: Any) -> int:
-    shape = tuple(int(s) for s in getattr(x, "shape", np.shape(x)))
-    return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-
-
 def _is_streamed(x: Any) -> bool:
     from .store import LazyArray
 
@@ -379,7 +375,7 @@ def linear_cka_detail(X: Any, Y: Any, *, memory_budget: int | None = None) -> CK
         raise ParameterError(f"memory_budget must be a positive integer number of bytes; got {memory_budget!r}.")
     from .store import reduced_precision_note
 
-    p, q = _n_features(X), _n_features(Y)
+    p, q = n_features_of(X), n_features_of(Y)
     note = reduced_precision_note(X, Y)
     streamed = _is_streamed(X) or _is_streamed(Y)
     if memory_budget is None and not streamed:
@@ -388,7 +384,7 @@ def linear_cka_detail(X: Any, Y: Any, *, memory_budget: int | None = None) -> CK
     budget = int(memory_budget) if memory_budget is not None else STREAMED_CKA_BYTES
     from .store import LazyArray
 
-    chunks = sum(int(v.chunk_rows) * _n_features(v) * max(4, v.dtype.itemsize) for v in (X, Y)
+    chunks = sum(int(v.chunk_rows) * n_features_of(v) * max(4, v.dtype.itemsize) for v in (X, Y)
                  if isinstance(v, LazyArray))
     if 3 * chunks > budget:
         raise ParameterError(
@@ -451,7 +447,7 @@ def _cka_ratio(num: float, den: float) -> float:
 def _cka_streamed_features(X: Any, Y: Any, step: int) -> tuple[float, int]:
     """Linear CKA from one pass of feature sums over row blocks of ``step`` rows (see :func:`linear_cka`)."""
     n = len(X)
-    p, q = _n_features(X), _n_features(Y)
+    p, q = n_features_of(X), n_features_of(Y)
     sxx = np.zeros((p, p))
     syy = np.zeros((q, q))
     syx = np.zeros((q, p))
@@ -481,8 +477,8 @@ def _cka_streamed_features(X: Any, Y: Any, step: int) -> tuple[float, int]:
 def _column_means(X: Any, Y: Any, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Column means of ``X`` and ``Y`` in float64, one pass over row blocks."""
     n = len(X)
-    sx = np.zeros(_n_features(X))
-    sy = np.zeros(_n_features(Y))
+    sx = np.zeros(n_features_of(X))
+    sy = np.zeros(n_features_of(Y))
     for a in range(0, n, step):
         sx += _row_block(X, a, a + step, "X").sum(axis=0)
         sy += _row_block(Y, a, a + step, "Y").sum(axis=0)

@@ -236,6 +236,12 @@ def is_lazy(x: Any) -> bool:
     return isinstance(x, LazyArray)
 
 
+def n_features_of(x: Any) -> int:
+    """Features per observation of an ``(n, ...)`` array-like (product of the trailing axes)."""
+    shape = tuple(int(s) for s in getattr(x, "shape", np.shape(x)))
+    return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+
+
 def iter_row_blocks(x: Any, rows_per_block: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
     """``(start_row, block)`` of ``x`` by rows: stored chunks of a :class:`LazyArray`, slices of an array."""
     if isinstance(x, LazyArray):

@@ -772,7 +772,7 @@ def _select_rows(
 
 
 def _too_wide(X: Any, rows: np.ndarray | None, budget: int) -> bool:
-    from .streamed import n_features_of
+    from ..store import n_features_of
 
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget <= 0:
         raise ParameterError(f"memory_budget must be a positive integer number of bytes; got {budget!r}.")

@@ -37,18 +37,13 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..exceptions import DataError, ParameterError
+from ..store import n_features_of
 from .metrics import check_finite
 
-__all__ = ["StagedRows", "streamed_input", "stage_rows", "n_features_of"]
+__all__ = ["StagedRows", "streamed_input", "stage_rows"]
 
 #: default dimension of the streamed reduction (the customary PCA-to-50 before t-SNE)
 REDUCE_DIM = 50
-
-
-def n_features_of(x: Any) -> int:
-    """Features per observation of an ``(n, ...)`` array-like (product of the trailing axes)."""
-    shape = tuple(int(s) for s in getattr(x, "shape", np.shape(x)))
-    return int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
 
 
 @dataclass
